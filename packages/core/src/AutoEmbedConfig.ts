@@ -1,0 +1,213 @@
+import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, Option, Redacted } from "effect"
+
+export type ProviderChoice = "auto" | "ollama" | "openai" | "local"
+export type IndexKind = "vector" | "halfvec"
+
+/** Everything autoembed reads from the environment, validated once at start-up. */
+export interface AutoEmbedConfigShape {
+  /** PostgreSQL connection string; when absent the embedded PGlite database is used. */
+  readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
+  /** Where the embedded database lives on disk ("memory://" keeps it in memory). */
+  readonly dataDir: string
+  readonly provider: ProviderChoice
+  /** Model name; None means the provider's default (mxbai-embed-large, text-embedding-3-small, local-hash-v1). */
+  readonly model: Option.Option<string>
+  /** Length of the vector columns. */
+  readonly dimensions: number
+  readonly ollamaHost: string
+  readonly openaiApiKey: Option.Option<Redacted.Redacted<string>>
+  readonly openaiBaseUrl: Option.Option<string>
+  /** Timeout of one provider request. */
+  readonly providerTimeoutMs: number
+  readonly host: string
+  readonly port: number
+  readonly apiToken: Option.Option<Redacted.Redacted<string>>
+  readonly protectReads: boolean
+  readonly sampleData: boolean
+  /** Texts per provider request. */
+  readonly batchSize: number
+  /** How long the batcher waits to fill a batch. */
+  readonly batchWindowMs: number
+  /** Provider requests in flight per process. */
+  readonly concurrency: number
+  /** Bound of the in-process queue (claimed rows waiting for a worker). */
+  readonly queueCapacity: number
+  /** Attempts before a row is marked failed (permanent errors and bad responses). */
+  readonly maxAttempts: number
+  /** Retries of one batch on transient errors before it is released for later. */
+  readonly retries: number
+  readonly retryBaseMs: number
+  readonly retryMaxMs: number
+  /** How long a claim holds a row before another worker may take it. */
+  readonly leaseSeconds: number
+  /** How often the sweeper looks for pending rows nobody has queued. */
+  readonly sweepIntervalMs: number
+  readonly efSearch: number
+  readonly hnswM: number
+  readonly hnswEfConstruction: number
+  readonly indexKind: IndexKind
+  /** Pending rows above which a backfill takes the bulk path (drop index, load, rebuild). */
+  readonly bulkThreshold: number
+  readonly logLevel: string
+}
+
+const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({
+      message: `must be a whole number from 1 to ${max}`,
+      validation: (n) => n >= 1 && n <= max
+    })
+  )
+
+const nonNegativeInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: "must be a whole number of 0 or more", validation: (n) => n >= 0 })
+  )
+
+const optionalString = (name: string) =>
+  Config.string(name).pipe(
+    Config.option,
+    Config.map(Option.filter((s) => s.trim() !== ""))
+  )
+
+const optionalSecret = (name: string) =>
+  Config.redacted(name).pipe(
+    Config.option,
+    Config.map(Option.filter((s) => Redacted.value(s).trim() !== ""))
+  )
+
+const url = (name: string, fallback: string) =>
+  Config.string(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({
+      message: "must be an http(s) URL such as http://localhost:11434",
+      validation: (s) => {
+        try {
+          const u = new URL(s)
+          return u.protocol === "http:" || u.protocol === "https:"
+        } catch {
+          return false
+        }
+      }
+    })
+  )
+
+export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
+  databaseUrl: optionalSecret("DATABASE_URL").pipe(
+    Config.validate({
+      message: "must be a postgres:// or postgresql:// connection string",
+      validation: (o) =>
+        Option.match(o, {
+          onNone: () => true,
+          onSome: (s) => /^postgres(ql)?:\/\//.test(Redacted.value(s))
+        })
+    })
+  ),
+  dataDir: Config.string("AUTOEMBED_DATA_DIR").pipe(Config.withDefault(".data/pglite")),
+  provider: Config.literal("auto", "ollama", "openai", "local")("EMBEDDING_PROVIDER").pipe(
+    Config.withDefault("auto" as const)
+  ),
+  model: optionalString("EMBEDDING_MODEL"),
+  dimensions: positiveInt("EMBEDDING_DIMENSIONS", 1024, 16000),
+  ollamaHost: url("OLLAMA_HOST", "http://localhost:11434"),
+  openaiApiKey: optionalSecret("OPENAI_API_KEY"),
+  openaiBaseUrl: optionalString("OPENAI_BASE_URL"),
+  providerTimeoutMs: positiveInt("AUTOEMBED_PROVIDER_TIMEOUT_MS", 30_000),
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  port: nonNegativeInt("PORT", 3000).pipe(
+    Config.validate({ message: "must be a port number from 0 to 65535", validation: (n) => n <= 65535 })
+  ),
+  apiToken: optionalSecret("AUTOEMBED_API_TOKEN"),
+  protectReads: Config.boolean("AUTOEMBED_PROTECT_READS").pipe(Config.withDefault(false)),
+  sampleData: Config.boolean("AUTOEMBED_SAMPLE_DATA").pipe(Config.withDefault(true)),
+  batchSize: positiveInt("AUTOEMBED_BATCH_SIZE", 64, 2048),
+  batchWindowMs: nonNegativeInt("AUTOEMBED_BATCH_WINDOW_MS", 20),
+  concurrency: positiveInt("AUTOEMBED_CONCURRENCY", 4, 256),
+  queueCapacity: positiveInt("AUTOEMBED_QUEUE_CAPACITY", 1000, 1_000_000),
+  maxAttempts: positiveInt("AUTOEMBED_MAX_ATTEMPTS", 5, 1000),
+  retries: nonNegativeInt("AUTOEMBED_RETRIES", 6),
+  retryBaseMs: positiveInt("AUTOEMBED_RETRY_BASE_MS", 200),
+  retryMaxMs: positiveInt("AUTOEMBED_RETRY_MAX_MS", 30_000),
+  leaseSeconds: positiveInt("AUTOEMBED_LEASE_SECONDS", 120),
+  sweepIntervalMs: positiveInt("AUTOEMBED_SWEEP_INTERVAL_MS", 2_000),
+  efSearch: positiveInt("AUTOEMBED_EF_SEARCH", 100, 1000),
+  hnswM: positiveInt("AUTOEMBED_HNSW_M", 16, 100).pipe(
+    Config.validate({ message: "must be from 2 to 100", validation: (n) => n >= 2 })
+  ),
+  hnswEfConstruction: positiveInt("AUTOEMBED_HNSW_EF_CONSTRUCTION", 64, 1000).pipe(
+    Config.validate({ message: "must be from 4 to 1000", validation: (n) => n >= 4 })
+  ),
+  indexKind: Config.literal("vector", "halfvec")("AUTOEMBED_INDEX_TYPE").pipe(
+    Config.withDefault("vector" as const)
+  ),
+  bulkThreshold: positiveInt("AUTOEMBED_BULK_THRESHOLD", 20_000),
+  logLevel: Config.literal("debug", "info", "warning", "error", "none")("AUTOEMBED_LOG_LEVEL").pipe(
+    Config.withDefault("info" as const)
+  )
+}).pipe(
+  Config.validate({
+    message: "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
+    validation: (c) => c.dimensions <= (c.indexKind === "vector" ? 2000 : 4000)
+  })
+)
+
+/** A configuration mistake, with the setting to change in its message. */
+export class ConfigurationError extends Error {
+  readonly _tag = "ConfigurationError"
+}
+
+/** One line per problem, each naming the environment variable. */
+export const formatConfigError = (error: ConfigError.ConfigError): string => {
+  const lines: Array<string> = []
+  const walk = (e: ConfigError.ConfigError): void => {
+    switch (e._op) {
+      case "And":
+      case "Or":
+        walk(e.left)
+        walk(e.right)
+        return
+      case "InvalidData":
+      case "MissingData":
+      case "SourceUnavailable":
+      case "Unsupported": {
+        const name = e.path.join("_") || "configuration"
+        const msg = e.message.replace(/^Expected .*? to be (a |an )?/, "must be ").replace(/\s+$/, "")
+        lines.push(`Invalid setting ${name}: ${msg}`)
+        return
+      }
+    }
+  }
+  walk(error)
+  return [...new Set(lines)].join("; ")
+}
+
+export class AutoEmbedConfig extends Context.Tag("@autoembed/core/AutoEmbedConfig")<
+  AutoEmbedConfig,
+  AutoEmbedConfigShape
+>() {
+  /** Reads the environment (or the current ConfigProvider); a mistake fails with a message naming the setting. */
+  static readonly layer: Layer.Layer<AutoEmbedConfig, ConfigurationError> = Layer.effect(
+    AutoEmbedConfig,
+    Effect.flatMap(Effect.either(autoEmbedConfig), (result) =>
+      Either.isRight(result)
+        ? Effect.succeed(result.right)
+        : Effect.fail(new ConfigurationError(formatConfigError(result.left))))
+  )
+
+  /** A fixed configuration (tests, library users): starts from the defaults and overrides fields. */
+  static readonly make = (overrides: Partial<AutoEmbedConfigShape> = {}): Layer.Layer<AutoEmbedConfig, ConfigurationError> =>
+    Layer.effect(
+      AutoEmbedConfig,
+      Effect.map(
+        Effect.mapError(
+          Effect.withConfigProvider(autoEmbedConfig, emptyProvider),
+          (e) => new ConfigurationError(formatConfigError(e))
+        ),
+        (defaults) => ({ ...defaults, ...overrides })
+      )
+    )
+}
+
+const emptyProvider = ConfigProvider.fromMap(new Map())
