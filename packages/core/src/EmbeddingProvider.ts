@@ -53,3 +53,111 @@ export class EmbeddingProvider extends Context.Tag("@autoembed/core/EmbeddingPro
   EmbeddingProvider,
   EmbeddingProviderShape
 >() {}
+
+/**
+ * The provider could not be started: unreachable host, unknown model, bad key, or a dimension that
+ * does not match the vector columns. `message` is one line that names the setting to change.
+ */
+export class ProviderStartupError extends Data.TaggedError("ProviderStartupError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/** UTF-8 length of a string without allocating (surrogate pairs count 4 bytes). */
+export const utf8Bytes = (text: string): number => {
+  let bytes = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x80) bytes += 1
+    else if (c < 0x800) bytes += 2
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        bytes += 4
+        i++
+      } else bytes += 3
+    } else bytes += 3
+  }
+  return bytes
+}
+
+/**
+ * Estimated tokens of a text: `ceil(UTF-8 bytes / 3)`.
+ *
+ * No tokenizer ships with autoembed, so this is a deliberate over-estimate: English runs about
+ * 4 characters per token in BPE and WordPiece vocabularies, so 3 bytes a token leaves ~25% headroom;
+ * a CJK character is 3 UTF-8 bytes and about one token, so it counts as one. The batcher sums it
+ * for its per-request token budget; `truncateToTokens` cuts over-long inputs by it.
+ */
+export const estimateTokens = (text: string): number => Math.ceil(utf8Bytes(text) / 3)
+
+/** How far back (in characters) from the cut `truncateToTokens` looks for whitespace. */
+const WHITESPACE_WINDOW = 64
+
+/**
+ * Cuts `text` so that `estimateTokens(result) <= maxTokens`, never sending an input that fails.
+ *
+ * Rule: a text whose estimate fits is returned unchanged. Otherwise keep the longest prefix of at
+ * most `3 * maxTokens` UTF-8 bytes (never splitting a character or a surrogate pair); if that
+ * prefix has whitespace within its last 64 characters, cut at the last such whitespace so no word
+ * is split; drop trailing whitespace. The start of a text is kept because titles and first
+ * sentences carry the most meaning. Providers apply the model's prefix first and truncate the
+ * prefixed text to the model's context, so the prefix always survives.
+ */
+export const truncateToTokens = (text: string, maxTokens: number): string => {
+  const budget = Math.max(0, Math.floor(maxTokens)) * 3
+  if (utf8Bytes(text) <= budget) return text
+  let bytes = 0
+  let end = 0
+  while (end < text.length) {
+    const c = text.charCodeAt(end)
+    let size = c < 0x80 ? 1 : c < 0x800 ? 2 : 3
+    let units = 1
+    if (c >= 0xd800 && c <= 0xdbff && end + 1 < text.length) {
+      const d = text.charCodeAt(end + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        size = 4
+        units = 2
+      }
+    }
+    if (bytes + size > budget) break
+    bytes += size
+    end += units
+  }
+  // Only look for a word boundary if the next character does not already start one.
+  if (end < text.length && !/\s/.test(text[end])) {
+    for (let i = end - 1; i >= Math.max(1, end - WHITESPACE_WINDOW); i--) {
+      if (/\s/.test(text[i])) {
+        end = i
+        break
+      }
+    }
+  }
+  return text.slice(0, end).trimEnd()
+}
+
+/**
+ * Splits texts into consecutive groups that respect `maxInputsPerRequest` and
+ * `maxTokensPerRequest` (by `estimateTokens`, each input capped at `maxTokensPerInput` since it will
+ * be truncated to that). Order is preserved; a group always holds at least one text.
+ */
+export const splitByLimits = <A extends string>(
+  texts: ReadonlyArray<A>,
+  limits: ProviderLimits
+): Array<Array<A>> => {
+  const groups: Array<Array<A>> = []
+  let current: Array<A> = []
+  let tokens = 0
+  for (const text of texts) {
+    const t = Math.min(estimateTokens(text), limits.maxTokensPerInput)
+    if (current.length > 0 && (current.length >= limits.maxInputsPerRequest || tokens + t > limits.maxTokensPerRequest)) {
+      groups.push(current)
+      current = []
+      tokens = 0
+    }
+    current.push(text)
+    tokens += t
+  }
+  if (current.length > 0) groups.push(current)
+  return groups
+}

@@ -1,0 +1,117 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Context, Data, Duration, Effect, Layer, Option, Redacted, Stream } from "effect"
+import pg from "pg"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { makePgliteClient } from "./PgliteClient.js"
+
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export interface DatabaseShape {
+  readonly kind: "pglite" | "postgres"
+  /** Where the data lives, safe to log (no password). */
+  readonly description: string
+  /** Notifications sent with NOTIFY (or pg_notify in a trigger) on `channel`. */
+  readonly listen: (channel: string) => Stream.Stream<string, SqlError>
+}
+
+/** The database in use. The `SqlClient` beside it is what all code queries through. */
+export class Database extends Context.Tag("@autoembed/core/Database")<Database, DatabaseShape>() {}
+
+/** node-postgres returns int8 as strings; ids here stay far below 2^53, so numbers keep both tiers alike. */
+const pgTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") => {
+    if (oid === 20) return (v: string) => Number(v)
+    if (oid === 1016) return pg.types.getTypeParser(1007 as any, "text")
+    return pg.types.getTypeParser(oid as any, format as any)
+  }) as any
+}
+
+export const describeUrl = (url: string): string => {
+  try {
+    const u = new URL(url)
+    return `postgres://${u.hostname}:${u.port || "5432"}${u.pathname}`
+  } catch {
+    return "the server in DATABASE_URL"
+  }
+}
+
+const reasonOf = (cause: unknown): string => {
+  let c: any = cause
+  for (let i = 0; i < 5 && c; i++) {
+    if (c.code && typeof c.code === "string") return c.code
+    if (c.cause === undefined) break
+    c = c.cause
+  }
+  const m = String((c && c.message) || c || "")
+  return m.length > 120 ? m.slice(0, 120) + "…" : m
+}
+
+const postgres = (url: Redacted.Redacted<string>) => {
+  const where = describeUrl(Redacted.value(url))
+  return Layer.unwrapScoped(
+    Effect.gen(function*() {
+      const layer = PgClient.layer({
+        url,
+        types: pgTypes,
+        connectTimeout: Duration.seconds(5),
+        maxConnections: 10,
+        applicationName: "autoembed"
+      })
+      const context = yield* Layer.build(layer).pipe(
+        Effect.mapError((e) =>
+          new DatabaseError({
+            message: `Cannot connect to PostgreSQL at ${where} (${reasonOf(e)}). Check DATABASE_URL, or unset it to use the embedded database.`,
+            cause: e
+          })
+        )
+      )
+      const client = Context.get(context, PgClient.PgClient)
+      const database: DatabaseShape = {
+        kind: "postgres",
+        description: where,
+        listen: (channel) => client.listen(channel)
+      }
+      return Layer.succeedContext(Context.add(context, Database, database))
+    })
+  )
+}
+
+const embedded = (dataDir: string) =>
+  Layer.scopedContext(
+    Effect.gen(function*() {
+      const { db, sql } = yield* makePgliteClient(dataDir).pipe(
+        Effect.mapError((e) =>
+          new DatabaseError({
+            message: `${e.message} (${reasonOf(e.cause)}). Check AUTOEMBED_DATA_DIR (another process may hold it open).`,
+            cause: e
+          })
+        )
+      )
+      const database: DatabaseShape = {
+        kind: "pglite",
+        description: dataDir === "memory://" ? "embedded PGlite in memory" : `embedded PGlite at ${dataDir}`,
+        listen: (channel) =>
+          Stream.asyncPush<string, SqlError>((emit) =>
+            Effect.acquireRelease(
+              Effect.promise(() => db.listen(channel, (payload) => emit.single(payload))),
+              (unlisten) => Effect.promise(() => unlisten()).pipe(Effect.ignore)
+            )
+          )
+      }
+      return Context.make(SqlClient.SqlClient, sql).pipe(Context.add(Database, database))
+    })
+  )
+
+/** PostgreSQL when DATABASE_URL is set, else the embedded PGlite database under AUTOEMBED_DATA_DIR. */
+export const DatabaseLive: Layer.Layer<Database | SqlClient.SqlClient, DatabaseError, AutoEmbedConfig> = Layer.unwrapEffect(
+  Effect.map(AutoEmbedConfig, (config) =>
+    Option.match(config.databaseUrl, {
+      onNone: () => embedded(config.dataDir),
+      onSome: (url) => postgres(url)
+    }))
+)

@@ -1,0 +1,8 @@
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { Effect } from "effect"
+import schema from "./0001_schema.js"
+
+/** Ordered migrations, keyed `<id>_<name>` as @effect/sql's Migrator expects. */
+export const migrations: Record<string, Effect.Effect<void, unknown, SqlClient.SqlClient>> = {
+  "0001_schema": schema
+}

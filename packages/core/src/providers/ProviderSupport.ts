@@ -1,0 +1,133 @@
+import { Data, Effect } from "effect"
+import { type EmbedKind, ProviderError, truncateToTokens } from "../EmbeddingProvider.js"
+import { type ModelProfile, prefixFor } from "./ModelProfiles.js"
+
+/** A provider returned vectors of another length than the configured vector columns. */
+export class DimensionMismatch extends Data.TaggedClass("DimensionMismatch")<{
+  readonly model: string
+  readonly expected: number
+  readonly actual: number
+}> {}
+
+/** Applies the model's prefix for `kind`, then truncates to the model's context (see `truncateToTokens`). */
+export const prepareInputs = (
+  texts: ReadonlyArray<string>,
+  kind: EmbedKind,
+  profile: ModelProfile
+): Array<string> => {
+  const prefix = prefixFor(profile, kind)
+  return texts.map((text) => truncateToTokens(prefix + text, profile.contextTokens))
+}
+
+/**
+ * Checks a provider's answer: one vector per input, each of `dimensions` finite numbers.
+ * Anything else is a BadResponse: writing it would corrupt the index silently.
+ */
+export const validateVectors = (
+  provider: string,
+  model: string,
+  expectedCount: number,
+  dimensions: number,
+  vectors: unknown
+): Effect.Effect<Array<Array<number>>, ProviderError> => {
+  const bad = (message: string, cause?: unknown) =>
+    Effect.fail(new ProviderError({ reason: "BadResponse", provider, message, cause }))
+  if (!Array.isArray(vectors)) return bad(`${provider} answered without a list of embeddings`)
+  if (vectors.length !== expectedCount) {
+    return bad(`${provider} returned ${vectors.length} embeddings for ${expectedCount} inputs`)
+  }
+  for (let i = 0; i < vectors.length; i++) {
+    const v: unknown = vectors[i]
+    if (!Array.isArray(v)) return bad(`${provider} returned a non-array embedding at position ${i}`)
+    if (v.length !== dimensions) {
+      return bad(
+        `model ${model} returned ${v.length}-dimensional vectors but EMBEDDING_DIMENSIONS is ${dimensions}`,
+        new DimensionMismatch({ model, expected: dimensions, actual: v.length })
+      )
+    }
+    for (let j = 0; j < v.length; j++) {
+      const x: unknown = v[j]
+      if (typeof x !== "number" || !Number.isFinite(x)) {
+        return bad(`${provider} returned a non-finite number in embedding ${i} at position ${j}`)
+      }
+    }
+  }
+  return Effect.succeed(vectors as Array<Array<number>>)
+}
+
+/** Go-style durations as OpenAI sends in `x-ratelimit-reset-*`: "20ms", "1s", "6m0s", "1h2m3.5s". */
+export const parseDuration = (value: string): number | undefined => {
+  const s = value.trim()
+  if (/^\d+(\.\d+)?$/.test(s)) return Number(s) * 1000
+  const re = /(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)/g
+  let total = 0
+  let consumed = 0
+  for (const m of s.matchAll(re)) {
+    if (m.index !== consumed) return undefined
+    consumed += m[0].length
+    const n = Number(m[1])
+    const unit = m[2]
+    total += unit === "h" ? n * 3_600_000
+      : unit === "m" ? n * 60_000
+      : unit === "s" ? n * 1000
+      : unit === "ms" ? n
+      : unit === "ns" ? n / 1e6
+      : n / 1000
+  }
+  return consumed === s.length && consumed > 0 ? total : undefined
+}
+
+type HeaderSource = { get(name: string): string | null } | Record<string, string | undefined> | undefined | null
+
+const header = (headers: HeaderSource, name: string): string | undefined => {
+  if (headers === undefined || headers === null) return undefined
+  if (typeof (headers as { get?: unknown }).get === "function") {
+    return (headers as { get(name: string): string | null }).get(name) ?? undefined
+  }
+  const rec = headers as Record<string, string | undefined>
+  const key = Object.keys(rec).find((k) => k.toLowerCase() === name)
+  return key === undefined ? undefined : rec[key]
+}
+
+/**
+ * Milliseconds to wait before retrying, from (first found) `retry-after-ms`, `retry-after`
+ * (seconds or an HTTP date), or the larger of `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens`.
+ */
+export const parseRetryAfter = (headers: HeaderSource, now: number = Date.now()): number | undefined => {
+  const ms = header(headers, "retry-after-ms")
+  if (ms !== undefined && ms.trim() !== "" && Number.isFinite(Number(ms)) && Number(ms) >= 0) return Number(ms)
+  const ra = header(headers, "retry-after")
+  if (ra !== undefined && ra.trim() !== "") {
+    const seconds = Number(ra)
+    if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
+    const date = Date.parse(ra)
+    if (Number.isFinite(date)) return Math.max(0, date - now)
+  }
+  const resets = ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+    .map((name) => header(headers, name))
+    .map((v) => (v === undefined ? undefined : parseDuration(v)))
+    .filter((v): v is number => v !== undefined)
+  return resets.length > 0 ? Math.max(...resets) : undefined
+}
+
+/** The system error code (ECONNREFUSED, ENOTFOUND, ...) inside a fetch failure, if any. */
+export const networkCode = (error: unknown): string | undefined => {
+  let e: unknown = error
+  for (let depth = 0; depth < 5 && e !== null && typeof e === "object"; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === "string" && /^E[A-Z_]+$/.test(code)) return code
+    const errors = (e as { errors?: unknown }).errors
+    if (Array.isArray(errors) && errors.length > 0) {
+      const inner = networkCode(errors[0])
+      if (inner !== undefined) return inner
+    }
+    e = (e as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+export const errorMessage = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
+
+/** Keeps messages on one line (server error bodies may hold newlines). */
+export const oneLine = (s: string): string => s.replace(/\s+/g, " ").trim()

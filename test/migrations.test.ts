@@ -1,0 +1,94 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect, Layer } from "effect"
+import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
+import { Database, DatabaseLive } from "../packages/core/src/Database.js"
+import { MigrationsLive, runMigrations } from "../packages/core/src/Migrations.js"
+import { Sources } from "../packages/core/src/Sources.js"
+import { testConfig, tier } from "./support/TestDatabase.js"
+
+const Base = Layer.provideMerge(MigrationsLive, DatabaseLive)
+const Live = Layer.provideMerge(Sources.layer(), Base).pipe(Layer.provideMerge(testConfig({ dimensions: 8 })))
+
+describe(`migrations (${tier()})`, () => {
+  it.layer(Live, { timeout: 120_000 })((it) => {
+    it.effect("installs pgvector, the tables and HNSW indexes", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const ext = yield* sql<{ extversion: string }>`SELECT extversion FROM pg_extension WHERE extname = 'vector'`
+        expect(ext).toHaveLength(1)
+        const indexes = yield* sql<{ indexname: string; indexdef: string }>`
+          SELECT indexname, indexdef FROM pg_indexes WHERE indexdef ILIKE '%USING hnsw%' ORDER BY indexname`
+        expect(indexes.map((i) => i.indexname)).toEqual(["autoembed_atoms_hnsw", "autoembed_messages_hnsw"])
+        expect(indexes[0].indexdef).toContain("vector_cosine_ops")
+      }))
+
+    it.effect("a kNN query uses the HNSW index", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        // Enough rows that the planner has a reason to pick the index, plus enable_seqscan off to be sure it can.
+        yield* sql`INSERT INTO atoms (type, title, content, embedding)
+          SELECT 'insight', 't' || g, 'c' || g, ('[' || array_to_string(ARRAY[g % 7, g % 5, g % 3, 1, 2, 3, 4, g % 11], ',') || ']')::vector
+          FROM generate_series(1, 300) g`
+        const plan = yield* sql.withTransaction(
+          Effect.gen(function*() {
+            yield* sql`SET LOCAL enable_seqscan = off`
+            return yield* sql<{ "QUERY PLAN": string }>`
+              EXPLAIN SELECT id FROM atoms ORDER BY embedding <=> '[1,2,3,4,5,6,7,8]'::vector LIMIT 5`
+          })
+        )
+        expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain("autoembed_atoms_hnsw")
+        const rows = yield* sql<{ id: number }>`SELECT id FROM atoms ORDER BY embedding <=> '[1,2,3,4,5,6,7,8]'::vector LIMIT 5`
+        expect(rows).toHaveLength(5)
+      }))
+
+    it.effect("re-running migrations is a no-op", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const before = yield* sql`SELECT count(*)::int AS n FROM autoembed_migrations`
+        const applied = yield* runMigrations
+        expect(applied).toEqual([])
+        const after = yield* sql`SELECT count(*)::int AS n FROM autoembed_migrations`
+        expect(after).toEqual(before)
+        // Ensuring the sources again changes nothing either.
+        const again = yield* Layer.build(Sources.layer()).pipe(Effect.scoped)
+        expect(again).toBeDefined()
+        const triggers = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_trigger WHERE tgname LIKE 'autoembed_%'`
+        expect(triggers[0].n).toBe(6)
+      }))
+
+    it.effect("inserting a row records pending work in the same transaction", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const [m] = yield* sql<{ id: number }>`INSERT INTO messages (content) VALUES ('hello') RETURNING id`
+        const q = yield* sql<{ row_id: string; version: number }>`SELECT row_id, version FROM embedding_queue WHERE source = 'messages'`
+        expect(q).toEqual([{ row_id: String(m.id), version: 1 }])
+        yield* sql`UPDATE messages SET content = 'changed' WHERE id = ${m.id}`
+        const q2 = yield* sql<{ version: number }>`SELECT version FROM embedding_queue WHERE source = 'messages'`
+        expect(q2[0].version).toBe(2)
+        yield* sql`DELETE FROM messages WHERE id = ${m.id}`
+        const q3 = yield* sql`SELECT 1 FROM embedding_queue WHERE source = 'messages'`
+        expect(q3).toHaveLength(0)
+        const db = yield* Database
+        expect(db.kind).toBe(tier())
+      }))
+  })
+
+  it.effect("a dimension change is refused with a message naming the setting", () =>
+    Effect.gen(function*() {
+      const result = yield* Effect.gen(function*() {
+        // Same database, first at 8 dimensions, then at 16.
+        const shared = testConfig({ dimensions: 8 })
+        const ctx = yield* Layer.build(Layer.provideMerge(Sources.layer(), Base).pipe(Layer.provideMerge(shared)))
+        const config = yield* Effect.provide(AutoEmbedConfig, ctx)
+        const sql = yield* Effect.provide(SqlClient.SqlClient, ctx)
+        const again = Sources.layer().pipe(
+          Layer.provide(Layer.succeed(SqlClient.SqlClient, sql)),
+          Layer.provide(AutoEmbedConfig.make({ ...config, dimensions: 16 }))
+        )
+        return yield* Layer.build(again).pipe(Effect.flip)
+      }).pipe(Effect.scoped)
+      expect(result._tag).toBe("DimensionMismatch")
+      expect(result.message).toContain("EMBEDDING_DIMENSIONS")
+    }), 120_000)
+})
