@@ -126,6 +126,22 @@ export const networkCode = (error: unknown): string | undefined => {
   return undefined
 }
 
+/**
+ * The most specific reason of a network failure: the system code (ECONNREFUSED, ENOTFOUND, ...),
+ * else the innermost cause's message (fetch itself refuses some ports with "bad port").
+ */
+export const failureDetail = (error: unknown): string => {
+  const code = networkCode(error)
+  if (code !== undefined) return code
+  let e: unknown = error
+  for (let depth = 0; depth < 5; depth++) {
+    const cause = (e as { cause?: unknown } | null)?.cause
+    if (cause === undefined || cause === null) break
+    e = cause
+  }
+  return errorMessage(e)
+}
+
 export const errorMessage = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : String(error)
 
