@@ -314,3 +314,32 @@ describe("OpenAI provider (official client against the fake)", () => {
       )
     ))
 })
+
+describe("fake provider server", () => {
+  it.live("serial mode processes one request at a time, inputs one after another", () =>
+    Effect.gen(function*() {
+      fake.reset({ serial: true, perInputLatencyMs: 30 })
+      const start = Date.now()
+      yield* Effect.all([ollama().embed(["a", "b", "c"], "document"), ollama().embed(["d", "e", "f"], "document")], {
+        concurrency: 2
+      })
+      // Six inputs at 30 ms each, not overlapped.
+      expect(Date.now() - start).toBeGreaterThanOrEqual(175)
+      expect(fake.inputCount("ollama")).toBe(6)
+    }))
+
+  it.live("fails a seeded, repeatable fraction of requests", () =>
+    Effect.gen(function*() {
+      const run = () =>
+        Effect.forEach(Array.from({ length: 40 }, (_, i) => `t${i}`), (t) =>
+          openai().embed([t], "document").pipe(Effect.map(() => "ok"), Effect.catchAll((e) => Effect.succeed(e.reason))))
+      fake.reset({ failureRate: 0.3, failureStatus: 429, seed: 7 })
+      const first = yield* run()
+      fake.reset({ failureRate: 0.3, failureStatus: 429, seed: 7 })
+      expect(yield* run()).toEqual(first)
+      const failed = first.filter((r) => r === "RateLimited").length
+      expect(failed).toBeGreaterThan(3)
+      expect(failed).toBeLessThan(25)
+      expect(fake.embedRequests().filter((r) => r.status === 429)).toHaveLength(failed)
+    }))
+})
