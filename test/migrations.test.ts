@@ -1,4 +1,4 @@
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"
 import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
@@ -11,7 +11,7 @@ const Base = Layer.provideMerge(MigrationsLive, DatabaseLive)
 const Live = Layer.provideMerge(Sources.layer(), Base).pipe(Layer.provideMerge(testConfig({ dimensions: 8 })))
 
 describe(`migrations (${tier()})`, () => {
-  it.layer(Live, { timeout: 120_000 })((it) => {
+  layer(Live, { timeout: 120_000 })((it) => {
     it.effect("installs pgvector, the tables and HNSW indexes", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

@@ -107,11 +107,16 @@ const embedded = (dataDir: string) =>
     })
   )
 
-/** PostgreSQL when DATABASE_URL is set, else the embedded PGlite database under AUTOEMBED_DATA_DIR. */
-export const DatabaseLive: Layer.Layer<Database | SqlClient.SqlClient, DatabaseError, AutoEmbedConfig> = Layer.unwrapEffect(
+/**
+ * PostgreSQL when DATABASE_URL is set, else the embedded PGlite database under AUTOEMBED_DATA_DIR.
+ * A function, so that each call is a distinct layer (layers are memoised by identity).
+ */
+export const makeDatabaseLayer = (): Layer.Layer<Database | SqlClient.SqlClient, DatabaseError, AutoEmbedConfig> => Layer.unwrapEffect(
   Effect.map(AutoEmbedConfig, (config) =>
     Option.match(config.databaseUrl, {
       onNone: () => embedded(config.dataDir),
       onSome: (url) => postgres(url)
     }))
 )
+
+export const DatabaseLive = makeDatabaseLayer()

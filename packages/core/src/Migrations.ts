@@ -1,7 +1,7 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"
-import { Database, DatabaseError } from "./Database.js"
+import { Database, DatabaseError, makeDatabaseLayer } from "./Database.js"
 import { migrations } from "./migrations/index.js"
 
 /**
@@ -37,3 +37,6 @@ export const runMigrations = Effect.gen(function*() {
 
 /** Runs the migrations when built; everything that reads tables is provided after it. */
 export const MigrationsLive = Layer.effectDiscard(runMigrations)
+
+/** A database with migrations applied, as a new layer on each call. */
+export const makeMigratedDatabaseLayer = () => Layer.provideMerge(Layer.effectDiscard(runMigrations), makeDatabaseLayer())

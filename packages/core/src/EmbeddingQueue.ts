@@ -1,0 +1,270 @@
+import { Chunk, Duration, Effect, Either, Fiber, Queue, Ref, Schedule, Stream } from "effect"
+import * as Os from "node:os"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { Database } from "./Database.js"
+import { EmbeddingProvider, estimateTokens, isRetryable, isSystemic, type ProviderError } from "./EmbeddingProvider.js"
+import { type ClaimedItem, EmbeddingStore, type LoadedRow, modelKeyOf } from "./EmbeddingStore.js"
+import { PendingSignal } from "./PendingSignal.js"
+import { PipelineMetrics } from "./PipelineMetrics.js"
+import { providerRetrySchedule } from "./RetryPolicy.js"
+import { type Source, Sources } from "./Sources.js"
+
+/** How often an idle worker looks for claimable rows when nothing woke it. */
+const IDLE_POLL = Duration.seconds(1)
+/** How long the queue pauses after an error that affects every request (bad key, unknown model). */
+const SYSTEMIC_PAUSE_MS = 30_000
+/** How long shutdown waits for in-flight batches before giving their rows back. */
+const DRAIN_TIMEOUT = Duration.seconds(15)
+
+interface Pair {
+  readonly item: ClaimedItem
+  readonly row: LoadedRow
+}
+
+export interface BatchOutcome {
+  embedded: number
+  failed: number
+  skipped: number
+  dropped: number
+}
+
+export interface QueueStats {
+  readonly workerId: string
+  readonly depth: number
+  readonly capacity: number
+  readonly inFlight: number
+  readonly concurrency: number
+  readonly batchSize: number
+  readonly pausedForMs: number
+  readonly lastError: string | null
+}
+
+/** Cuts a batch into provider requests within the model's input and token limits, order kept. */
+const splitForProvider = (pairs: ReadonlyArray<Pair>, limits: { maxInputsPerRequest: number; maxTokensPerInput: number; maxTokensPerRequest: number }) => {
+  const groups: Array<Array<Pair>> = []
+  let current: Array<Pair> = []
+  let tokens = 0
+  for (const p of pairs) {
+    const t = Math.min(estimateTokens(p.row.text), limits.maxTokensPerInput)
+    if (current.length > 0 && (current.length >= limits.maxInputsPerRequest || tokens + t > limits.maxTokensPerRequest)) {
+      groups.push(current)
+      current = []
+      tokens = 0
+    }
+    current.push(p)
+    tokens += t
+  }
+  if (current.length > 0) groups.push(current)
+  return groups
+}
+
+const describe = (e: ProviderError) => `${e.reason}: ${e.message}`.slice(0, 1000)
+
+/**
+ * The in-process embedding pipeline: a claimer that leases pending rows from the database into a
+ * bounded queue (hook ids first), batching workers that call the provider with a retry schedule
+ * outside any transaction, hash-guarded batched writes, bisection of permanently failing batches,
+ * a sweeper for rows nobody queued, and a graceful drain when its scope closes.
+ */
+export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed/core/EmbeddingQueue", {
+  scoped: Effect.gen(function*() {
+    const config = yield* AutoEmbedConfig
+    const store = yield* EmbeddingStore
+    const provider = yield* EmbeddingProvider
+    const signal = yield* PendingSignal
+    const metrics = yield* PipelineMetrics
+    const database = yield* Database
+    const sources = yield* Sources
+    const model = modelKeyOf(provider)
+    const workerId = `${Os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`
+
+    const queue = yield* Queue.bounded<ClaimedItem>(config.queueCapacity)
+    // Claim only what the workers will start soon, so other processes get their share.
+    const prefetch = Math.max(1, Math.min(config.queueCapacity, config.batchSize * config.concurrency * 2))
+    const providerPermits = yield* Effect.makeSemaphore(config.concurrency)
+    const pausedUntil = yield* Ref.make(0)
+    const lastError = yield* Ref.make<string | null>(null)
+    const inFlight = yield* Ref.make(0)
+    const stopping = yield* Ref.make(false)
+    const retryPolicy = providerRetrySchedule({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs, retries: config.retries })
+
+    const pause = (ms: number) => Ref.update(pausedUntil, (t) => Math.max(t, Date.now() + ms))
+
+    /** Leases ready rows up to the prefetch target; returns how many were claimed. */
+    const fill = Effect.gen(function*() {
+      if ((yield* Ref.get(stopping)) || (yield* Ref.get(pausedUntil)) > Date.now()) return 0
+      const free = prefetch - (yield* Queue.size(queue))
+      if (free <= 0) return 0
+      const hints = Chunk.toReadonlyArray(yield* Queue.takeUpTo(signal.hints, free))
+      const first = hints.length > 0 ? yield* store.claimKeys(hints, workerId) : []
+      const rest = free - first.length > 0 ? yield* store.claimReady(free - first.length, workerId) : []
+      const claimed = [...first, ...rest]
+      if (claimed.length > 0) yield* Queue.offerAll(queue, claimed)
+      return claimed.length
+    })
+
+    const claimLoop = Effect.gen(function*() {
+      const depth = yield* Queue.size(queue)
+      if (depth >= Math.max(1, prefetch / 2)) {
+        yield* Effect.sleep(Duration.millis(10))
+        return
+      }
+      const n = yield* fill.pipe(
+        Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: claiming failed; will retry", e.message), 0))
+      )
+      if (n === 0) yield* Effect.race(Queue.take(signal.wakes), Effect.sleep(IDLE_POLL))
+    }).pipe(Effect.forever)
+
+    const sweepLoop = Effect.gen(function*() {
+      const found = yield* store.discover(model, 1000).pipe(
+        Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), 0))
+      )
+      if (found > 0) {
+        yield* Effect.logInfo(`autoembed: sweeper queued ${found} rows that were not pending`)
+        yield* signal.wake
+      }
+    }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(config.sweepIntervalMs))))
+
+    const listenLoop = database.listen("autoembed_pending").pipe(
+      Stream.runForEach(() => signal.wake),
+      Effect.retry(Schedule.spaced(Duration.seconds(5))),
+      Effect.catchAllCause(() => Effect.void)
+    )
+
+    /** Embeds a group of rows; a permanent failure of a group of several is split in two. */
+    const embedPairs = (source: Source, pairs: ReadonlyArray<Pair>, outcome: BatchOutcome): Effect.Effect<void, never> =>
+      Effect.gen(function*() {
+        if (pairs.length === 0) return
+        const result = yield* providerPermits.withPermits(1)(
+          provider.embed(pairs.map((p) => p.row.text), "document").pipe(
+            Effect.tapError((e) => metrics.recordProviderError(e.reason)),
+            Effect.retry(retryPolicy)
+          )
+        ).pipe(Effect.either)
+        const items = pairs.map((p) => p.item)
+        if (Either.isRight(result)) {
+          const vectors = result.right
+          const written = new Set(
+            yield* store.writeVectors(source, model, pairs.map((p, i) => ({ rowId: p.row.rowId, hash: p.row.hash, vector: vectors[i] })))
+          )
+          const done = items.filter((i) => written.has(i.rowId))
+          // Not written: the text changed while it was embedded; it is pending again for the new text.
+          const changed = items.filter((i) => !written.has(i.rowId))
+          yield* store.complete(done)
+          yield* store.release(changed, { delayMs: 0, countAttempt: false })
+          outcome.embedded += done.length
+          return
+        }
+        const e = result.left
+        yield* Ref.set(lastError, `${new Date().toISOString()} ${describe(e)}`)
+        if (isRetryable(e)) {
+          // Still failing after the retry schedule: give the rows back for later and let the provider breathe.
+          yield* Effect.logWarning(`autoembed: provider still failing after retries (${describe(e)}); pausing`)
+          yield* pause(config.retryMaxMs)
+          yield* store.release(items, { delayMs: config.retryMaxMs, error: describe(e), countAttempt: false })
+          return
+        }
+        if (isSystemic(e)) {
+          yield* Effect.logError(`autoembed: ${e.message}`)
+          yield* pause(SYSTEMIC_PAUSE_MS)
+          yield* store.release(items, { delayMs: SYSTEMIC_PAUSE_MS, error: describe(e), countAttempt: false })
+          return
+        }
+        if (pairs.length > 1) {
+          const mid = Math.ceil(pairs.length / 2)
+          yield* embedPairs(source, pairs.slice(0, mid), outcome)
+          yield* embedPairs(source, pairs.slice(mid), outcome)
+          return
+        }
+        const item = items[0]
+        if (e.reason === "InvalidInput" || item.attempts + 1 >= config.maxAttempts) {
+          yield* store.fail(items, describe(e))
+          yield* Effect.logWarning(`autoembed: ${item.source} ${item.rowId} failed: ${describe(e)}`)
+          outcome.failed += 1
+        } else {
+          yield* store.release(items, { delayMs: config.retryBaseMs * 2 ** item.attempts, error: describe(e), countAttempt: true })
+        }
+      }).pipe(Effect.catchAll((e) => Effect.logWarning("autoembed: writing a batch failed; its rows stay pending", e.message)))
+
+    const processBatch = (batch: ReadonlyArray<ClaimedItem>) =>
+      Effect.gen(function*() {
+        const started = Date.now()
+        const outcome: BatchOutcome = { embedded: 0, failed: 0, skipped: 0, dropped: 0 }
+        const held = yield* store.renew(batch)
+        const bySource = new Map<string, Array<ClaimedItem>>()
+        for (const item of held) bySource.set(item.source, [...(bySource.get(item.source) ?? []), item])
+        for (const [name, items] of bySource) {
+          const source = sources.all.find((s) => s.name === name)
+          if (!source) {
+            // A source this process does not know (registered by another service): leave it to that service.
+            yield* store.release(items, { delayMs: 60_000, countAttempt: false })
+            continue
+          }
+          const rows = new Map((yield* store.loadTexts(source, items.map((i) => i.rowId), model)).map((r) => [r.rowId, r]))
+          const gone = items.filter((i) => !rows.has(i.rowId))
+          const upToDate = items.filter((i) => rows.get(i.rowId)?.upToDate === true)
+          const todo = items.filter((i) => rows.has(i.rowId) && !rows.get(i.rowId)!.upToDate).map((item) => ({ item, row: rows.get(item.rowId)! }))
+          yield* store.drop(gone)
+          yield* store.complete(upToDate)
+          outcome.dropped += gone.length
+          outcome.skipped += upToDate.length
+          for (const group of splitForProvider(todo, provider.limits)) yield* embedPairs(source, group, outcome)
+        }
+        yield* metrics.recordBatch({ ...outcome, latencyMs: Date.now() - started })
+      }).pipe(
+        Effect.catchAll((e) => Effect.logWarning("autoembed: a batch failed; its rows stay pending", e.message)),
+        // Interrupted mid-batch (shutdown): give the rows back at once instead of waiting out the lease.
+        Effect.onInterrupt(() => Effect.ignore(store.release(batch, { delayMs: 0, countAttempt: false }))),
+        Effect.ensuring(Ref.update(inFlight, (n) => n - batch.length))
+      )
+
+    const workers = Stream.fromQueue(queue).pipe(
+      Stream.groupedWithin(config.batchSize, Duration.millis(config.batchWindowMs)),
+      Stream.tap((chunk) => Ref.update(inFlight, (n) => n + Chunk.size(chunk))),
+      // Twice the provider concurrency, so database work of one batch overlaps provider calls of others.
+      Stream.mapEffect((chunk) => processBatch(Chunk.toReadonlyArray(chunk)), { concurrency: config.concurrency * 2, unordered: true }),
+      Stream.runDrain
+    )
+
+    const workerFiber = yield* Effect.forkDaemon(workers)
+    const background = yield* Effect.forkDaemon(Effect.all([claimLoop, sweepLoop, listenLoop], { concurrency: "unbounded", discard: true }))
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Ref.set(stopping, true)
+        yield* Fiber.interrupt(background)
+        // Rows claimed but not started go straight back.
+        const waiting = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
+        yield* Ref.update(inFlight, (n) => n) // batches already taken keep running
+        yield* Effect.ignore(store.release(waiting, { delayMs: 0, countAttempt: false }))
+        yield* Effect.gen(function*() {
+          while ((yield* Ref.get(inFlight)) > 0) yield* Effect.sleep(Duration.millis(20))
+        }).pipe(Effect.timeoutOption(DRAIN_TIMEOUT))
+        yield* Fiber.interrupt(workerFiber)
+        yield* Queue.shutdown(queue)
+      })
+    )
+
+    yield* Effect.logDebug(`autoembed: embedding workers started (${workerId}, ${database.kind}, ${model})`)
+
+    return {
+      workerId,
+      model,
+      /** Claim and queue now instead of at the next poll. */
+      wake: signal.wake,
+      stats: Effect.gen(function*() {
+        const stats: QueueStats = {
+          workerId,
+          depth: yield* Queue.size(queue),
+          capacity: config.queueCapacity,
+          inFlight: yield* Ref.get(inFlight),
+          concurrency: config.concurrency,
+          batchSize: config.batchSize,
+          pausedForMs: Math.max(0, (yield* Ref.get(pausedUntil)) - Date.now()),
+          lastError: yield* Ref.get(lastError)
+        }
+        return stats
+      })
+    }
+  })
+}) {}

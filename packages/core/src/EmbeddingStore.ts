@@ -1,0 +1,311 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect } from "effect"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import type { RowKey } from "./PendingSignal.js"
+import { type Source, Sources } from "./Sources.js"
+
+/** A queue row this process holds a lease on. `version` and `token` make completion exact. */
+export interface ClaimedItem extends RowKey {
+  readonly version: number
+  readonly token: string
+  readonly attempts: number
+}
+
+/** A claimed row's current text, with the md5 that guards the vector write. */
+export interface LoadedRow {
+  readonly rowId: string
+  readonly text: string
+  readonly hash: string
+  /** True when the stored vector already matches this text and model. */
+  readonly upToDate: boolean
+}
+
+export interface SourceCounts {
+  readonly total: number
+  readonly embedded: number
+  /** No vector yet (not failed). */
+  readonly missing: number
+  /** A vector of another model, or of content that has changed since (not failed). */
+  readonly stale: number
+  readonly failed: number
+  /** Queue rows waiting or in flight. */
+  readonly pending: number
+  readonly inFlight: number
+  readonly oldestPendingSeconds: number | null
+}
+
+const newToken = () => `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`
+
+/** Vectors travel as pgvector's text form; 9 significant digits round-trip a float4 exactly. */
+export const vectorLiteral = (v: ReadonlyArray<number>): string => {
+  let s = "["
+  for (let i = 0; i < v.length; i++) s += (i ? "," : "") + (Number.isInteger(v[i]) ? String(v[i]) : v[i].toPrecision(9))
+  return s + "]"
+}
+
+/**
+ * The durable pending state and the vector writes. Every method is one short statement or
+ * transaction; the provider is never called while a transaction is open.
+ */
+export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed/core/EmbeddingStore", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const sources = yield* Sources
+    const config = yield* AutoEmbedConfig
+    const lease = config.leaseSeconds
+
+    const table = (s: Source) => sql(`${s.schema}.${s.tableName}`)
+    const id = (s: Source) => sql(s.idColumn)
+    const text = (s: Source) => sql.literal(`(${s.text})`)
+    const idArray = (s: Source, ids: ReadonlyArray<string>) => sql`${ids}::text[]::${sql.literal(s.idType)}[]`
+
+    type ClaimRow = { source: string; row_id: string; version: number; attempts: number; claim_token: string }
+    const toClaimed = (rows: ReadonlyArray<ClaimRow>): Array<ClaimedItem> =>
+      rows.map((r) => ({ source: r.source, rowId: r.row_id, version: Number(r.version), token: r.claim_token, attempts: r.attempts }))
+
+    /**
+     * Claims up to `limit` ready rows. A claim moves `next_attempt_at` to the end of the lease, so
+     * leased rows leave the ready range and an expired lease becomes ready again by itself.
+     */
+    const claimReady = (limit: number, workerId: string, only: ReadonlyArray<string> = sources.names) =>
+      Effect.gen(function*() {
+        if (limit <= 0 || only.length === 0) return []
+        const token = newToken()
+        const rows = yield* sql<ClaimRow>`
+          WITH c AS (
+            SELECT source, row_id FROM embedding_queue
+            WHERE failed_at IS NULL AND next_attempt_at <= now() AND source = ANY(${only}::text[])
+            ORDER BY next_attempt_at
+            LIMIT ${limit}
+            FOR UPDATE SKIP LOCKED
+          )
+          UPDATE embedding_queue q
+          SET locked_until = now() + make_interval(secs => ${lease}), next_attempt_at = now() + make_interval(secs => ${lease}),
+              locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
+          FROM c WHERE q.source = c.source AND q.row_id = c.row_id
+          RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
+        return toClaimed(rows)
+      }).pipe(Effect.withSpan("EmbeddingStore.claimReady"))
+
+    /** Claims these rows if they are ready (the hook's fresh ids go first). */
+    const claimKeys = (keys: ReadonlyArray<RowKey>, workerId: string) =>
+      Effect.gen(function*() {
+        if (keys.length === 0) return []
+        const token = newToken()
+        const rows = yield* sql<ClaimRow>`
+          WITH c AS (
+            SELECT q.source, q.row_id FROM embedding_queue q
+            JOIN unnest(${keys.map((k) => k.source)}::text[], ${keys.map((k) => k.rowId)}::text[]) AS k(source, row_id)
+              ON q.source = k.source AND q.row_id = k.row_id
+            WHERE q.failed_at IS NULL AND q.next_attempt_at <= now()
+            FOR UPDATE OF q SKIP LOCKED
+          )
+          UPDATE embedding_queue q
+          SET locked_until = now() + make_interval(secs => ${lease}), next_attempt_at = now() + make_interval(secs => ${lease}),
+              locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
+          FROM c WHERE q.source = c.source AND q.row_id = c.row_id
+          RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
+        return toClaimed(rows)
+      }).pipe(Effect.withSpan("EmbeddingStore.claimKeys"))
+
+    const keyArrays = (items: ReadonlyArray<ClaimedItem>) => ({
+      sources: items.map((i) => i.source),
+      ids: items.map((i) => i.rowId),
+      versions: items.map((i) => i.version),
+      tokens: items.map((i) => i.token)
+    })
+
+    /** Extends the lease of items still held by their claim; returns those (a lost lease drops the item). */
+    const renew = (items: ReadonlyArray<ClaimedItem>) =>
+      Effect.gen(function*() {
+        if (items.length === 0) return []
+        const k = keyArrays(items)
+        const rows = yield* sql<{ source: string; row_id: string }>`
+          UPDATE embedding_queue q
+          SET locked_until = now() + make_interval(secs => ${lease}), next_attempt_at = now() + make_interval(secs => ${lease})
+          FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
+          WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token
+          RETURNING q.source, q.row_id`
+        const held = new Set(rows.map((r) => `${r.source}\u0000${r.row_id}`))
+        return items.filter((i) => held.has(`${i.source}\u0000${i.rowId}`))
+      }).pipe(Effect.withSpan("EmbeddingStore.renew"))
+
+    /** Current text of these rows; rows that no longer exist are absent. */
+    const loadTexts = (source: Source, rowIds: ReadonlyArray<string>, model: string) =>
+      Effect.gen(function*() {
+        if (rowIds.length === 0) return []
+        const rows = yield* sql<{ row_id: string; text: string | null; hash: string; up_to_date: boolean }>`
+          SELECT ${id(source)}::text AS row_id, ${text(source)} AS text, md5(coalesce(${text(source)}, '')) AS hash,
+                 (embedding IS NOT NULL AND embedding_model = ${model} AND embedding_hash = md5(coalesce(${text(source)}, ''))) AS up_to_date
+          FROM ${table(source)} WHERE ${id(source)} = ANY(${idArray(source, rowIds)})`
+        return rows.map((r): LoadedRow => ({ rowId: r.row_id, text: r.text ?? "", hash: r.hash, upToDate: r.up_to_date }))
+      }).pipe(Effect.withSpan("EmbeddingStore.loadTexts"))
+
+    /**
+     * Writes all vectors of a batch in one statement. A row whose text no longer has the hash that
+     * was embedded is left alone (it is pending again for its new content). Returns the written ids.
+     */
+    const writeVectors = (
+      source: Source,
+      model: string,
+      rows: ReadonlyArray<{ readonly rowId: string; readonly hash: string; readonly vector: ReadonlyArray<number> }>
+    ) =>
+      Effect.gen(function*() {
+        if (rows.length === 0) return []
+        const written = yield* sql<{ row_id: string }>`
+          UPDATE ${table(source)} AS t
+          SET embedding = v.ae_vec::vector, embedding_model = ${model}, embedding_hash = v.ae_hash, embedded_at = now()
+          FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${rows.map((r) => vectorLiteral(r.vector))}::text[])
+            AS v(ae_id, ae_hash, ae_vec)
+          WHERE t.${id(source)} = v.ae_id::${sql.literal(source.idType)} AND md5(coalesce(${text(source)}, '')) = v.ae_hash
+          RETURNING t.${id(source)}::text AS row_id`
+        return written.map((r) => r.row_id)
+      }).pipe(Effect.withSpan("EmbeddingStore.writeVectors"))
+
+    /** Removes finished queue rows, only where no newer change re-queued them meanwhile. */
+    const complete = (items: ReadonlyArray<ClaimedItem>) =>
+      Effect.gen(function*() {
+        if (items.length === 0) return
+        const k = keyArrays(items)
+        yield* sql`
+          DELETE FROM embedding_queue q
+          USING unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
+          WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
+      }).pipe(Effect.withSpan("EmbeddingStore.complete"))
+
+    /** Gives rows back for a later attempt (after `delayMs`), recording the error. */
+    const release = (items: ReadonlyArray<ClaimedItem>, options: { delayMs: number; error?: string; countAttempt: boolean }) =>
+      Effect.gen(function*() {
+        if (items.length === 0) return
+        const k = keyArrays(items)
+        yield* sql`
+          UPDATE embedding_queue q
+          SET locked_until = NULL, locked_by = NULL, claim_token = NULL,
+              next_attempt_at = now() + make_interval(secs => ${options.delayMs / 1000}),
+              attempts = q.attempts + ${options.countAttempt ? 1 : 0},
+              last_error = coalesce(${options.error ?? null}, q.last_error)
+          FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
+          WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
+      }).pipe(Effect.withSpan("EmbeddingStore.release"))
+
+    /** Marks rows failed with their error; they stay out of the way until `retryFailed`. */
+    const fail = (items: ReadonlyArray<ClaimedItem>, error: string) =>
+      Effect.gen(function*() {
+        if (items.length === 0) return
+        const k = keyArrays(items)
+        yield* sql`
+          UPDATE embedding_queue q
+          SET locked_until = NULL, locked_by = NULL, claim_token = NULL, failed_at = now(),
+              attempts = q.attempts + 1, last_error = ${error}, last_attempt_at = now()
+          FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
+          WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
+      }).pipe(Effect.withSpan("EmbeddingStore.fail"))
+
+    /** Queue rows whose source row is gone (deleted while pending): dropped, not retried. */
+    const drop = (items: ReadonlyArray<ClaimedItem>) => complete(items)
+
+    /**
+     * Finds rows with no vector or another model's vector that nobody queued (written with triggers
+     * off, restored, or from before autoembed), and queues up to `limit` of them per source.
+     */
+    const discover = (model: string, limit: number, only: ReadonlyArray<string> = sources.names) =>
+      Effect.gen(function*() {
+        let found = 0
+        for (const s of sources.all) {
+          if (!only.includes(s.name)) continue
+          const rows = yield* sql<{ n: number }>`
+            WITH ins AS (
+              INSERT INTO embedding_queue (source, row_id)
+              SELECT ${s.name}, t.${id(s)}::text FROM ${table(s)} t
+              WHERE (t.embedding IS NULL OR t.embedding_model < ${model} OR t.embedding_model > ${model})
+                AND NOT EXISTS (SELECT 1 FROM embedding_queue q WHERE q.source = ${s.name} AND q.row_id = t.${id(s)}::text)
+              LIMIT ${limit}
+              ON CONFLICT DO NOTHING
+              RETURNING 1
+            ) SELECT count(*)::int AS n FROM ins`
+          found += rows[0]?.n ?? 0
+        }
+        return found
+      }).pipe(Effect.withSpan("EmbeddingStore.discover"))
+
+    /** Puts failed rows back in the queue with a fresh attempt count. */
+    const retryFailed = (only: ReadonlyArray<string> = sources.names) =>
+      Effect.map(
+        sql<{ n: number }>`
+          WITH r AS (
+            UPDATE embedding_queue SET failed_at = NULL, attempts = 0, next_attempt_at = now(),
+              locked_until = NULL, locked_by = NULL, claim_token = NULL
+            WHERE failed_at IS NOT NULL AND source = ANY(${only}::text[])
+            RETURNING 1
+          ) SELECT count(*)::int AS n FROM r`,
+        (rows) => rows[0]?.n ?? 0
+      ).pipe(Effect.withSpan("EmbeddingStore.retryFailed"))
+
+    /** Exact per-source counts, from partial indexes and the (small) queue table. */
+    const counts = (model: string, options: { withTotal: boolean } = { withTotal: true }) =>
+      Effect.forEach(sources.all, (s) =>
+        Effect.gen(function*() {
+          const [r] = yield* sql<{
+            total: number | null
+            missing: number
+            stale_model: number
+            stale_content: number
+            failed: number
+            pending: number
+            in_flight: number
+            oldest: number | null
+          }>`
+            SELECT
+              ${options.withTotal ? sql`(SELECT count(*) FROM ${table(s)})::int` : sql`NULL::int`} AS total,
+              (SELECT count(*) FROM ${table(s)} t WHERE t.embedding IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM embedding_queue q WHERE q.source = ${s.name} AND q.row_id = t.${id(s)}::text AND q.failed_at IS NOT NULL))::int AS missing,
+              (SELECT count(*) FROM ${table(s)} t WHERE (t.embedding_model < ${model} OR t.embedding_model > ${model}) AND t.embedding IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM embedding_queue q WHERE q.source = ${s.name} AND q.row_id = t.${id(s)}::text AND q.failed_at IS NOT NULL))::int AS stale_model,
+              (SELECT count(*) FROM embedding_queue q JOIN ${table(s)} t ON t.${id(s)} = q.row_id::${sql.literal(s.idType)}
+                 WHERE q.source = ${s.name} AND q.failed_at IS NULL AND t.embedding IS NOT NULL AND t.embedding_model = ${model})::int AS stale_content,
+              (SELECT count(*) FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NOT NULL)::int AS failed,
+              (SELECT count(*) FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NULL)::int AS pending,
+              (SELECT count(*) FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NULL AND locked_until > now())::int AS in_flight,
+              (SELECT extract(epoch FROM now() - min(enqueued_at))::float8 FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NULL) AS oldest`
+          const total = r.total ?? 0
+          const c: SourceCounts = {
+            total,
+            embedded: options.withTotal ? Math.max(0, total - r.missing - r.failed) : 0,
+            missing: r.missing,
+            stale: r.stale_model + r.stale_content,
+            failed: r.failed,
+            pending: r.pending,
+            inFlight: r.in_flight,
+            oldestPendingSeconds: r.oldest === null ? null : Math.round(r.oldest)
+          }
+          return [s.name, c] as const
+        })).pipe(Effect.map((entries) => Object.fromEntries(entries) as Record<string, SourceCounts>), Effect.withSpan("EmbeddingStore.counts"))
+
+    /** The last errors recorded on queue rows, newest first. */
+    const recentErrors = (limit = 5) =>
+      sql<{ source: string; row_id: string; error: string; at: Date; attempts: number; failed: boolean }>`
+        SELECT source, row_id, last_error AS error, last_attempt_at AS at, attempts, (failed_at IS NOT NULL) AS failed
+        FROM embedding_queue WHERE last_error IS NOT NULL AND last_attempt_at IS NOT NULL
+        ORDER BY last_attempt_at DESC LIMIT ${limit}`
+
+    return {
+      claimReady,
+      claimKeys,
+      renew,
+      loadTexts,
+      writeVectors,
+      complete,
+      release,
+      fail,
+      drop,
+      discover,
+      retryFailed,
+      counts,
+      recentErrors
+    } as const
+  })
+}) {}
+
+/** What rows record as their embedding's origin; search only compares vectors with the same key. */
+export const modelKeyOf = (provider: { readonly provider: string; readonly model: string }): string =>
+  `${provider.provider}/${provider.model}`

@@ -1,0 +1,213 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Data, Effect, Schema } from "effect"
+import { PendingSignal, type RowKey } from "./PendingSignal.js"
+
+const Text = (max: number) => Schema.String.pipe(Schema.minLength(1), Schema.maxLength(max))
+const OptionalText = (max: number) => Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(max))))
+const Id = Schema.Int.pipe(Schema.positive())
+
+export const MessageInput = Schema.Struct({
+  content: Text(100_000).pipe(Schema.filter((s) => s.trim().length > 0 || "content must not be blank")),
+  chat_id: OptionalText(200),
+  author: OptionalText(200),
+  sent_at: Schema.optional(Schema.NullOr(Schema.DateFromString)),
+  external_id: OptionalText(200),
+  importance: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.between(0, 1))))
+})
+export type MessageInput = typeof MessageInput.Type
+
+export const IngestMessagesRequest = Schema.Struct({
+  messages: Schema.Array(MessageInput).pipe(Schema.minItems(1), Schema.maxItems(1000))
+})
+export type IngestMessagesRequest = typeof IngestMessagesRequest.Type
+
+export const AtomLinkInput = Schema.Struct({
+  /** The title of another atom in this extraction (or an existing atom's title), or an existing atom's id. */
+  to: Schema.Union(Text(500), Id),
+  relation: Text(100)
+})
+
+export const AtomInput = Schema.Struct({
+  /** Update this existing atom (a new version when title or content changes). */
+  id: Schema.optional(Id),
+  type: Text(50).pipe(Schema.pattern(/^[a-z][a-z0-9_-]*$/, { message: () => "type must be a lowercase word such as insight, problem, decision" })),
+  title: Text(500),
+  content: Text(50_000),
+  topic: Schema.optional(Text(200)),
+  confidence: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))),
+  links: Schema.optional(Schema.Array(AtomLinkInput).pipe(Schema.maxItems(100)))
+})
+export type AtomInput = typeof AtomInput.Type
+
+export const ExtractionRequest = Schema.Struct({
+  message_ids: Schema.optionalWith(Schema.Array(Id).pipe(Schema.maxItems(1000)), { default: () => [] }),
+  topics: Schema.optionalWith(
+    Schema.Array(Schema.Struct({ name: Text(200), description: Schema.optional(Schema.String.pipe(Schema.maxLength(5000))) })).pipe(Schema.maxItems(100)),
+    { default: () => [] }
+  ),
+  atoms: Schema.optionalWith(Schema.Array(AtomInput).pipe(Schema.maxItems(500)), { default: () => [] })
+})
+export type ExtractionRequest = typeof ExtractionRequest.Type
+/** What callers pass: the lists are optional. */
+export type ExtractionInput = typeof ExtractionRequest.Encoded
+
+export interface ExtractionResult {
+  readonly topic_ids: ReadonlyArray<number>
+  readonly atom_ids: ReadonlyArray<number>
+  readonly message_ids: ReadonlyArray<number>
+}
+
+/** The request refers to something that does not exist (unknown message or atom id, link target). */
+export class ExtractionInvalid extends Data.TaggedError("ExtractionInvalid")<{ readonly message: string; readonly details?: unknown }> {}
+
+/**
+ * Persists messages and extraction results. Pending-embedding state is written by the tables'
+ * triggers in the same transaction; after commit the hook wakes the queue with the ids, never
+ * blocking or failing the write (the rows are pending in the database either way).
+ */
+export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Extraction", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const signal = yield* PendingSignal
+
+    /** The extraction hook: wake the embedding queue for these rows. Never fails, never blocks. */
+    const afterExtraction = (ids: { readonly atomIds?: ReadonlyArray<number | string>; readonly messageIds?: ReadonlyArray<number | string> }) =>
+      signal.notify([
+        ...(ids.atomIds ?? []).map((id): RowKey => ({ source: "atoms", rowId: String(id) })),
+        ...(ids.messageIds ?? []).map((id): RowKey => ({ source: "messages", rowId: String(id) }))
+      ])
+
+    const insertMessages = (messages: ReadonlyArray<MessageInput>) =>
+      Effect.forEach(messages, (m) =>
+        Effect.map(
+          sql<{ id: number }>`
+            INSERT INTO messages (content, chat_id, author, sent_at, external_id, importance)
+            VALUES (${m.content}, ${m.chat_id ?? null}, ${m.author ?? null}, ${m.sent_at ?? null}, ${m.external_id ?? null}, ${m.importance ?? null})
+            ON CONFLICT (external_id) DO UPDATE SET
+              content = EXCLUDED.content, chat_id = coalesce(EXCLUDED.chat_id, messages.chat_id),
+              author = coalesce(EXCLUDED.author, messages.author), sent_at = coalesce(EXCLUDED.sent_at, messages.sent_at),
+              importance = coalesce(EXCLUDED.importance, messages.importance),
+              updated_at = CASE WHEN messages.content IS DISTINCT FROM EXCLUDED.content THEN now() ELSE messages.updated_at END
+            RETURNING id`,
+          (rows) => rows[0].id
+        ))
+
+    /** Saves a batch of messages (an `external_id` seen before updates that message instead of duplicating it). */
+    const ingestMessages = Effect.fn("Extraction.ingestMessages")(function*(request: IngestMessagesRequest) {
+      const ids = yield* sql.withTransaction(insertMessages(request.messages))
+      yield* afterExtraction({ messageIds: ids })
+      return { ids }
+    })
+
+    /** Persists topics, atoms (new, or a new version when changed), links and message updates in one transaction. */
+    const persist = Effect.fn("Extraction.persist")(function*(input: ExtractionInput) {
+      const request = { message_ids: input.message_ids ?? [], topics: input.topics ?? [], atoms: input.atoms ?? [] }
+      const result = yield* sql.withTransaction(
+        Effect.gen(function*() {
+          const messageIds = [...new Set(request.message_ids)]
+          if (messageIds.length > 0) {
+            const found = yield* sql<{ id: number }>`SELECT id FROM messages WHERE id = ANY(${messageIds}::bigint[])`
+            const missing = messageIds.filter((id) => !found.some((f) => f.id === id))
+            if (missing.length > 0) return yield* new ExtractionInvalid({ message: `Unknown message ids: ${missing.join(", ")}`, details: { message_ids: missing } })
+          }
+          // Topics: upsert by name; atoms may name a topic not listed, which is created too.
+          const topicNames = [...new Set([...request.topics.map((t) => t.name), ...request.atoms.flatMap((a) => (a.topic ? [a.topic] : []))])]
+          const topicIds = new Map<string, number>()
+          for (const name of topicNames) {
+            const description = request.topics.find((t) => t.name === name)?.description ?? null
+            const [row] = yield* sql<{ id: number }>`
+              INSERT INTO topics (name, description) VALUES (${name}, ${description})
+              ON CONFLICT (name) DO UPDATE SET description = coalesce(EXCLUDED.description, topics.description), updated_at = now()
+              RETURNING id`
+            topicIds.set(name, row.id)
+          }
+          const defaultTopic = request.topics.length > 0 ? topicIds.get(request.topics[0].name)! : null
+
+          const atomIds: Array<number> = []
+          const byTitle = new Map<string, number>()
+          for (const atom of request.atoms) {
+            const topicId = atom.topic ? topicIds.get(atom.topic)! : defaultTopic
+            // The same atom is its id, or else the same type and title in the same topic.
+            const existing = atom.id !== undefined
+              ? yield* sql<{ id: number; title: string; content: string; version: number }>`SELECT id, title, content, version FROM atoms WHERE id = ${atom.id}`
+              : yield* sql<{ id: number; title: string; content: string; version: number }>`
+                  SELECT id, title, content, version FROM atoms
+                  WHERE type = ${atom.type} AND lower(title) = lower(${atom.title}) AND topic_id IS NOT DISTINCT FROM ${topicId}
+                  ORDER BY id LIMIT 1`
+            if (atom.id !== undefined && existing.length === 0) {
+              return yield* new ExtractionInvalid({ message: `Unknown atom id ${atom.id}`, details: { atom_id: atom.id } })
+            }
+            let id: number
+            if (existing.length === 0) {
+              const [row] = yield* sql<{ id: number }>`
+                INSERT INTO atoms (type, title, content, confidence, topic_id)
+                VALUES (${atom.type}, ${atom.title}, ${atom.content}, ${atom.confidence ?? null}, ${topicId})
+                RETURNING id`
+              id = row.id
+              yield* sql`INSERT INTO atom_versions (atom_id, version, title, content) VALUES (${id}, 1, ${atom.title}, ${atom.content})`
+            } else {
+              const prev = existing[0]
+              id = prev.id
+              if (prev.title !== atom.title || prev.content !== atom.content) {
+                const version = prev.version + 1
+                yield* sql`
+                  UPDATE atoms SET title = ${atom.title}, content = ${atom.content}, type = ${atom.type}, version = ${version},
+                    confidence = coalesce(${atom.confidence ?? null}, confidence), topic_id = coalesce(${topicId}, topic_id), updated_at = now()
+                  WHERE id = ${id}`
+                yield* sql`INSERT INTO atom_versions (atom_id, version, title, content) VALUES (${id}, ${version}, ${atom.title}, ${atom.content})
+                  ON CONFLICT DO NOTHING`
+              } else {
+                yield* sql`UPDATE atoms SET confidence = coalesce(${atom.confidence ?? null}, confidence), updated_at = now() WHERE id = ${id}`
+              }
+            }
+            atomIds.push(id)
+            byTitle.set(atom.title.toLowerCase(), id)
+          }
+
+          for (const [i, atom] of request.atoms.entries()) {
+            for (const link of atom.links ?? []) {
+              let target: number | undefined
+              if (typeof link.to === "number") {
+                const rows = yield* sql<{ id: number }>`SELECT id FROM atoms WHERE id = ${link.to}`
+                target = rows[0]?.id
+              } else {
+                target = byTitle.get(link.to.toLowerCase())
+                if (target === undefined) {
+                  const rows = yield* sql<{ id: number }>`SELECT id FROM atoms WHERE lower(title) = lower(${link.to}) ORDER BY id LIMIT 1`
+                  target = rows[0]?.id
+                }
+              }
+              if (target === undefined) {
+                return yield* new ExtractionInvalid({
+                  message: `Link from "${atom.title}" points to an unknown atom: ${JSON.stringify(link.to)}`,
+                  details: { atom: atom.title, to: link.to }
+                })
+              }
+              yield* sql`INSERT INTO atom_links (from_atom_id, to_atom_id, relation) VALUES (${atomIds[i]}, ${target}, ${link.relation})
+                ON CONFLICT DO NOTHING`
+            }
+          }
+
+          if (messageIds.length > 0) {
+            yield* sql`UPDATE messages SET processed_at = now(), topic_id = coalesce(${defaultTopic}, topic_id), updated_at = now()
+              WHERE id = ANY(${messageIds}::bigint[])`
+            if (atomIds.length > 0) {
+              yield* sql`INSERT INTO atom_messages (atom_id, message_id)
+                SELECT a, m FROM unnest(${atomIds}::bigint[]) a CROSS JOIN unnest(${messageIds}::bigint[]) m ON CONFLICT DO NOTHING`
+            }
+            // Processed messages must end up embedded even if they were written without the trigger.
+            yield* sql`INSERT INTO embedding_queue (source, row_id)
+              SELECT 'messages', id::text FROM messages WHERE id = ANY(${messageIds}::bigint[]) AND embedding IS NULL
+              ON CONFLICT DO NOTHING`
+          }
+          const result: ExtractionResult = { topic_ids: [...topicIds.values()], atom_ids: atomIds, message_ids: messageIds }
+          return result
+        })
+      )
+      yield* afterExtraction({ atomIds: result.atom_ids, messageIds: result.message_ids })
+      return result
+    })
+
+    return { persist, ingestMessages, afterExtraction } as const
+  })
+}) {}
