@@ -60,15 +60,33 @@ const splitForProvider = (pairs: ReadonlyArray<Pair>, limits: { maxInputsPerRequ
 
 const describe = (e: ProviderError) => `${e.reason}: ${e.message}`.slice(0, 1000)
 
+export interface PipelineOptions {
+  /** Only these sources (default: all). */
+  readonly sources?: ReadonlyArray<string>
+  /** Stop claiming after this many rows (a backfill `--limit`). */
+  readonly maxClaims?: number
+  readonly batchSize?: number
+  readonly concurrency?: number
+  /** Look for unqueued rows periodically (the long-running worker does; a backfill enqueues itself). */
+  readonly sweep?: boolean
+  /** Called after every batch with what it did (backfill progress). */
+  readonly onBatch?: (outcome: BatchOutcome) => Effect.Effect<void>
+}
+
 /**
  * The in-process embedding pipeline: a claimer that leases pending rows from the database into a
  * bounded queue (hook ids first), batching workers that call the provider with a retry schedule
  * outside any transaction, hash-guarded batched writes, bisection of permanently failing batches,
  * a sweeper for rows nobody queued, and a graceful drain when its scope closes.
  */
-export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed/core/EmbeddingQueue", {
-  scoped: Effect.gen(function*() {
-    const config = yield* AutoEmbedConfig
+export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
+  Effect.gen(function*() {
+    const baseConfig = yield* AutoEmbedConfig
+    const config = {
+      ...baseConfig,
+      batchSize: options.batchSize ?? baseConfig.batchSize,
+      concurrency: options.concurrency ?? baseConfig.concurrency
+    }
     const store = yield* EmbeddingStore
     const provider = yield* EmbeddingProvider
     const signal = yield* PendingSignal
@@ -76,6 +94,8 @@ export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed
     const database = yield* Database
     const sources = yield* Sources
     const model = modelKeyOf(provider)
+    const only = options.sources ?? sources.names
+    const claimedTotal = yield* Ref.make(0)
     const workerId = `${Os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`
 
     const queue = yield* Queue.bounded<ClaimedItem>(config.queueCapacity)
@@ -93,12 +113,17 @@ export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed
     /** Leases ready rows up to the prefetch target; returns how many were claimed. */
     const fill = Effect.gen(function*() {
       if ((yield* Ref.get(stopping)) || (yield* Ref.get(pausedUntil)) > Date.now()) return 0
-      const free = prefetch - (yield* Queue.size(queue))
+      const budget = options.maxClaims === undefined ? Infinity : options.maxClaims - (yield* Ref.get(claimedTotal))
+      const free = Math.min(prefetch - (yield* Queue.size(queue)), budget)
       if (free <= 0) return 0
-      const hints = Chunk.toReadonlyArray(yield* Queue.takeUpTo(signal.hints, free))
+      // Hints belong to the long-running worker; a backfill pool claims by query only.
+      const hints = options.sources === undefined && options.maxClaims === undefined
+        ? Chunk.toReadonlyArray(yield* Queue.takeUpTo(signal.hints, free))
+        : []
       const first = hints.length > 0 ? yield* store.claimKeys(hints, workerId) : []
-      const rest = free - first.length > 0 ? yield* store.claimReady(free - first.length, workerId) : []
+      const rest = free - first.length > 0 ? yield* store.claimReady(free - first.length, workerId, only) : []
       const claimed = [...first, ...rest]
+      yield* Ref.update(claimedTotal, (n) => n + claimed.length)
       if (claimed.length > 0) yield* Queue.offerAll(queue, claimed)
       return claimed.length
     })
@@ -211,6 +236,7 @@ export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed
           for (const group of splitForProvider(todo, provider.limits)) yield* embedPairs(source, group, outcome)
         }
         yield* metrics.recordBatch({ ...outcome, latencyMs: Date.now() - started })
+        if (options.onBatch) yield* options.onBatch(outcome)
       }).pipe(
         Effect.catchAll((e) => Effect.logWarning("autoembed: a batch failed; its rows stay pending", e.message)),
         // Interrupted mid-batch (shutdown): give the rows back at once instead of waiting out the lease.
@@ -227,7 +253,8 @@ export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed
     )
 
     const workerFiber = yield* Effect.forkDaemon(workers)
-    const background = yield* Effect.forkDaemon(Effect.all([claimLoop, sweepLoop, listenLoop], { concurrency: "unbounded", discard: true }))
+    const loops = options.sweep === false ? [claimLoop, listenLoop] : [claimLoop, sweepLoop, listenLoop]
+    const background = yield* Effect.forkDaemon(Effect.all(loops, { concurrency: "unbounded", discard: true }))
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -250,6 +277,8 @@ export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed
     return {
       workerId,
       model,
+      /** Rows claimed so far by this pipeline. */
+      claimed: Ref.get(claimedTotal),
       /** Claim and queue now instead of at the next poll. */
       wake: signal.wake,
       stats: Effect.gen(function*() {
@@ -267,4 +296,8 @@ export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed
       })
     }
   })
+
+/** The long-running embedding workers of this process (all sources, sweeper on). */
+export class EmbeddingQueue extends Effect.Service<EmbeddingQueue>()("@autoembed/core/EmbeddingQueue", {
+  scoped: makeEmbeddingPipeline()
 }) {}

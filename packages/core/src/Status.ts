@@ -1,0 +1,152 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect, Option } from "effect"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { Database } from "./Database.js"
+import { EmbeddingProvider } from "./EmbeddingProvider.js"
+import { EmbeddingQueue } from "./EmbeddingQueue.js"
+import { EmbeddingStore, modelKeyOf, type SourceCounts } from "./EmbeddingStore.js"
+import { PipelineMetrics } from "./PipelineMetrics.js"
+import { Sources } from "./Sources.js"
+
+export interface IndexState {
+  readonly name: string
+  /** "valid", "building" (not yet valid, e.g. a bulk rebuild in progress) or "missing" (search scans exactly). */
+  readonly state: "valid" | "building" | "missing"
+  readonly definition: string | null
+}
+
+export interface StatusReport {
+  readonly sources: Record<string, {
+    readonly total: number
+    readonly embedded: number
+    readonly pending: number
+    readonly missing: number
+    readonly stale: number
+    readonly failed: number
+    readonly in_flight: number
+    readonly oldest_pending_seconds: number | null
+    readonly index: IndexState
+  }>
+  readonly queue: {
+    readonly running: boolean
+    readonly worker_id: string | null
+    readonly depth: number
+    readonly capacity: number
+    readonly in_flight: number
+    readonly concurrency: number
+    readonly batch_size: number
+    readonly paused_for_ms: number
+    readonly last_error: string | null
+  }
+  readonly throughput: {
+    readonly last_minute_per_second: number
+    readonly last_5_minutes_per_second: number
+    readonly series: ReadonlyArray<{ readonly at: string; readonly embedded: number }>
+  }
+  readonly totals: { readonly embedded: number; readonly failed: number; readonly skipped: number; readonly batches: number; readonly provider_errors: Readonly<Record<string, number>> }
+  readonly provider: { readonly provider: string; readonly model: string; readonly dimensions: number; readonly model_key: string }
+  readonly database: { readonly kind: string; readonly description: string }
+  readonly index_settings: { readonly kind: string; readonly m: number; readonly ef_construction: number; readonly ef_search: number }
+  readonly recent_errors: ReadonlyArray<{ readonly type: string; readonly id: string; readonly error: string; readonly at: string; readonly attempts: number; readonly failed: boolean }>
+  readonly notes: ReadonlyArray<string>
+  readonly generated_at: string
+}
+
+/** What an operator needs to see: per-source state from the database, this process's queue and throughput. */
+export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const store = yield* EmbeddingStore
+    const sources = yield* Sources
+    const provider = yield* EmbeddingProvider
+    const metrics = yield* PipelineMetrics
+    const database = yield* Database
+    const config = yield* AutoEmbedConfig
+    const modelKey = modelKeyOf(provider)
+
+    const indexStates = Effect.gen(function*() {
+      const rows = yield* sql<{ name: string; valid: boolean; definition: string }>`
+        SELECT c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE c.relname = ANY(${sources.all.map((s) => s.indexName)}::text[])`
+      return new Map(rows.map((r) => [r.name, r]))
+    })
+
+    const report = Effect.fn("Status.report")(function*() {
+      const counts: Record<string, SourceCounts> = yield* store.counts(modelKey)
+      const indexes = yield* indexStates
+      const queue = yield* Effect.serviceOption(EmbeddingQueue)
+      const stats = Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none()
+      const snapshot = yield* metrics.snapshot
+      const errors = yield* store.recentErrors(5)
+      const series = snapshot.throughput
+      const sum = (n: number) => series.slice(-n).reduce((a, s) => a + s.embedded, 0)
+      const notes: Array<string> = []
+      const sourcesReport: StatusReport["sources"] = {}
+      for (const s of sources.all) {
+        const c = counts[s.name]
+        const idx = indexes.get(s.indexName)
+        const index: IndexState = idx
+          ? { name: s.indexName, state: idx.valid ? "valid" : "building", definition: idx.definition }
+          : { name: s.indexName, state: "missing", definition: null }
+        if (index.state !== "valid") notes.push(`${s.name}: HNSW index ${index.state}; search scans exactly until it is rebuilt`)
+        sourcesReport[s.name] = {
+          total: c.total,
+          embedded: c.embedded,
+          pending: c.pending,
+          missing: c.missing,
+          stale: c.stale,
+          failed: c.failed,
+          in_flight: c.inFlight,
+          oldest_pending_seconds: c.oldestPendingSeconds,
+          index
+        }
+        if (c.failed > 0) notes.push(`${s.name}: ${c.failed} failed rows; \`pnpm cli retry-failed\` requeues them`)
+      }
+      if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")
+      const st = Option.getOrUndefined(stats)
+      const result: StatusReport = {
+        sources: sourcesReport,
+        queue: {
+          running: st !== undefined,
+          worker_id: st?.workerId ?? null,
+          depth: st?.depth ?? 0,
+          capacity: st?.capacity ?? config.queueCapacity,
+          in_flight: st?.inFlight ?? 0,
+          concurrency: st?.concurrency ?? config.concurrency,
+          batch_size: st?.batchSize ?? config.batchSize,
+          paused_for_ms: st?.pausedForMs ?? 0,
+          last_error: st?.lastError ?? null
+        },
+        throughput: {
+          last_minute_per_second: Math.round((sum(6) / 60) * 100) / 100,
+          last_5_minutes_per_second: Math.round((sum(30) / 300) * 100) / 100,
+          series: series.slice(-30)
+        },
+        totals: {
+          embedded: snapshot.embedded,
+          failed: snapshot.failed,
+          skipped: snapshot.skipped + snapshot.dropped,
+          batches: snapshot.batches,
+          provider_errors: snapshot.providerErrors
+        },
+        provider: { provider: provider.provider, model: provider.model, dimensions: provider.dimensions, model_key: modelKey },
+        database: { kind: database.kind, description: database.description },
+        index_settings: { kind: config.indexKind, m: config.hnswM, ef_construction: config.hnswEfConstruction, ef_search: config.efSearch },
+        recent_errors: errors.map((e) => ({
+          type: e.source,
+          id: e.row_id,
+          error: e.error,
+          at: new Date(e.at).toISOString(),
+          attempts: e.attempts,
+          failed: e.failed
+        })),
+        notes,
+        generated_at: new Date().toISOString()
+      }
+      return result
+    })
+
+    return { report } as const
+  })
+}) {}
