@@ -55,7 +55,7 @@ const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEG
   Config.integer(name).pipe(
     Config.withDefault(fallback),
     Config.validate({
-      message: `must be a whole number from 1 to ${max}`,
+      message: `${name} must be a whole number from 1 to ${max}`,
       validation: (n) => n >= 1 && n <= max
     })
   )
@@ -63,7 +63,7 @@ const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEG
 const nonNegativeInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
     Config.withDefault(fallback),
-    Config.validate({ message: "must be a whole number of 0 or more", validation: (n) => n >= 0 })
+    Config.validate({ message: `${name} must be a whole number of 0 or more`, validation: (n) => n >= 0 })
   )
 
 const optionalString = (name: string) =>
@@ -82,7 +82,7 @@ const url = (name: string, fallback: string) =>
   Config.string(name).pipe(
     Config.withDefault(fallback),
     Config.validate({
-      message: "must be an http(s) URL such as http://localhost:11434",
+      message: `${name} must be an http(s) URL such as http://localhost:11434`,
       validation: (s) => {
         try {
           const u = new URL(s)
@@ -97,7 +97,7 @@ const url = (name: string, fallback: string) =>
 export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   databaseUrl: optionalSecret("DATABASE_URL").pipe(
     Config.validate({
-      message: "must be a postgres:// or postgresql:// connection string",
+      message: "DATABASE_URL must be a postgres:// or postgresql:// connection string",
       validation: (o) =>
         Option.match(o, {
           onNone: () => true,
@@ -117,7 +117,7 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   providerTimeoutMs: positiveInt("AUTOEMBED_PROVIDER_TIMEOUT_MS", 30_000),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   port: nonNegativeInt("PORT", 3000).pipe(
-    Config.validate({ message: "must be a port number from 0 to 65535", validation: (n) => n <= 65535 })
+    Config.validate({ message: "PORT must be a port number from 0 to 65535", validation: (n) => n <= 65535 })
   ),
   apiToken: optionalSecret("AUTOEMBED_API_TOKEN"),
   protectReads: Config.boolean("AUTOEMBED_PROTECT_READS").pipe(Config.withDefault(false)),
@@ -134,10 +134,10 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   sweepIntervalMs: positiveInt("AUTOEMBED_SWEEP_INTERVAL_MS", 2_000),
   efSearch: positiveInt("AUTOEMBED_EF_SEARCH", 100, 1000),
   hnswM: positiveInt("AUTOEMBED_HNSW_M", 16, 100).pipe(
-    Config.validate({ message: "must be from 2 to 100", validation: (n) => n >= 2 })
+    Config.validate({ message: "AUTOEMBED_HNSW_M must be from 2 to 100", validation: (n) => n >= 2 })
   ),
   hnswEfConstruction: positiveInt("AUTOEMBED_HNSW_EF_CONSTRUCTION", 64, 1000).pipe(
-    Config.validate({ message: "must be from 4 to 1000", validation: (n) => n >= 4 })
+    Config.validate({ message: "AUTOEMBED_HNSW_EF_CONSTRUCTION must be from 4 to 1000", validation: (n) => n >= 4 })
   ),
   indexKind: Config.literal("vector", "halfvec")("AUTOEMBED_INDEX_TYPE").pipe(
     Config.withDefault("vector" as const)
@@ -172,9 +172,10 @@ export const formatConfigError = (error: ConfigError.ConfigError): string => {
       case "MissingData":
       case "SourceUnavailable":
       case "Unsupported": {
-        const name = e.path.join("_") || "configuration"
+        const name = e.path.join("_")
         const msg = e.message.replace(/^Expected .*? to be (a |an )?/, "must be ").replace(/\s+$/, "")
-        lines.push(`Invalid setting ${name}: ${msg}`)
+        // Validation messages name their setting themselves; parse errors carry it in the path.
+        lines.push(name === "" || msg.startsWith(name) ? `Invalid setting: ${msg}` : `Invalid setting ${name}: ${msg}`)
         return
       }
     }
