@@ -1,0 +1,78 @@
+import { Effect, Layer } from "effect"
+import type { EmbedKind } from "./EmbeddingProvider.js"
+
+/** Default bound: 1,000 query vectors of 1024 floats is about 8 MB. */
+export const QUERY_CACHE_CAPACITY = 1000
+
+export interface QueryCacheStats {
+  readonly size: number
+  readonly capacity: number
+  readonly hits: number
+  readonly misses: number
+}
+
+/**
+ * A bounded LRU of query vectors keyed by model key + kind + text, so a repeated search does not
+ * call the provider again. The key includes the model, so switching models never reuses a vector.
+ * Failures are not cached. Two concurrent misses on the same text may both call the provider;
+ * that costs one extra call and keeps the cache free of locks.
+ */
+export const makeQueryCache = (capacity: number = QUERY_CACHE_CAPACITY) =>
+  Effect.sync(() => {
+    const bound = Math.max(1, Math.trunc(capacity))
+    // A Map iterates in insertion order: re-inserting on a hit moves the key to the young end,
+    // so the first key is always the least recently used.
+    const entries = new Map<string, ReadonlyArray<number>>()
+    let hits = 0
+    let misses = 0
+    const keyOf = (modelKey: string, kind: EmbedKind, text: string) => `${modelKey}\u0000${kind}\u0000${text}`
+
+    const get = (modelKey: string, kind: EmbedKind, text: string): ReadonlyArray<number> | undefined => {
+      const key = keyOf(modelKey, kind, text)
+      const found = entries.get(key)
+      if (found !== undefined) {
+        entries.delete(key)
+        entries.set(key, found)
+      }
+      return found
+    }
+
+    const set = (modelKey: string, kind: EmbedKind, text: string, vector: ReadonlyArray<number>): void => {
+      const key = keyOf(modelKey, kind, text)
+      entries.delete(key)
+      entries.set(key, vector)
+      while (entries.size > bound) entries.delete(entries.keys().next().value!)
+    }
+
+    return {
+      capacity: bound,
+      /** The cached vector, or `compute()`'s result stored for next time. */
+      getOrCompute: <E, R>(
+        modelKey: string,
+        kind: EmbedKind,
+        text: string,
+        compute: Effect.Effect<ReadonlyArray<number>, E, R>
+      ): Effect.Effect<ReadonlyArray<number>, E, R> =>
+        Effect.suspend(() => {
+          const cached = get(modelKey, kind, text)
+          if (cached !== undefined) {
+            hits++
+            return Effect.succeed(cached)
+          }
+          misses++
+          return Effect.tap(compute, (vector) => Effect.sync(() => set(modelKey, kind, text, vector)))
+        }),
+      stats: Effect.sync((): QueryCacheStats => ({ size: entries.size, capacity: bound, hits, misses })),
+      clear: Effect.sync(() => {
+        entries.clear()
+      })
+    }
+  })
+
+export class QueryCache extends Effect.Service<QueryCache>()("@autoembed/core/QueryCache", {
+  effect: makeQueryCache()
+}) {
+  /** A cache of another size (tests, memory-constrained deployments). */
+  static readonly layer = (capacity: number): Layer.Layer<QueryCache> =>
+    Layer.effect(QueryCache, Effect.map(makeQueryCache(capacity), (shape) => QueryCache.make(shape)))
+}
