@@ -1,0 +1,170 @@
+import { AutoEmbed, AutoEmbedConfig, Backfill, type BackfillJob, Database, decodeSearchParams, makeMigratedDatabaseLayer, resetVectorColumns, Search, Status } from "@autoembed/core"
+import { Args, Command, Options } from "@effect/cli"
+import { Console, Effect, Layer, Option, ParseResult } from "effect"
+import { dryRunTable, progressBar, statusTable, summaryTable } from "./Output.js"
+
+/** Exit codes: 0 ok, 1 some rows failed or a usage mistake, 2 configuration or provider unreachable. */
+export class CliExit extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message)
+  }
+}
+
+const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
+const types = Options.text("type").pipe(
+  Options.withDescription("Entity type to include (repeatable): atoms, messages, or a registered source"),
+  Options.repeated
+)
+const typesOrAll = (t: ReadonlyArray<string>) => (t.length > 0 ? t.flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean) : undefined)
+
+/** The services for a command: no background workers unless the command runs them itself. */
+const services = (options: { workers?: boolean } = {}) => AutoEmbed.layer({ workers: options.workers ?? false })
+
+const migrate = Command.make(
+  "migrate",
+  { resetEmbeddings: Options.boolean("reset-embeddings").pipe(Options.withDescription("Drop all vectors and re-create the vector columns at EMBEDDING_DIMENSIONS")) },
+  ({ resetEmbeddings }) =>
+    Effect.gen(function*() {
+      if (resetEmbeddings) {
+        // Before the sources are ensured: they refuse a column of the wrong size.
+        const tables = yield* resetVectorColumns.pipe(
+          Effect.provide(makeMigratedDatabaseLayer().pipe(Layer.provideMerge(AutoEmbedConfig.layer)))
+        )
+        yield* Console.log(`Dropped the vectors of ${tables.length ? tables.join(", ") : "no table"}.`)
+      }
+      const report = yield* Effect.flatMap(Status, (s) => s.report()).pipe(Effect.provide(services()))
+      const missing = Object.values(report.sources).reduce((n, s) => n + s.missing, 0)
+      yield* Console.log(
+        `Schema is up to date on ${report.database.description} (vectors: ${report.provider.dimensions}-d, ${report.provider.model_key}); ${missing} rows without a vector.`
+      )
+    })
+).pipe(Command.withDescription("Create or update the schema (runs automatically at start-up too)"))
+
+const status = Command.make("status", { json }, ({ json }) =>
+  Effect.gen(function*() {
+    const report = yield* Effect.flatMap(Status, (s) => s.report())
+    yield* Console.log(json ? JSON.stringify(report, null, 2) : statusTable(report))
+  }).pipe(Effect.provide(services()))
+).pipe(Command.withDescription("Per-type totals, pending, stale and failed rows, provider and model"))
+
+const backfill = Command.make(
+  "backfill",
+  {
+    dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Count what a run would do; change nothing")),
+    types,
+    batchSize: Options.integer("batch-size").pipe(Options.optional, Options.withDescription("Texts per provider request")),
+    concurrency: Options.integer("concurrency").pipe(Options.optional, Options.withDescription("Provider requests in flight")),
+    limit: Options.integer("limit").pipe(Options.optional, Options.withDescription("Embed at most this many rows")),
+    includeFailed: Options.boolean("include-failed").pipe(Options.withDescription("Retry rows marked failed too")),
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const backfill = yield* Backfill
+      const database = yield* Database
+      const input = {
+        entity_types: typesOrAll(o.types),
+        batch_size: Option.getOrUndefined(o.batchSize),
+        concurrency: Option.getOrUndefined(o.concurrency),
+        limit: Option.getOrUndefined(o.limit),
+        include_failed: o.includeFailed
+      }
+      for (const [name, v] of [["--batch-size", input.batch_size], ["--concurrency", input.concurrency], ["--limit", input.limit]] as const) {
+        if (v !== undefined && v < 1) return yield* Effect.fail(new CliExit(1, `${name} must be a positive whole number`))
+      }
+      if (o.dryRun) {
+        const report = yield* backfill.dryRun({ ...input, dry_run: true })
+        yield* Console.log(o.json ? JSON.stringify(report) : dryRunTable(report, database.description))
+        return
+      }
+      const tty = process.stdout.isTTY === true && !o.json
+      let lastLine = 0
+      const onProgress = (job: BackfillJob) =>
+        Effect.sync(() => {
+          if (tty) {
+            process.stdout.write(`\r${progressBar(job)}\u001b[K`)
+          } else if (Date.now() - lastLine >= 1000) {
+            lastLine = Date.now()
+            process.stdout.write(JSON.stringify({ event: "progress", ...job }) + "\n")
+          }
+        })
+      const job = yield* backfill.run(input, onProgress)
+      if (tty) process.stdout.write(`\r${progressBar(job)}\u001b[K\n\n${summaryTable(job)}\n`)
+      else process.stdout.write(JSON.stringify({ event: "done", ...job }) + "\n")
+      if (job.state !== "succeeded") return yield* Effect.fail(new CliExit(2, job.error ?? `backfill ${job.state}`))
+      if (job.failed > 0) return yield* Effect.fail(new CliExit(1, `${job.failed} rows failed; see \`pnpm cli status\`, then \`pnpm cli retry-failed\``))
+    }).pipe(Effect.provide(services()))
+).pipe(Command.withDescription("Embed every row with a missing or stale embedding (resumable)"))
+
+const retryFailed = Command.make("retry-failed", { types, json }, (o) =>
+  Effect.gen(function*() {
+    const result = yield* Effect.flatMap(Backfill, (b) => b.retryFailed(typesOrAll(o.types)))
+    yield* Console.log(o.json ? JSON.stringify(result) : `${result.requeued} failed rows requeued; running workers will embed them.`)
+  }).pipe(Effect.provide(services()))
+).pipe(Command.withDescription("Requeue rows marked failed"))
+
+const reembed = Command.make("reembed", { types, json }, (o) =>
+  Effect.gen(function*() {
+    const result = yield* Effect.flatMap(Backfill, (b) => b.reembed(typesOrAll(o.types)))
+    yield* Console.log(o.json ? JSON.stringify(result) : `${result.queued} rows with a missing or other model's vector queued for the current model.`)
+  }).pipe(Effect.provide(services()))
+).pipe(Command.withDescription("Queue rows embedded by another model (after changing EMBEDDING_MODEL)"))
+
+const search = Command.make(
+  "search",
+  {
+    query: Args.text({ name: "query" }).pipe(Args.withDescription("What to look for")),
+    types: Options.text("types").pipe(Options.optional, Options.withDescription("Comma-separated entity types (default: all)")),
+    limit: Options.text("limit").pipe(Options.optional, Options.withDescription("1 to 100 (default 10)")),
+    mode: Options.choice("mode", ["hybrid", "vector", "text"]).pipe(Options.optional, Options.withDescription("Default hybrid")),
+    topicId: Options.text("topic-id").pipe(Options.optional),
+    atomType: Options.text("atom-type").pipe(Options.optional),
+    since: Options.text("since").pipe(Options.optional, Options.withDescription("ISO date, e.g. 2024-05-01")),
+    minScore: Options.text("min-score").pipe(Options.optional),
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      // The same decoding as GET /v1/search, so the CLI and the API accept exactly the same input.
+      const params: Record<string, string> = { q: o.query }
+      const add = (key: string, value: Option.Option<string>) => Option.map(value, (v) => (params[key] = v))
+      add("types", o.types)
+      add("limit", o.limit)
+      add("mode", o.mode)
+      add("topic_id", o.topicId)
+      add("atom_type", o.atomType)
+      add("since", o.since)
+      add("min_score", o.minScore)
+      const request = yield* decodeSearchParams(params).pipe(
+        Effect.mapError((e) => {
+          const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
+          return new CliExit(1, `Invalid search: ${issue ? `${issue.path.join(".") || "query"}: ${issue.message}` : e.message}`)
+        })
+      )
+      const result = yield* Effect.flatMap(Search, (s) => s.search(request))
+      if (o.json) return yield* Console.log(JSON.stringify(result, null, 2))
+      if (result.results.length === 0) return yield* Console.log(`No results for "${result.query}" (${result.mode}, ${result.model}).`)
+      const lines = result.results.map((r, i) => {
+        const head = `${String(i + 1).padStart(2)}. [${r.score.toFixed(3)}] ${r.type} ${r.id}${r.title ? `: ${r.title}` : ""}`
+        const snippet = r.content.replace(/\s+/g, " ").slice(0, 160)
+        return `${head}\n      ${snippet}`
+      })
+      yield* Console.log([`${result.mode} search for "${result.query}" (${result.model})`, "", ...lines].join("\n"))
+    }).pipe(Effect.provide(services()))
+).pipe(Command.withDescription("Semantic, full-text or hybrid search over embedded rows"))
+
+const worker = Command.make("worker", {}, () =>
+  Effect.gen(function*() {
+    const status = yield* Effect.flatMap(Status, (s) => s.report())
+    yield* Console.log(
+      `autoembed worker ${status.queue.worker_id} embedding with ${status.provider.model_key} on ${status.database.description}; Ctrl-C or SIGTERM stops it gracefully.`
+    )
+    return yield* Effect.never
+  }).pipe(Effect.provide(services({ workers: true })))
+).pipe(Command.withDescription("Run embedding workers only (scale out: claims are safe across processes)"))
+
+export const root = Command.make("autoembed").pipe(
+  Command.withDescription("Keeps pgvector embeddings of PostgreSQL rows correct and searchable"),
+  Command.withSubcommands([migrate, status, backfill, search, retryFailed, reembed, worker])
+)
+

@@ -1,0 +1,66 @@
+import type { BackfillJob, DryRunReport, StatusReport } from "@autoembed/core"
+
+/** Human-readable tables and the progress bar; JSON output is the services' own objects. */
+
+const pad = (s: string | number, n: number, right = false) => {
+  const t = String(s)
+  return right ? t.padStart(n) : t.padEnd(n)
+}
+const label = (name: string) => name.charAt(0).toUpperCase() + name.slice(1)
+const num = (n: number) => n.toLocaleString("en-US")
+
+export const formatDuration = (seconds: number | null): string => {
+  if (seconds === null || !Number.isFinite(seconds)) return "--"
+  const s = Math.max(0, Math.round(seconds))
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
+}
+
+export const dryRunTable = (report: DryRunReport, where: string): string => {
+  const lines = [`Backfill dry run on ${where} (nothing was changed)`, "", `  ${pad("Type", 12)}${pad("Missing", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}`]
+  // Messages first, then atoms, then any custom sources, as people read them.
+  const order = Object.keys(report.entity_types).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
+  for (const t of order) {
+    const c = report.entity_types[t]
+    lines.push(`  ${pad(label(t), 12)}${pad(num(c.missing), 10, true)}${pad(num(c.stale), 10, true)}${pad(num(c.failed), 10, true)}`)
+  }
+  lines.push(`  ${pad("Total", 12)}${pad(num(report.total), 10, true)}  rows a run would embed`)
+  return lines.join("\n")
+}
+const rank = (t: string) => (t === "messages" ? 0 : t === "atoms" ? 1 : 2)
+
+export const progressBar = (job: BackfillJob, width = 30): string => {
+  const fraction = job.total > 0 ? Math.min(1, job.processed / job.total) : 1
+  const filled = Math.round(fraction * width)
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${num(job.processed)}/${num(job.total)} ${Math.floor(fraction * 100)}%  ${job.rate_per_second}/s  ETA ${formatDuration(job.eta_seconds)}`
+}
+
+export const summaryTable = (job: BackfillJob): string =>
+  [
+    `Backfill ${job.id} ${job.state}`,
+    `  ${pad("Succeeded", 12)}${pad(num(job.succeeded), 10, true)}`,
+    `  ${pad("Failed", 12)}${pad(num(job.failed), 10, true)}`,
+    `  ${pad("Skipped", 12)}${pad(num(job.skipped), 10, true)}`,
+    `  ${pad("Elapsed", 12)}${pad(formatDuration(job.elapsed_seconds), 10, true)}`,
+    ...(job.error ? [`  ${job.error}`] : [])
+  ].join("\n")
+
+export const statusTable = (report: StatusReport): string => {
+  const lines = [
+    `autoembed status: ${report.database.description}, ${report.provider.model_key} (${report.provider.dimensions}-d)`,
+    "",
+    `  ${pad("Type", 12)}${pad("Total", 10, true)}${pad("Embedded", 10, true)}${pad("Pending", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}  Oldest pending  Index`
+  ]
+  for (const [t, c] of Object.entries(report.sources).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))) {
+    lines.push(
+      `  ${pad(label(t), 12)}${pad(num(c.total), 10, true)}${pad(num(c.embedded), 10, true)}${pad(num(c.pending), 10, true)}${pad(num(c.stale), 10, true)}${pad(num(c.failed), 10, true)}  ${pad(formatDuration(c.oldest_pending_seconds), 14)}  ${c.index.state}`
+    )
+  }
+  if (report.recent_errors.length > 0) {
+    lines.push("", "  Recent errors:")
+    for (const e of report.recent_errors) lines.push(`    ${e.at} ${e.type} ${e.id}${e.failed ? " (failed)" : ""}: ${e.error}`)
+  }
+  if (report.notes.length > 0) lines.push("", ...report.notes.map((n) => `  note: ${n}`))
+  return lines.join("\n")
+}

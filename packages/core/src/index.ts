@@ -1,0 +1,36 @@
+/** @autoembed/core: keeps pgvector embeddings of PostgreSQL rows correct and searchable. */
+export * as AutoEmbed from "./AutoEmbed.js"
+export type { AutoEmbedOptions, AutoEmbedServices, AutoEmbedStartupError } from "./AutoEmbed.js"
+export { startupErrorMessage } from "./AutoEmbed.js"
+export * from "./AutoEmbedConfig.js"
+export * from "./Backfill.js"
+export * from "./Database.js"
+export * from "./EmbeddingProvider.js"
+export * from "./EmbeddingQueue.js"
+export * from "./EmbeddingStore.js"
+export * from "./Extraction.js"
+export * from "./Migrations.js"
+export * from "./PendingSignal.js"
+export * from "./PipelineMetrics.js"
+export * from "./QueryCache.js"
+export * from "./RetryPolicy.js"
+export * from "./Search.js"
+export * from "./Sources.js"
+export * from "./Status.js"
+export {
+  AUTO_DETECT_TIMEOUT_MS,
+  baseModelName,
+  DEFAULT_MODELS,
+  embedLocal,
+  EmbeddingProviderLive,
+  LOCAL_MODEL,
+  LocalProviderLive,
+  makeLocalProvider,
+  makeOllamaProvider,
+  makeOpenAIProvider,
+  OllamaProviderLive,
+  OpenAIProviderLive,
+  prefixFor,
+  profileFor
+} from "./providers/index.js"
+export type { ModelProfile, ProviderName } from "./providers/index.js"
