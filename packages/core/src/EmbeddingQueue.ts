@@ -114,7 +114,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     const fill = Effect.gen(function*() {
       if ((yield* Ref.get(stopping)) || (yield* Ref.get(pausedUntil)) > Date.now()) return 0
       const budget = options.maxClaims === undefined ? Infinity : options.maxClaims - (yield* Ref.get(claimedTotal))
-      const free = Math.min(prefetch - (yield* Queue.size(queue)), budget)
+      const free = Math.min(prefetch - Math.max(0, yield* Queue.size(queue)), budget)
       if (free <= 0) return 0
       // Hints belong to the long-running worker; a backfill pool claims by query only.
       const hints = options.sources === undefined && options.maxClaims === undefined
@@ -129,7 +129,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     })
 
     const claimLoop = Effect.gen(function*() {
-      const depth = yield* Queue.size(queue)
+      const depth = Math.max(0, yield* Queue.size(queue))
       if (depth >= Math.max(1, prefetch / 2)) {
         yield* Effect.sleep(Duration.millis(10))
         return
@@ -284,7 +284,8 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
       stats: Effect.gen(function*() {
         const stats: QueueStats = {
           workerId,
-          depth: yield* Queue.size(queue),
+          // Queue.size is negative while workers wait on an empty queue.
+          depth: Math.max(0, yield* Queue.size(queue)),
           capacity: config.queueCapacity,
           inFlight: yield* Ref.get(inFlight),
           concurrency: config.concurrency,
