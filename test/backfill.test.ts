@@ -63,11 +63,16 @@ describe(`backfill (${tier()})`, () => {
         expect((yield* backfill.get(job.id)).state).toBe("succeeded")
         const [row] = yield* sql<{ state: string; processed: number }>`SELECT state, processed::int AS processed FROM backfill_jobs WHERE id = ${job.id}`
         expect(row).toEqual({ state: "succeeded", processed: 4998 })
+        // The run's worker pool ended with it: a new row stays pending until someone runs workers.
+        yield* sql`INSERT INTO messages (content) VALUES ('written after the backfill')`
+        yield* Effect.sleep("1500 millis")
+        const [late] = yield* sql<{ e: boolean }>`SELECT embedding IS NOT NULL AS e FROM messages WHERE content = 'written after the backfill'`
+        expect(late.e).toBe(false)
         // include_failed brings the two failed rows back.
         const retry = yield* backfill.run({ include_failed: true })
-        expect(retry.succeeded).toBe(2)
+        expect(retry.succeeded).toBe(3)
         const status = yield* (yield* Status).report()
-        expect(status.sources.messages).toMatchObject({ total: 3000, embedded: 3000, pending: 0, failed: 0, stale: 0 })
+        expect(status.sources.messages).toMatchObject({ total: 3001, embedded: 3001, pending: 0, failed: 0, stale: 0 })
         expect(status.sources.atoms.index.state).toBe("valid")
       }), 240_000)
 

@@ -1,5 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Duration, Effect, FiberSet, Ref, Schema } from "effect"
+import { Context, Duration, Effect, FiberSet, Ref, Schema, Scope } from "effect"
 import type { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import type { Database } from "./Database.js"
 import type { PendingSignal } from "./PendingSignal.js"
@@ -73,7 +73,10 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     const sources = yield* Sources
     const provider = yield* EmbeddingProvider
     // The backfill's own worker pool is built from the same services as the long-running one.
-    const context = yield* Effect.context<AutoEmbedConfig | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources>()
+    // Without the layer's own Scope: the pool must close with its run, not with the application.
+    const context = Context.omit(Scope.Scope)(
+      yield* Effect.context<AutoEmbedConfig | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources>()
+    )
     const modelKey = modelKeyOf(provider)
     const jobs = new Map<string, Ref.Ref<BackfillJob>>()
     const running = yield* FiberSet.make()
@@ -168,7 +171,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
             return { job, remaining }
           })
 
-        const outcome = yield* Effect.scoped(
+        const outcome = yield* Effect.provide(Effect.scoped(
           Effect.gen(function*() {
             const pipeline = yield* makeEmbeddingPipeline({
               sources: types,
@@ -209,8 +212,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
                 }
               }
             }
-          }).pipe(Effect.provide(context))
-        )
+          })
+        ), context)
         const { job } = yield* publish(outcome.state, outcome.error)
         yield* persistJob(job, request)
         return job
