@@ -1,0 +1,88 @@
+import { randomUUID } from "node:crypto"
+import { Hono } from "hono"
+import { bodyLimit } from "hono/body-limit"
+import { methodNotAllowed } from "hono/method-not-allowed"
+import { matchedRoutes } from "hono/route"
+import { type AuthSettings, authFor } from "./Auth.js"
+import { ApiError, errorBody, mapCause, type Mapped, mapError } from "./Errors.js"
+import { type ApiEnv, CauseFailure, MAX_BODY_BYTES, runWith } from "./Http.js"
+import type { JsonLog } from "./Log.js"
+import { HttpMetrics } from "./Metrics.js"
+import type { ApiRuntime } from "./Runtime.js"
+import type { RouteDeps } from "./routes/Context.js"
+import { embeddingRoutes } from "./routes/embeddings.js"
+import { healthRoutes } from "./routes/health.js"
+import { ingestRoutes } from "./routes/ingest.js"
+import { pageRoutes } from "./routes/pages.js"
+import { searchRoutes } from "./routes/search.js"
+
+export interface AppOptions {
+  readonly runtime: ApiRuntime
+  readonly auth: AuthSettings
+  readonly log: JsonLog
+  readonly version: string
+  /** "api": every route; "worker": only /healthz, /readyz and /metrics (a worker process's health port). */
+  readonly mode: "api" | "worker"
+}
+
+/** Accepted as given when it looks like an id (a proxy's or the caller's), so logs correlate across hops. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+export const makeApp = (options: AppOptions) => {
+  const app = new Hono<ApiEnv>()
+  const http = new HttpMetrics()
+  const deps: RouteDeps = { run: runWith(options.runtime), auth: authFor(options.auth), log: options.log, http }
+
+  app.use(async (c, next) => {
+    const started = performance.now()
+    const given = c.req.header("x-request-id")
+    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID()
+    c.set("requestId", requestId)
+    await next()
+    c.res.headers.set("x-request-id", requestId)
+    c.res.headers.set("x-content-type-options", "nosniff")
+    c.res.headers.set("referrer-policy", "no-referrer")
+    const ms = performance.now() - started
+    // The matched pattern, never the raw path: bounded metric labels, and no ids in them.
+    const route = matchedRoutes(c).filter((r) => r.method !== "ALL").at(-1)?.path ?? "unmatched"
+    http.record(c.req.method, route, c.res.status, ms / 1000)
+    options.log.write("info", "request", {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round(ms * 10) / 10,
+      request_id: requestId
+    })
+  })
+  app.use(methodNotAllowed({
+    app,
+    onMethodNotAllowed: (c, methods) => respond(c, { error: new ApiError(405, "method_not_allowed", `${c.req.method} is not allowed here; use ${methods.join(", ")}`, { allow: methods }, { allow: methods.join(", ") }) })
+  }))
+  app.use("*", bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      // The rest of the body stays unread on the socket: close it rather than parse leftovers as the next request.
+      throw new ApiError(413, "payload_too_large", `The body is larger than ${MAX_BODY_BYTES} bytes`, { max_bytes: MAX_BODY_BYTES }, { connection: "close" })
+    }
+  }))
+
+  healthRoutes(app, deps)
+  if (options.mode === "api") {
+    ingestRoutes(app, deps)
+    searchRoutes(app, deps)
+    embeddingRoutes(app, deps)
+    pageRoutes(app, options.version)
+  }
+
+  const respond = (c: Parameters<Parameters<typeof app.onError>[0]>[1], mapped: Mapped) => {
+    const requestId = c.get("requestId") ?? randomUUID()
+    if (mapped.log) {
+      options.log.write(mapped.log.level, "request failed", { request_id: requestId, method: c.req.method, path: c.req.path, status: mapped.error.status, detail: mapped.log.detail })
+    }
+    return c.json(errorBody(mapped.error, requestId), mapped.error.status, mapped.error.headers)
+  }
+
+  app.notFound((c) => respond(c, { error: new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path.slice(0, 200)}; see /docs`) }))
+  app.onError((err, c) => respond(c, err instanceof CauseFailure ? mapCause(err.cause) : mapError(err)))
+  return app
+}

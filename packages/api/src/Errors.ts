@@ -1,0 +1,134 @@
+import { Cause, Option, ParseResult } from "effect"
+
+/** Every status the API answers an error with; the OpenAPI document lists the same set. */
+export type ErrorStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 500 | 503
+
+/** The one error body: `{"error": {"code", "message", "details"}}`, plus the request id to quote in a bug report. */
+export interface ErrorBody {
+  readonly error: {
+    readonly code: string
+    readonly message: string
+    readonly details: unknown
+    readonly request_id: string
+  }
+}
+
+/** An error the HTTP layer raises itself (bad JSON, wrong content type, missing token, ...). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: ErrorStatus,
+    readonly code: string,
+    message: string,
+    readonly details: unknown = null,
+    readonly headers: Record<string, string> = {}
+  ) {
+    super(message)
+  }
+}
+
+/** What a failed request turns into; `log` marks the ones an operator must look at (bugs, outages). */
+export interface Mapped {
+  readonly error: ApiError
+  readonly log?: { readonly level: "warning" | "error"; readonly detail: string }
+}
+
+/** Schema messages quote the offending value; a 1 MB value must not come back whole. */
+const MAX_DETAILS = 2000
+
+const truncate = (s: string, max: number) => (s.length <= max ? s : s.slice(0, max) + "…")
+
+/** Network-level failures reaching the database (no SQLSTATE): the database, not the request or a bug. */
+const CONNECTION_CODES = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/
+const connectionProblem = (e: unknown): boolean => {
+  let c: any = e
+  for (let i = 0; i < 6 && c; i++) {
+    if (typeof c.code === "string" && CONNECTION_CODES.test(c.code)) return true
+    if (typeof c.message === "string" && /connection (terminated|refused|closed)|timeout exceeded when trying to connect|Connection terminated/i.test(c.message)) return true
+    c = c.cause
+  }
+  return false
+}
+
+const SQL_STATE = /^[0-9A-Z]{5}$/
+
+/** The SQLSTATE of a database error, searched through its causes (pg and PGlite both set `code`). */
+const sqlState = (e: unknown): string | undefined => {
+  let c: any = e
+  for (let i = 0; i < 6 && c; i++) {
+    if (typeof c.code === "string" && SQL_STATE.test(c.code)) return c.code
+    c = c.cause
+  }
+  return undefined
+}
+
+const internal = (detail: string): Mapped => ({
+  error: new ApiError(500, "internal_error", "Internal error; the server log has the details under this request id"),
+  log: { level: "error", detail }
+})
+
+/**
+ * The single mapping from failures to HTTP responses. Messages of domain errors are written for
+ * users; infrastructure errors (SQL, provider internals) are logged, never echoed.
+ */
+export const mapError = (e: unknown): Mapped => {
+  if (e instanceof ApiError) return { error: e }
+  if (ParseResult.isParseError(e)) {
+    return { error: new ApiError(422, "validation_failed", "The request does not match the schema", truncate(ParseResult.TreeFormatter.formatErrorSync(e), MAX_DETAILS)) }
+  }
+  const tagged = e as { _tag?: unknown; message?: unknown; details?: unknown }
+  const message = typeof tagged?.message === "string" ? tagged.message : ""
+  switch (tagged?._tag) {
+    case "ExtractionInvalid":
+      return { error: new ApiError(422, "unknown_reference", message, tagged.details ?? null) }
+    case "BackfillInvalid":
+    case "SearchInvalid":
+      return { error: new ApiError(422, "invalid_request", message) }
+    case "BackfillNotFound":
+      return { error: new ApiError(404, "not_found", message, { id: (e as { id: string }).id }) }
+    case "ProviderError": {
+      const p = e as { reason: string; retryAfterMs?: number; provider: string }
+      if (p.reason === "RateLimited") {
+        const seconds = Math.max(1, Math.ceil((p.retryAfterMs ?? 1000) / 1000))
+        return {
+          error: new ApiError(429, "provider_rate_limited", "The embedding provider is rate limiting; retry later", { retry_after_seconds: seconds }, { "retry-after": String(seconds) }),
+          log: { level: "warning", detail: message }
+        }
+      }
+      return {
+        error: new ApiError(503, "provider_unavailable", `The embedding provider (${p.provider}) cannot embed the query right now`, { reason: p.reason }, { "retry-after": "5" }),
+        log: { level: "warning", detail: message }
+      }
+    }
+    case "SqlError":
+    case "DatabaseError": {
+      const state = sqlState(e)
+      const detail = `${message} ${state ?? ""} ${String((e as { cause?: unknown }).cause ?? "")}`.slice(0, 1000)
+      // 23505/23503: a concurrent write of the same key, or a row deleted meanwhile (e.g. two ingests of one external_id).
+      if (state === "23505" || state === "23503") return { error: new ApiError(409, "conflict", "A concurrent write changed the same rows; retry the request"), log: { level: "warning", detail } }
+      // Class 22 (data exception): a value the schema let through but PostgreSQL refuses, such as a NUL character in text.
+      if (state !== undefined && state.startsWith("22")) {
+        return { error: new ApiError(422, "invalid_value", "The database refused a value in the request (for example a NUL character in text)", { sqlstate: state }), log: { level: "warning", detail } }
+      }
+      // Class 40 (serialization, deadlock), 53 (resources), 57 (shutdown), 08 (connection): the database, not the request.
+      if ((state === undefined && connectionProblem(e)) || (state !== undefined && /^(08|40|53|57)/.test(state)) || tagged._tag === "DatabaseError") {
+        return { error: new ApiError(503, "database_unavailable", "The database is unavailable; retry later", null, { "retry-after": "5" }), log: { level: "error", detail } }
+      }
+      return internal(detail)
+    }
+  }
+  return internal(e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ""}` : String(e))
+}
+
+/** A failed Effect's cause: its first expected error, else (defects, interruption) a bug. */
+export const mapCause = (cause: Cause.Cause<unknown>): Mapped => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) return mapError(failure.value)
+  if (Cause.isInterruptedOnly(cause)) {
+    return { error: new ApiError(503, "shutting_down", "The server is shutting down; retry on another instance", null, { "retry-after": "5" }) }
+  }
+  return internal(Cause.pretty(cause))
+}
+
+export const errorBody = (error: ApiError, requestId: string): ErrorBody => ({
+  error: { code: error.code, message: error.message, details: error.details ?? null, request_id: requestId }
+})

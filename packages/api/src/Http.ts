@@ -1,0 +1,94 @@
+import { Cause, Effect, Either, Exit, Schema } from "effect"
+import type { Context } from "hono"
+import { ApiError } from "./Errors.js"
+import type { ApiRuntime, ApiServices } from "./Runtime.js"
+
+/** Hono's per-request variables. */
+export type ApiEnv = { Variables: { requestId: string } }
+
+/** Bodies above this are refused with 413 before they are read into memory. */
+export const MAX_BODY_BYTES = 1024 * 1024
+
+/** A failed core call; `App.onError` maps its cause through `Errors.mapCause`. */
+export class CauseFailure extends Error {
+  constructor(override readonly cause: Cause.Cause<unknown>) {
+    super("effect failed")
+  }
+}
+
+/** Runs a core effect on the shared runtime; failures keep their Cause for the error mapping. */
+export const runWith = (runtime: ApiRuntime) => async <A, E>(effect: Effect.Effect<A, E, ApiServices>): Promise<A> => {
+  const exit = await runtime.runPromiseExit(effect)
+  if (Exit.isSuccess(exit)) return exit.value
+  throw new CauseFailure(exit.cause)
+}
+
+export type Run = ReturnType<typeof runWith>
+
+/** No request schema nests deeper than a few levels; deeper input is refused before parsing (it would only cost stack). */
+const MAX_JSON_DEPTH = 32
+
+/** Deepest [ / { nesting outside strings, stopping early once past the limit. */
+const nestingDepth = (text: string): number => {
+  let depth = 0
+  let max = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i)
+    if (inString) {
+      if (ch === 92) i++ // backslash: skip the escaped character
+      else if (ch === 34) inString = false
+    } else if (ch === 34) inString = true
+    else if (ch === 91 || ch === 123) {
+      if (++depth > max) max = depth
+      if (max > MAX_JSON_DEPTH) return max
+    } else if (ch === 93 || ch === 125) depth--
+  }
+  return max
+}
+
+const isJson = (type: string) => /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type.trim())
+
+/**
+ * Reads a JSON body and decodes it with `schema`: 415 for another media type, 400 for bad JSON
+ * or a missing body, 422 (via the ParseError) for a body that does not match. Unknown fields are
+ * refused, so a misspelt option is an error instead of silently ignored.
+ */
+export const readJson = async <A, I>(
+  c: Context<ApiEnv>,
+  schema: Schema.Schema<A, I, never>,
+  options: { readonly emptyAs?: unknown } = {}
+): Promise<A> => {
+  const type = c.req.header("content-type")
+  if (type !== undefined && type.trim() !== "" && !isJson(type)) {
+    throw new ApiError(415, "unsupported_media_type", "Send the body as application/json", { content_type: type.slice(0, 100) })
+  }
+  const text = await c.req.text()
+  let value: unknown
+  if (text.trim() === "") {
+    if (options.emptyAs === undefined) throw new ApiError(400, "empty_body", "This route needs a JSON body")
+    value = options.emptyAs
+  } else {
+    if (type === undefined || type.trim() === "") {
+      throw new ApiError(415, "unsupported_media_type", "Send the body with Content-Type: application/json")
+    }
+    if (nestingDepth(text) > MAX_JSON_DEPTH) {
+      throw new ApiError(422, "validation_failed", `The body is nested deeper than ${MAX_JSON_DEPTH} levels`, { max_depth: MAX_JSON_DEPTH })
+    }
+    try {
+      value = JSON.parse(text)
+    } catch (e) {
+      throw new ApiError(400, "invalid_json", "The body is not valid JSON", { parser: String((e as Error).message).slice(0, 200) })
+    }
+  }
+  const decoded = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(value)
+  if (Either.isLeft(decoded)) throw decoded.left
+  return decoded.right
+}
+
+/** Decodes query-string parameters (unknown parameters are ignored: links may carry tracking or cache-busting ones). */
+export const readQuery = <A, I>(c: Context<ApiEnv>, schema: Schema.Schema<A, I, never>): A => {
+  const decoded = Schema.decodeUnknownEither(schema, { errors: "all" })(c.req.query())
+  if (Either.isLeft(decoded)) throw decoded.left
+  return decoded.right
+}

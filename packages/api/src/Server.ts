@@ -1,0 +1,156 @@
+import { readFileSync } from "node:fs"
+import type { AddressInfo } from "node:net"
+import { AutoEmbedConfig, type AutoEmbedConfigShape } from "@autoembed/core"
+import { serve, type ServerType } from "@hono/node-server"
+import { Option } from "effect"
+// The sample loader is not in core's index yet; importing the module directly keeps `pnpm start` self-contained.
+import { loadSampleDataIfEmpty } from "../../core/src/SampleData.js"
+import { makeApp } from "./App.js"
+import { type Level, makeLog } from "./Log.js"
+import { type ApiRuntime, makeRuntime, StartupFailure } from "./Runtime.js"
+
+export interface ServerOptions {
+  /** Run the embedding workers in this process. */
+  readonly workers: boolean
+  /**
+   * Serve the HTTP API (default true). With `api: false` (the `worker` command) the process runs
+   * only the workers and answers /healthz, /readyz and /metrics on HOST:PORT, so an orchestrator
+   * can probe it and Prometheus can scrape the worker's own counters.
+   */
+  readonly api?: boolean
+  /** Load the bundled sample data when the database has no atoms and no messages (AUTOEMBED_SAMPLE_DATA=false still wins). Default false. */
+  readonly sampleData?: boolean
+  /** Settings on top of the environment (tests: port 0, a temporary database). */
+  readonly config?: Partial<AutoEmbedConfigShape>
+}
+
+export interface RunningServer {
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  readonly runtime: ApiRuntime
+  /** Stops accepting, lets in-flight requests finish (10 s at most), then disposes the runtime (drains workers, closes the database). */
+  readonly close: () => Promise<void>
+}
+
+const DRAIN_TIMEOUT_MS = 10_000
+
+const version = (): string => {
+  try {
+    return JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version ?? "0.0.0"
+  } catch {
+    return "0.0.0"
+  }
+}
+
+const isLoopback = (host: string) => host === "localhost" || host === "::1" || /^127\./.test(host)
+
+const listen = (server: ServerType, host: string, port: number) =>
+  new Promise<AddressInfo>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) =>
+      reject(new StartupFailure(`Cannot listen on ${host}:${port} (${e.code ?? e.message}); set PORT or HOST to a free address`, 2))
+    server.once("error", onError)
+    server.once("listening", () => {
+      server.off("error", onError)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+
+/** Builds the runtime, loads sample data if asked, and listens. Throws `StartupFailure` (one line, exit code) when it cannot. */
+export const startServer = async (options: ServerOptions): Promise<RunningServer> => {
+  const api = options.api !== false
+  const { runtime, logLevel } = await makeRuntime({ workers: options.workers, config: options.config })
+  const log = makeLog(logLevel)
+  try {
+    const config = await runtime.runPromise(AutoEmbedConfig)
+    if (api && options.sampleData && config.sampleData) {
+      const loaded = await runtime.runPromise(loadSampleDataIfEmpty())
+      if (loaded.loaded) {
+        log.write("info", `loaded the sample data set (${loaded.messages} messages, ${loaded.atoms} atoms, ${loaded.topics} topics); AUTOEMBED_SAMPLE_DATA=false starts empty`)
+      }
+    }
+    const app = makeApp({
+      runtime,
+      auth: { apiToken: config.apiToken, protectReads: config.protectReads },
+      log,
+      version: version(),
+      mode: api ? "api" : "worker"
+    })
+    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port })
+    const address = await listen(server, config.host, config.port)
+    if (!isLoopback(config.host) && Option.isNone(config.apiToken)) {
+      log.write("warning", `listening on ${config.host} without AUTOEMBED_API_TOKEN: anyone who can reach this address can write and start backfills`)
+    }
+    const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address
+    const url = `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "localhost" : shownHost}:${address.port}`
+
+    let closing: Promise<void> | undefined
+    const close = () =>
+      (closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            if ("closeAllConnections" in server) server.closeAllConnections()
+            resolve()
+          }, DRAIN_TIMEOUT_MS)
+          server.close(() => {
+            clearTimeout(timer)
+            resolve()
+          })
+          // Idle keep-alive sockets would hold close() open; busy ones finish their request first.
+          if ("closeIdleConnections" in server) server.closeIdleConnections()
+        })
+        await runtime.dispose()
+      })())
+    return { url, host: config.host, port: address.port, runtime, close }
+  } catch (e) {
+    await runtime.dispose().catch(() => undefined)
+    throw e
+  }
+}
+
+/**
+ * Runs until SIGTERM or SIGINT, then shuts down gracefully. Used by `pnpm start` (`{ workers: true,
+ * sampleData: true }`), `pnpm cli serve` (`{ workers: false }`) and `pnpm cli worker`
+ * (`{ workers: true, api: false }`). A start-up failure prints one line to stderr and exits with
+ * 2 (configuration, provider) or 1 (database, other).
+ */
+export const runServer = async (options: ServerOptions): Promise<void> => {
+  let running: RunningServer
+  try {
+    running = await startServer(options)
+  } catch (e) {
+    const failure = e instanceof StartupFailure ? e : new StartupFailure(String((e as Error)?.message ?? e).split("\n")[0], 1)
+    process.stderr.write(`autoembed: ${failure.message}\n`)
+    process.exit(failure.exitCode)
+  }
+  const { url } = running
+  const config = await running.runtime.runPromise(AutoEmbedConfig)
+  const log = makeLog(config.logLevel as Level)
+  if (options.api !== false) {
+    log.write("info", `autoembed listening on ${url}`, {
+      page: `${url}/`,
+      docs: `${url}/docs`,
+      try: `curl '${url}/v1/search?q=database+migration+failed&limit=5'`,
+      workers: options.workers
+    })
+  } else {
+    log.write("info", `autoembed worker running; health on ${url}/healthz, metrics on ${url}/metrics`)
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.off("SIGTERM", onTerm)
+      process.off("SIGINT", onInt)
+      log.write("info", `${signal}: shutting down (finishing requests, draining workers)`)
+      running.close().then(resolve, (e) => {
+        process.stderr.write(`autoembed: shutdown failed: ${String((e as Error)?.message ?? e).split("\n")[0]}\n`)
+        process.exitCode = 1
+        resolve()
+      })
+    }
+    const onTerm = () => stop("SIGTERM")
+    const onInt = () => stop("SIGINT")
+    process.once("SIGTERM", onTerm)
+    process.once("SIGINT", onInt)
+  })
+  log.write("info", "autoembed stopped")
+}

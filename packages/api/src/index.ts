@@ -1,0 +1,12 @@
+/** @autoembed/api: the HTTP API over @autoembed/core. */
+export { makeApp } from "./App.js"
+export type { AppOptions } from "./App.js"
+export { tokenMatches } from "./Auth.js"
+export { ApiError, mapCause, mapError } from "./Errors.js"
+export type { ErrorBody } from "./Errors.js"
+export { openApiDocument, routes } from "./OpenApi.js"
+export type { RouteSpec } from "./OpenApi.js"
+export { makeRuntime, StartupFailure } from "./Runtime.js"
+export type { ApiRuntime, ApiServices } from "./Runtime.js"
+export { runServer, startServer } from "./Server.js"
+export type { RunningServer, ServerOptions } from "./Server.js"

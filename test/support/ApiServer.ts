@@ -1,0 +1,82 @@
+import { Option, Redacted } from "effect"
+import pg from "pg"
+import type { AutoEmbedConfigShape } from "../../packages/core/src/AutoEmbedConfig.js"
+import { type RunningServer, startServer } from "../../packages/api/src/Server.js"
+import { serverUrl } from "./TestDatabase.js"
+
+/** A throw-away database on the DATABASE_URL server, so test files never share tables. */
+export const scratchDatabase = async (): Promise<{ url: string; drop: () => Promise<void> }> => {
+  const admin = serverUrl()!
+  const name = `autoembed_api_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+  const client = new pg.Client({ connectionString: admin })
+  await client.connect()
+  await client.query(`CREATE DATABASE ${name}`)
+  await client.end()
+  const u = new URL(admin)
+  u.pathname = `/${name}`
+  return {
+    url: u.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: admin })
+      await c.connect()
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      await c.end()
+    }
+  }
+}
+
+export interface TestServer extends RunningServer {
+  readonly stop: () => Promise<void>
+}
+
+/**
+ * The real server (Hono on a random port, the full AutoEmbed layer) for the current tier: in-memory
+ * PGlite, or a scratch database on DATABASE_URL's server. Local provider, no sample data.
+ */
+export const startTestServer = async (
+  options: { workers?: boolean; token?: string; protectReads?: boolean; config?: Partial<AutoEmbedConfigShape> } = {}
+): Promise<TestServer> => {
+  const scratch = serverUrl() ? await scratchDatabase() : undefined
+  const server = await startServer({
+    workers: options.workers ?? true,
+    sampleData: false,
+    config: {
+      host: "127.0.0.1",
+      port: 0,
+      provider: "local",
+      dimensions: 256,
+      dataDir: "memory://",
+      databaseUrl: scratch ? Option.some(Redacted.make(scratch.url)) : Option.none(),
+      apiToken: options.token ? Option.some(Redacted.make(options.token)) : Option.none(),
+      protectReads: options.protectReads ?? false,
+      sweepIntervalMs: 500,
+      batchWindowMs: 5,
+      logLevel: process.env.AUTOEMBED_TEST_LOG_LEVEL ?? "warning",
+      ...options.config
+    }
+  })
+  return {
+    ...server,
+    stop: async () => {
+      await server.close()
+      await scratch?.drop()
+    }
+  }
+}
+
+/** Polls `check` until it returns a value or the deadline passes. */
+export const eventually = async <A>(check: () => Promise<A | undefined>, timeoutMs = 20_000, everyMs = 100): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+export const json = (body: unknown, token?: string): RequestInit => ({
+  method: "POST",
+  headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  body: JSON.stringify(body)
+})
