@@ -17,6 +17,7 @@ export * from "./RetryPolicy.js"
 export * from "./Search.js"
 export * from "./Sources.js"
 export * from "./Status.js"
+export * from "./VectorIndex.js"
 export {
   AUTO_DETECT_TIMEOUT_MS,
   baseModelName,
@@ -34,3 +35,4 @@ export {
   profileFor
 } from "./providers/index.js"
 export type { ModelProfile, ProviderName } from "./providers/index.js"
+export * from "./Facade.js"
