@@ -10,11 +10,12 @@ import { PendingSignal } from "../../packages/core/src/PendingSignal.js"
 import { PipelineMetrics } from "../../packages/core/src/PipelineMetrics.js"
 import { makeLocalProvider } from "../../packages/core/src/providers/LocalProvider.js"
 import { type SourceDefinition, Sources } from "../../packages/core/src/Sources.js"
+import { VectorIndex } from "../../packages/core/src/VectorIndex.js"
 import { testConfig } from "./TestDatabase.js"
 
 /** Database, migrations, sources, store and signal for the current test tier. */
 export const storeLayer = (overrides: Partial<AutoEmbedConfigShape> = {}, custom: ReadonlyArray<SourceDefinition> = []) =>
-  Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default).pipe(
+  Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default, VectorIndex.Default).pipe(
     Layer.provideMerge(PendingSignal.Default),
     Layer.provideMerge(Sources.layer(custom)),
     Layer.provideMerge(makeMigratedDatabaseLayer()),

@@ -1,4 +1,4 @@
-import { AutoEmbed, AutoEmbedConfig, Backfill, type BackfillJob, Database, decodeSearchParams, makeMigratedDatabaseLayer, resetVectorColumns, Search, Status } from "@autoembed/core"
+import { AutoEmbed, AutoEmbedConfig, Backfill, type BackfillJob, Database, decodeSearchParams, makeMigratedDatabaseLayer, resetVectorColumns, Search, Status, VectorIndex } from "@autoembed/core"
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult } from "effect"
 import { dryRunTable, progressBar, statusTable, summaryTable } from "./Output.js"
@@ -56,6 +56,10 @@ const backfill = Command.make(
     concurrency: Options.integer("concurrency").pipe(Options.optional, Options.withDescription("Provider requests in flight")),
     limit: Options.integer("limit").pipe(Options.optional, Options.withDescription("Embed at most this many rows")),
     includeFailed: Options.boolean("include-failed").pipe(Options.withDescription("Retry rows marked failed too")),
+    bulk: Options.choice("bulk", ["auto", "on", "off"]).pipe(
+      Options.withDefault("auto" as const),
+      Options.withDescription("Drop the HNSW index during the load and build it once at the end (auto: above AUTOEMBED_BULK_THRESHOLD rows)")
+    ),
     json
   },
   (o) =>
@@ -67,7 +71,8 @@ const backfill = Command.make(
         batch_size: Option.getOrUndefined(o.batchSize),
         concurrency: Option.getOrUndefined(o.concurrency),
         limit: Option.getOrUndefined(o.limit),
-        include_failed: o.includeFailed
+        include_failed: o.includeFailed,
+        bulk: o.bulk
       }
       for (const [name, v] of [["--batch-size", input.batch_size], ["--concurrency", input.concurrency], ["--limit", input.limit]] as const) {
         if (v !== undefined && v < 1) return yield* Effect.fail(new CliExit(1, `${name} must be a positive whole number`))
@@ -153,6 +158,24 @@ const search = Command.make(
     }).pipe(Effect.provide(services()))
 ).pipe(Command.withDescription("Semantic, full-text or hybrid search over embedded rows"))
 
+const reindex = Command.make(
+  "reindex",
+  {
+    force: Options.boolean("force").pipe(Options.withDescription("Rebuild even when the index already matches the settings")),
+    types,
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      const index = yield* VectorIndex
+      const rebuilt = yield* index.reindex({ force: o.force, sources: typesOrAll(o.types) })
+      const after = yield* index.describe()
+      if (o.json) return yield* Console.log(JSON.stringify({ rebuilt, indexes: after }, null, 2))
+      yield* Console.log(rebuilt.length > 0 ? `Rebuilt the HNSW index of ${rebuilt.join(", ")}.` : "Every HNSW index already matches the settings.")
+      for (const i of after) yield* Console.log(`  ${i.source}: ${i.kind ?? "none"} m=${i.m ?? "-"} ef_construction=${i.efConstruction ?? "-"} ${i.valid ? "valid" : "not valid"}`)
+    }).pipe(Effect.provide(services()))
+).pipe(Command.withDescription("Build the HNSW indexes as configured (AUTOEMBED_INDEX_TYPE, AUTOEMBED_HNSW_M, AUTOEMBED_HNSW_EF_CONSTRUCTION)"))
+
 const worker = Command.make("worker", {}, () =>
   Effect.gen(function*() {
     const status = yield* Effect.flatMap(Status, (s) => s.report())
@@ -165,6 +188,6 @@ const worker = Command.make("worker", {}, () =>
 
 export const root = Command.make("autoembed").pipe(
   Command.withDescription("Keeps pgvector embeddings of PostgreSQL rows correct and searchable"),
-  Command.withSubcommands([migrate, status, backfill, search, retryFailed, reembed, worker])
+  Command.withSubcommands([migrate, status, backfill, search, retryFailed, reembed, reindex, worker])
 )
 

@@ -16,6 +16,7 @@ import { QueryCache } from "./QueryCache.js"
 import { Search } from "./Search.js"
 import { type DimensionMismatch, type SourceDefinition, type SourceError, Sources } from "./Sources.js"
 import { Status } from "./Status.js"
+import { VectorIndex } from "./VectorIndex.js"
 
 export interface AutoEmbedOptions {
   /** Settings on top of the environment (or on top of the defaults when `env` is false). */
@@ -47,6 +48,7 @@ export type AutoEmbedServices =
   | Status
   | Search
   | QueryCache
+  | VectorIndex
 
 export type AutoEmbedStartupError =
   | ConfigurationError
@@ -80,7 +82,7 @@ export const layer = (options: AutoEmbedOptions = {}): Layer.Layer<AutoEmbedServ
   const sources = Sources.layer(options.sources ?? [], { builtins: options.builtinSources })
   const provider = options.provider ?? EmbeddingProviderLive
   const base = Layer.mergeAll(sources, provider).pipe(Layer.provideMerge(database))
-  const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default).pipe(
+  const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default).pipe(
     Layer.provideMerge(PendingSignal.Default),
     Layer.provideMerge(base)
   )

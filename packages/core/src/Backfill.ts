@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Duration, Effect, FiberSet, Ref, Schema, Scope } from "effect"
-import type { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import type { Database } from "./Database.js"
 import type { PendingSignal } from "./PendingSignal.js"
 import type { PipelineMetrics } from "./PipelineMetrics.js"
@@ -8,6 +8,7 @@ import { EmbeddingProvider } from "./EmbeddingProvider.js"
 import { type BatchOutcome, makeEmbeddingPipeline } from "./EmbeddingQueue.js"
 import { EmbeddingStore, modelKeyOf } from "./EmbeddingStore.js"
 import { Sources } from "./Sources.js"
+import { VectorIndex } from "./VectorIndex.js"
 
 export const BackfillRequest = Schema.Struct({
   dry_run: Schema.optionalWith(Schema.Boolean, { default: () => false }),
@@ -15,7 +16,9 @@ export const BackfillRequest = Schema.Struct({
   batch_size: Schema.optional(Schema.Int.pipe(Schema.between(1, 2048))),
   concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
   limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000_000))),
-  include_failed: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  include_failed: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Bulk path: drop the HNSW index, load, build it once. "auto" takes it above AUTOEMBED_BULK_THRESHOLD rows of a type. */
+  bulk: Schema.optionalWith(Schema.Literal("auto", "on", "off"), { default: () => "auto" as const })
 })
 export type BackfillRequest = typeof BackfillRequest.Type
 export type BackfillInput = typeof BackfillRequest.Encoded
@@ -38,9 +41,14 @@ export interface DryRunReport {
 
 export type BackfillState = "running" | "succeeded" | "failed" | "cancelled"
 
+export type BackfillPhase = "queueing" | "embedding" | "indexing" | "done"
+
 export interface BackfillJob {
   readonly id: string
   readonly state: BackfillState
+  readonly phase: BackfillPhase
+  /** Types loaded on the bulk path (index dropped during the load, built once at the end). */
+  readonly bulk_types: ReadonlyArray<string>
   readonly entity_types: ReadonlyArray<string>
   readonly total: number
   readonly processed: number
@@ -72,6 +80,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     const store = yield* EmbeddingStore
     const sources = yield* Sources
     const provider = yield* EmbeddingProvider
+    const vectorIndex = yield* VectorIndex
+    const config = yield* AutoEmbedConfig
     // The backfill's own worker pool is built from the same services as the long-running one.
     // Without the layer's own Scope: the pool must close with its run, not with the application.
     const context = Context.omit(Scope.Scope)(
@@ -142,6 +152,20 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
           if (n === 0) break
         }
 
+        // Bulk path: large loads (or a bulk load that died half-way, found by its mark) write
+        // without the HNSW index and build it once at the end.
+        const indexes = yield* vectorIndex.describe()
+        const bulkTypes = types.filter((t) => {
+          const c = before.entity_types[t]
+          const marked = indexes.some((i) => i.source === t && i.bulkMark !== null)
+          return marked || request.bulk === "on" || (request.bulk === "auto" && c.missing + c.stale >= config.bulkThreshold)
+        })
+        for (const t of bulkTypes) {
+          const marked = indexes.some((i) => i.source === t && i.bulkMark !== null)
+          if (!marked) yield* vectorIndex.beginBulk(yield* sources.get(t))
+        }
+        yield* Ref.update(jobRef, (j) => ({ ...j, phase: "embedding" as const, bulk_types: bulkTypes }))
+
         const publish = (state: BackfillState, error: string | null = null) =>
           Effect.gen(function*() {
             const o = yield* Ref.get(own)
@@ -163,6 +187,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
               rate_per_second: Math.round(rate * 10) / 10,
               eta_seconds: finished ? 0 : rate > 0 ? Math.ceil((total - processed) / rate) : null,
               elapsed_seconds: Math.round(elapsed * 10) / 10,
+              phase: finished ? "done" : (yield* Ref.get(jobRef)).phase,
               finished_at: finished ? new Date().toISOString() : null,
               error
             }
@@ -214,6 +239,13 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
             }
           })
         ), context)
+        if (bulkTypes.length > 0) {
+          // Also after a stalled run, so search is not left scanning exactly; an interrupted run
+          // never gets here and leaves the mark for the next run to finish.
+          yield* Ref.update(jobRef, (j) => ({ ...j, phase: "indexing" as const }))
+          yield* publish("running")
+          for (const t of bulkTypes) yield* vectorIndex.build(yield* sources.get(t))
+        }
         const { job } = yield* publish(outcome.state, outcome.error)
         yield* persistJob(job, request)
         return job
@@ -238,6 +270,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         const job: BackfillJob = {
           id,
           state: "running",
+          phase: "queueing",
+          bulk_types: [],
           entity_types: types,
           total: 0,
           processed: 0,
@@ -296,6 +330,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       const job: BackfillJob = {
         id: r.id,
         state: r.state,
+        phase: r.state === "running" ? "embedding" : "done",
+        bulk_types: [],
         entity_types: params?.entity_types ?? sources.names,
         total: Number(r.total),
         processed: Number(r.processed),

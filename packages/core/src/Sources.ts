@@ -142,7 +142,7 @@ export const ensureSource = (def: SourceDefinition) =>
     const prefix = `autoembed_${def.name}`
     yield* sql`CREATE INDEX IF NOT EXISTS ${sql(`${prefix}_missing`)} ON ${table} (${sql(idColumn)}) WHERE embedding IS NULL`
     yield* sql`CREATE INDEX IF NOT EXISTS ${sql(`${prefix}_model`)} ON ${table} (embedding_model)`
-    yield* createHnswIndexIfMissing(schema, tableName, `${prefix}_hnsw`)
+    yield* createHnswIndexIfMissing(schema, tableName, `${prefix}_hnsw`, def.name)
     const watch = def.watchColumns.map(quote)
     const changed = def.watchColumns.map((c) => `OLD.${quote(c)} IS DISTINCT FROM NEW.${quote(c)}`).join(" OR ")
     const args = `${literal(def.name)}, ${literal(idColumn)}`
@@ -188,10 +188,20 @@ export const hnswIndexSql = (
     USING hnsw (${column}) WITH (m = ${Math.trunc(options.m)}, ef_construction = ${Math.trunc(options.efConstruction)})`
 }
 
-const createHnswIndexIfMissing = (schema: string, tableName: string, indexName: string) =>
+const createHnswIndexIfMissing = (schema: string, tableName: string, indexName: string, sourceName: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const config = yield* AutoEmbedConfig
+    // A bulk load dropped this index on purpose; its run (or `pnpm cli reindex`) builds it at the end.
+    const marked = yield* sql`SELECT 1 FROM autoembed_index_state WHERE source = ${sourceName}`
+    if (marked.length > 0) return
+    // An index left invalid by a failed concurrent build answers no query: replace it.
+    const existing = yield* sql<{ valid: boolean }>`
+      SELECT i.indisvalid AS valid FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = ${indexName} AND n.nspname = ${schema}`
+    if (existing.length > 0 && existing[0].valid) return
+    if (existing.length > 0) yield* sql`DROP INDEX IF EXISTS ${sql(`${schema}.${indexName}`)}`
     yield* sql.unsafe(
       hnswIndexSql(schema, tableName, indexName, {
         kind: config.indexKind,

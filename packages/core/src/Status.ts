@@ -7,12 +7,17 @@ import { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { EmbeddingStore, modelKeyOf, type SourceCounts } from "./EmbeddingStore.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { Sources } from "./Sources.js"
+import { VectorIndex } from "./VectorIndex.js"
 
 export interface IndexState {
   readonly name: string
   /** "valid", "building" (not yet valid, e.g. a bulk rebuild in progress) or "missing" (search scans exactly). */
   readonly state: "valid" | "building" | "missing"
   readonly definition: string | null
+  /** Built with the configured kind, m and ef_construction. */
+  readonly matches_config: boolean
+  /** Set while a bulk load holds the index dropped. */
+  readonly bulk: string | null
 }
 
 export interface StatusReport {
@@ -62,19 +67,12 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
     const metrics = yield* PipelineMetrics
     const database = yield* Database
     const config = yield* AutoEmbedConfig
+    const vectorIndex = yield* VectorIndex
     const modelKey = modelKeyOf(provider)
-
-    const indexStates = Effect.gen(function*() {
-      const rows = yield* sql<{ name: string; valid: boolean; definition: string }>`
-        SELECT c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition
-        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE c.relname = ANY(${sources.all.map((s) => s.indexName)}::text[])`
-      return new Map(rows.map((r) => [r.name, r]))
-    })
 
     const report = Effect.fn("Status.report")(function*() {
       const counts: Record<string, SourceCounts> = yield* store.counts(modelKey)
-      const indexes = yield* indexStates
+      const indexes = new Map((yield* vectorIndex.describe()).map((i) => [i.source, i]))
       const queue = yield* Effect.serviceOption(EmbeddingQueue)
       const stats = Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none()
       const snapshot = yield* metrics.snapshot
@@ -85,11 +83,17 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       const sourcesReport: StatusReport["sources"] = {}
       for (const s of sources.all) {
         const c = counts[s.name]
-        const idx = indexes.get(s.indexName)
-        const index: IndexState = idx
-          ? { name: s.indexName, state: idx.valid ? "valid" : "building", definition: idx.definition }
-          : { name: s.indexName, state: "missing", definition: null }
-        if (index.state !== "valid") notes.push(`${s.name}: HNSW index ${index.state}; search scans exactly until it is rebuilt`)
+        const idx = indexes.get(s.name)!
+        const index: IndexState = {
+          name: s.indexName,
+          state: idx.exists ? (idx.valid ? "valid" : "building") : "missing",
+          definition: idx.definition,
+          matches_config: idx.matchesConfig,
+          bulk: idx.bulkMark
+        }
+        if (idx.bulkMark) notes.push(`${s.name}: bulk load (${idx.bulkMark}); search scans exactly until the index is built at its end (or \`pnpm cli reindex\`)`)
+        else if (index.state !== "valid") notes.push(`${s.name}: HNSW index ${index.state}; search scans exactly until it is rebuilt (\`pnpm cli reindex\`)`)
+        else if (!idx.matchesConfig) notes.push(`${s.name}: the HNSW index differs from the configured settings; \`pnpm cli reindex\` applies them`)
         sourcesReport[s.name] = {
           total: c.total,
           embedded: c.embedded,
