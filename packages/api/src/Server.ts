@@ -78,7 +78,7 @@ export const startServer = async (options: ServerOptions): Promise<RunningServer
     })
     const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port })
     const address = await listen(server, config.host, config.port)
-    if (!isLoopback(config.host) && Option.isNone(config.apiToken)) {
+    if (api && !isLoopback(config.host) && Option.isNone(config.apiToken)) {
       log.write("warning", `listening on ${config.host} without AUTOEMBED_API_TOKEN: anyone who can reach this address can write and start backfills`)
     }
     const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address
