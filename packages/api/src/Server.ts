@@ -1,10 +1,8 @@
 import { readFileSync } from "node:fs"
 import type { AddressInfo } from "node:net"
-import { AutoEmbedConfig, type AutoEmbedConfigShape } from "@autoembed/core"
+import { AutoEmbedConfig, type AutoEmbedConfigShape, loadSampleDataIfEmpty } from "@autoembed/core"
 import { serve, type ServerType } from "@hono/node-server"
 import { Option } from "effect"
-// The sample loader is not in core's index yet; importing the module directly keeps `pnpm start` self-contained.
-import { loadSampleDataIfEmpty } from "../../core/src/SampleData.js"
 import { makeApp } from "./App.js"
 import { type Level, makeLog } from "./Log.js"
 import { type ApiRuntime, makeRuntime, StartupFailure } from "./Runtime.js"

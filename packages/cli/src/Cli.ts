@@ -176,6 +176,13 @@ const reindex = Command.make(
     }).pipe(Effect.provide(services()))
 ).pipe(Command.withDescription("Build the HNSW indexes as configured (AUTOEMBED_INDEX_TYPE, AUTOEMBED_HNSW_M, AUTOEMBED_HNSW_EF_CONSTRUCTION)"))
 
+const serve = Command.make("serve", {}, () =>
+  Effect.promise(async () => {
+    const { runServer } = await import("@autoembed/api")
+    await runServer({ workers: false })
+  })
+).pipe(Command.withDescription("Run the HTTP API only (run the embedding workers with `worker`)"))
+
 const worker = Command.make("worker", {}, () =>
   Effect.gen(function*() {
     const status = yield* Effect.flatMap(Status, (s) => s.report())
@@ -188,6 +195,6 @@ const worker = Command.make("worker", {}, () =>
 
 export const root = Command.make("autoembed").pipe(
   Command.withDescription("Keeps pgvector embeddings of PostgreSQL rows correct and searchable"),
-  Command.withSubcommands([migrate, status, backfill, search, retryFailed, reembed, reindex, worker])
+  Command.withSubcommands([migrate, status, backfill, search, retryFailed, reembed, reindex, serve, worker])
 )
 
