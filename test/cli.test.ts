@@ -127,5 +127,5 @@ describe(`pnpm cli (${tier()})`, () => {
       expect(run.output.stderr).toMatch(message)
       expect(run.output.stderr).not.toMatch(/\n\s+at /)
     }
-  }, 120_000)
+  }, 300_000)
 })

@@ -62,8 +62,12 @@ const backfill = Command.make(
     ),
     json
   },
-  (o) =>
-    Effect.gen(function*() {
+  (o) => {
+    // Plain usage mistakes are refused before the database is opened.
+    for (const [name, v] of [["--batch-size", o.batchSize], ["--concurrency", o.concurrency], ["--limit", o.limit]] as const) {
+      if (Option.isSome(v) && v.value < 1) return Effect.fail(new CliExit(1, `${name} must be a positive whole number`))
+    }
+    return Effect.gen(function*() {
       const backfill = yield* Backfill
       const database = yield* Database
       const input = {
@@ -73,9 +77,6 @@ const backfill = Command.make(
         limit: Option.getOrUndefined(o.limit),
         include_failed: o.includeFailed,
         bulk: o.bulk
-      }
-      for (const [name, v] of [["--batch-size", input.batch_size], ["--concurrency", input.concurrency], ["--limit", input.limit]] as const) {
-        if (v !== undefined && v < 1) return yield* Effect.fail(new CliExit(1, `${name} must be a positive whole number`))
       }
       if (o.dryRun) {
         const report = yield* backfill.dryRun({ ...input, dry_run: true })
@@ -99,6 +100,7 @@ const backfill = Command.make(
       if (job.state !== "succeeded") return yield* Effect.fail(new CliExit(2, job.error ?? `backfill ${job.state}`))
       if (job.failed > 0) return yield* Effect.fail(new CliExit(1, `${job.failed} rows failed; see \`pnpm cli status\`, then \`pnpm cli retry-failed\``))
     }).pipe(Effect.provide(services()))
+  }
 ).pipe(Command.withDescription("Embed every row with a missing or stale embedding (resumable)"))
 
 const retryFailed = Command.make("retry-failed", { types, json }, (o) =>

@@ -10,7 +10,8 @@ export const MessageInput = Schema.Struct({
   content: Text(100_000).pipe(Schema.filter((s) => s.trim().length > 0 || "content must not be blank")),
   chat_id: OptionalText(200),
   author: OptionalText(200),
-  sent_at: Schema.optional(Schema.NullOr(Schema.DateFromString)),
+  // Schema.Date refuses strings that are not dates ("last tuesday"), unlike DateFromString.
+  sent_at: Schema.optional(Schema.NullOr(Schema.Date)),
   external_id: OptionalText(200),
   importance: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.between(0, 1))))
 })
