@@ -38,7 +38,8 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(work, { recursive: true, force: true }))
 
-describe("pnpm build", () => {
+// Building, deploying and compiling take minutes on a busy two-core machine.
+describe("pnpm build", { timeout: 300_000 }, () => {
   it("emits JavaScript and declarations for core, api and cli", () => {
     const expected: Record<string, ReadonlyArray<string>> = {
       core: ["index.js", "index.d.ts", "Facade.js", "Facade.d.ts", "AutoEmbed.d.ts", "providers/index.js", "migrations/index.js"],
