@@ -1,0 +1,61 @@
+/**
+ * Child process of the memory benchmark: one backfill of N rows in a fresh process, so peak RSS
+ * belongs to that backfill alone. Prints one JSON line. Not run directly by `pnpm bench`.
+ *
+ *   node --import tsx --conditions=source bench/memory-child.ts <rows> <postgres url | pglite dir>
+ */
+import { Backfill, EmbeddingProvider, makeLocalProvider, VectorIndex } from "@autoembed/core"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect, Layer, Option, Redacted } from "effect"
+import { storeLayer } from "./lib.js"
+
+const DIMS = 32
+const rows = Number(process.argv[2])
+const where = process.argv[3]
+const config = where.startsWith("postgres")
+  ? { databaseUrl: Option.some(Redacted.make(where)) }
+  : { databaseUrl: Option.none<Redacted.Redacted<string>>(), dataDir: where }
+
+// bulkThreshold out of reach: both sizes take the same (incremental) path, so only size differs.
+const layer = Backfill.Default.pipe(
+  Layer.provideMerge(VectorIndex.Default),
+  Layer.provideMerge(Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
+  Layer.provideMerge(storeLayer({ ...config, dimensions: DIMS, batchSize: 64, concurrency: 4, bulkThreshold: 1_000_000_000 }))
+)
+
+const program = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const backfill = yield* Backfill
+  // Rows that never went through the trigger (a restore, a table from before autoembed).
+  yield* sql.withTransaction(Effect.gen(function*() {
+    yield* sql`SET LOCAL session_replication_role = replica`
+    yield* sql`INSERT INTO messages (content) SELECT 'archived chat message ' || g || ' about deploys and rollbacks' FROM generate_series(1, ${rows}) g`
+  }))
+  // The server-side HNSW index does not change what this process holds; without it the run is
+  // fast enough for the time budget (the write path has its own figure).
+  yield* sql`DROP INDEX IF EXISTS autoembed_messages_hnsw`
+  yield* sql`VACUUM ANALYZE messages`
+  global.gc?.()
+  const baseline = process.memoryUsage().rss
+  let peak = baseline
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss)
+  }, 20)
+  const t = performance.now()
+  const job = yield* backfill.run({ entity_types: ["messages"] })
+  const seconds = (performance.now() - t) / 1000
+  clearInterval(timer)
+  peak = Math.max(peak, process.memoryUsage().rss)
+  return { rows, state: job.state, succeeded: job.succeeded, seconds, baselineRss: baseline, peakRss: peak, maxRssKb: process.resourceUsage().maxRSS }
+})
+
+Effect.runPromise(Effect.scoped(Effect.provide(program, layer))).then(
+  (r) => {
+    console.log(JSON.stringify(r))
+    process.exit(0)
+  },
+  (e) => {
+    console.error(e)
+    process.exit(1)
+  }
+)

@@ -1,0 +1,199 @@
+/**
+ * Figure 1, the vector write path: persisting N 1024-d vectors into the `messages` table (our
+ * schema, its HNSW cosine index) on the PostgreSQL server.
+ *
+ *   per-row   one autocommitted `UPDATE ... WHERE id = $1` per row (how the original backend wrote)
+ *   batched   `EmbeddingStore.writeVectors` (one hash-guarded `UPDATE ... FROM unnest` per batch)
+ *   rebuild   batched writes with the HNSW index dropped, then `CREATE INDEX` (maintenance_work_mem 1GB);
+ *             the time includes the index build
+ *
+ * Same rows, same vectors, same index definition; every variant starts from an empty index. The
+ * variants are a table below: the bulk path of issue 11 is added as one more entry.
+ *
+ *   pnpm bench write [--rows 2000] [--runs 3] [--batch 200]
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { AutoEmbedConfig, EmbeddingStore, hnswIndexSql, type Source, Sources, vectorLiteral } from "@autoembed/core"
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+import {
+  elapsedMs,
+  figure,
+  fmt,
+  fmtSummary,
+  gaussian,
+  goal,
+  isMain,
+  note,
+  now,
+  randomUnitVector,
+  rng,
+  scratchTarget,
+  storeLayer,
+  summarize,
+  writeResult
+} from "./lib.js"
+
+const DIMS = 1024
+const MODEL = "bench/synthetic-1024"
+
+interface Row {
+  readonly rowId: string
+  readonly hash: string
+  readonly vector: ReadonlyArray<number>
+}
+
+type Env = SqlClient.SqlClient | EmbeddingStore | Sources | AutoEmbedConfig
+
+interface Variant {
+  readonly label: string
+  /** Whether the HNSW index exists when the write starts. */
+  readonly indexPresent: boolean
+  readonly write: (source: Source, rows: ReadonlyArray<Row>, batch: number) => Effect.Effect<void, unknown, Env>
+}
+
+const createIndex = (source: Source) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* AutoEmbedConfig
+    yield* sql.withTransaction(
+      Effect.gen(function*() {
+        yield* sql`SET LOCAL maintenance_work_mem = '1GB'`
+        yield* sql.unsafe(hnswIndexSql(source.schema, source.tableName, source.indexName, {
+          kind: config.indexKind,
+          dimensions: config.dimensions,
+          m: config.hnswM,
+          efConstruction: config.hnswEfConstruction
+        }))
+      })
+    )
+  })
+
+const batched = (source: Source, rows: ReadonlyArray<Row>, batch: number) =>
+  Effect.gen(function*() {
+    const store = yield* EmbeddingStore
+    for (let i = 0; i < rows.length; i += batch) {
+      const written = yield* store.writeVectors(source, MODEL, rows.slice(i, i + batch))
+      if (written.length !== Math.min(batch, rows.length - i)) throw new Error(`batched write wrote ${written.length} rows`)
+    }
+  })
+
+/** The variants, in the order they are reported. Issue 11's bulk path goes here as `bulk`. */
+export const variants: Record<string, Variant> = {
+  perRow: {
+    label: "one UPDATE per row, HNSW present",
+    indexPresent: true,
+    write: (_source, rows) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        for (const r of rows) {
+          yield* sql`UPDATE messages SET embedding = ${vectorLiteral(r.vector)}::vector, embedding_model = ${MODEL},
+            embedding_hash = ${r.hash}, embedded_at = now() WHERE id = ${Number(r.rowId)}`
+        }
+      })
+  },
+  batched: {
+    label: "batched writeVectors, HNSW present",
+    indexPresent: true,
+    write: batched
+  },
+  rebuild: {
+    label: "batched writeVectors, index dropped then rebuilt (CREATE INDEX, maintenance_work_mem 1GB)",
+    indexPresent: false,
+    write: (source, rows, batch) => Effect.zipRight(batched(source, rows, batch), createIndex(source))
+  }
+}
+
+const arg = (args: ReadonlyArray<string>, name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : fallback
+}
+
+/** Empties the table (and its index) and inserts the same N rows again, without the enqueue trigger. */
+const resetTable = (source: Source, n: number, indexPresent: boolean) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`TRUNCATE messages, embedding_queue RESTART IDENTITY CASCADE`
+    if (indexPresent) yield* createIndex(source)
+    else yield* sql.unsafe(`DROP INDEX IF EXISTS ${source.indexName}`)
+    yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql`SET LOCAL session_replication_role = replica`
+      yield* sql`INSERT INTO messages (content) SELECT 'benchmark message number ' || g FROM generate_series(1, ${n}) g`
+    }))
+    yield* sql`VACUUM ANALYZE messages`
+  })
+
+export const main = async (args: ReadonlyArray<string> = []) => {
+  const n = arg(args, "rows", 2000)
+  const runs = arg(args, "runs", 3)
+  const batch = arg(args, "batch", 200)
+  const target = await scratchTarget("postgres", "write")
+  console.log(`write: ${n.toLocaleString("en-US")} rows × ${DIMS}-d per variant, ${runs} runs, batches of ${batch}, on ${target.label}`)
+  try {
+    const normal = gaussian(rng(1))
+    const rows: Array<Row> = Array.from({ length: n }, (_, i) => ({
+      rowId: String(i + 1),
+      hash: createHash("md5").update(`benchmark message number ${i + 1}`).digest("hex"),
+      vector: randomUnitVector(DIMS, normal)
+    }))
+    const names = Object.keys(variants)
+    const rates: Record<string, Array<number>> = Object.fromEntries(names.map((k) => [k, []]))
+    const program = Effect.gen(function*() {
+      const sources = yield* Sources
+      const source = yield* sources.get("messages")
+      for (let run = 0; run < runs; run++) {
+        // Rotate the order so drift on a shared machine does not favour one variant.
+        const order = names.map((_, i) => names[(i + run) % names.length])
+        for (const key of order) {
+          const v = variants[key]
+          yield* resetTable(source, n, v.indexPresent)
+          const t = now()
+          yield* v.write(source, rows, batch)
+          const ms = elapsedMs(t)
+          const sql = yield* SqlClient.SqlClient
+          const [check] = yield* sql<{ n: number; idx: number }>`
+            SELECT count(*)::int AS n, (SELECT count(*)::int FROM pg_indexes WHERE indexname = ${source.indexName}) AS idx
+            FROM messages WHERE embedding IS NOT NULL`
+          if (check.n !== n || check.idx !== 1) throw new Error(`${key}: ${check.n} vectors written, index present: ${check.idx}`)
+          rates[key].push(n / (ms / 1000))
+          note(`run ${run + 1} ${key}: ${fmt(ms / 1000)} s, ${fmt(n / (ms / 1000))} rows/s`)
+        }
+      }
+    })
+    await Effect.runPromise(Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }))))
+
+    const ratio = (k: string) => summarize(rates[k].map((r, i) => r / rates.perRow[i]))
+    const s = Object.fromEntries(names.map((k) => [k, summarize(rates[k])]))
+    const batchedRatio = ratio("batched")
+    const rebuildRatio = ratio("rebuild")
+    figure(
+      `write.batched: batched writeVectors vs one UPDATE per row, HNSW present = ${fmtSummary(batchedRatio, 2, "×")}; ` +
+        `${fmt(s.batched.median)} vs ${fmt(s.perRow.median)} rows/s; ${n.toLocaleString("en-US")} rows × ${DIMS}-d; postgres; ${goal(batchedRatio.median >= 10)} (≥ 10×)`
+    )
+    figure(
+      `write.rebuild: batched with index dropped then rebuilt (1GB maintenance_work_mem, build time included) vs one UPDATE per row = ${fmtSummary(rebuildRatio, 2, "×")}; ` +
+        `${fmt(s.rebuild.median)} vs ${fmt(s.perRow.median)} rows/s; ${n.toLocaleString("en-US")} rows × ${DIMS}-d; postgres; ${goal(rebuildRatio.median >= 10)} (≥ 10×)`
+    )
+    const result = {
+      database: target.label,
+      rows: n,
+      dimensions: DIMS,
+      batch,
+      runs,
+      variants: Object.fromEntries(names.map((k) => [k, { label: variants[k].label, rowsPerSecond: rates[k], summary: s[k] }])),
+      ratios: { batchedVsPerRow: batchedRatio, rebuildVsPerRow: rebuildRatio },
+      goal: { target: "≥ 10× per-row", batchedMet: batchedRatio.median >= 10, rebuildMet: rebuildRatio.median >= 10 }
+    }
+    writeResult("write", result)
+    return result
+  } finally {
+    await target.drop()
+  }
+}
+
+if (isMain(import.meta.url)) {
+  main(process.argv.slice(2)).catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })
+}
