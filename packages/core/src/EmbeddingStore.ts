@@ -157,7 +157,9 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           SET embedding = v.ae_vec::vector, embedding_model = ${model}, embedding_hash = v.ae_hash, embedded_at = now()
           FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${rows.map((r) => vectorLiteral(r.vector))}::text[])
             AS v(ae_id, ae_hash, ae_vec)
-          WHERE t.${id(source)} = v.ae_id::${sql.literal(source.idType)} AND md5(coalesce(${text(source)}, '')) = v.ae_hash
+          -- The ANY keeps the plan on the primary key: a hash join on (id, md5) would hash every row of the table.
+          WHERE t.${id(source)} = ANY(${idArray(source, rows.map((r) => r.rowId))})
+            AND t.${id(source)} = v.ae_id::${sql.literal(source.idType)} AND md5(coalesce(${text(source)}, '')) = v.ae_hash
           RETURNING t.${id(source)}::text AS row_id`
         return written.map((r) => r.row_id)
       }).pipe(Effect.withSpan("EmbeddingStore.writeVectors"))
