@@ -46,8 +46,9 @@ describe("API with workers and no token", () => {
     const hit = await eventually(async () => {
       const found = await searchFor(server.url, "zeppelin hangar sprinkler valve", "&mode=vector&types=messages")
       return found.results.find((r) => r.id === ids[0])
-    }, 10_000)
-    expect(Date.now() - started).toBeLessThan(10_000)
+    }, 30_000)
+    // "Within seconds" with margin for a loaded CI machine; typically well under one second.
+    expect(Date.now() - started).toBeLessThan(30_000)
     expect(hit.content).toBe(content)
     expect(hit.score).toBeGreaterThan(0.5)
   })

@@ -41,7 +41,8 @@ describe("EmbeddingProviderLive: selection and start-up probe", () => {
       expect(message).toBe(
         "Ollama at http://127.0.0.1:9 is not reachable from this process (bad port). Set OLLAMA_HOST to a running Ollama, or EMBEDDING_PROVIDER=local for the offline provider."
       )
-      expect(ms).toBeLessThan(3_000)
+      // Generous for a loaded CI machine; the point is no 30 s request timeout and no retries.
+      expect(ms).toBeLessThan(10_000)
     }))
 
   it.live("fails with the setting to change when the model's dimension differs", () =>
@@ -124,7 +125,7 @@ describe("EmbeddingProviderLive: selection and start-up probe", () => {
       const toLocal = yield* start({ provider: "auto", ollamaHost: "http://127.0.0.1:9" })
       if (toLocal.result._tag === "Left") throw new Error(toLocal.result.left.message)
       expect(toLocal.result.right).toMatchObject({ provider: "local", model: "local-hash-v1", dimensions: 1024 })
-      expect(toLocal.ms).toBeLessThan(2_000)
+      expect(toLocal.ms).toBeLessThan(10_000)
       expect(toLocal.logs.join("\n")).toContain("no Ollama answered at http://127.0.0.1:9")
     }))
 

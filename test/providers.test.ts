@@ -208,7 +208,7 @@ describe("Ollama provider (official client against the fake)", () => {
       const e = yield* reasonOf(ollama({ timeoutMs: 300 }).embed(["x"], "document"))
       expect(e.reason).toBe("Transient")
       expect(e.message).toContain("300 ms")
-      expect(Date.now() - start).toBeLessThan(2_000)
+      expect(Date.now() - start).toBeLessThan(10_000)
     }))
 })
 
@@ -292,7 +292,7 @@ describe("OpenAI provider (official client against the fake)", () => {
       fake.reset({ hang: true })
       const start = Date.now()
       expect((yield* reasonOf(openai({ timeoutMs: 300 }).embed(["x"], "document"))).reason).toBe("Transient")
-      expect(Date.now() - start).toBeLessThan(2_000)
+      expect(Date.now() - start).toBeLessThan(10_000)
       // The client's own retries are off: one request, not three.
       expect(fake.embedRequests()).toHaveLength(1)
     }))
