@@ -141,21 +141,21 @@ export const truncateToTokens = (text: string, maxTokens: number): string => {
  * `maxTokensPerRequest` (by `estimateTokens`, each input capped at `maxTokensPerInput` since it will
  * be truncated to that). Order is preserved; a group always holds at least one text.
  */
-export const splitByLimits = <A extends string>(
-  texts: ReadonlyArray<A>,
-  limits: ProviderLimits
-): Array<Array<A>> => {
+export const splitByLimits: {
+  <A extends string>(texts: ReadonlyArray<A>, limits: ProviderLimits): Array<Array<A>>
+  <A>(items: ReadonlyArray<A>, limits: ProviderLimits, textOf: (item: A) => string): Array<Array<A>>
+} = <A>(items: ReadonlyArray<A>, limits: ProviderLimits, textOf: (item: A) => string = (item) => item as unknown as string) => {
   const groups: Array<Array<A>> = []
   let current: Array<A> = []
   let tokens = 0
-  for (const text of texts) {
-    const t = Math.min(estimateTokens(text), limits.maxTokensPerInput)
+  for (const item of items) {
+    const t = Math.min(estimateTokens(textOf(item)), limits.maxTokensPerInput)
     if (current.length > 0 && (current.length >= limits.maxInputsPerRequest || tokens + t > limits.maxTokensPerRequest)) {
       groups.push(current)
       current = []
       tokens = 0
     }
-    current.push(text)
+    current.push(item)
     tokens += t
   }
   if (current.length > 0) groups.push(current)

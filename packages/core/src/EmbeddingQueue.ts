@@ -2,7 +2,7 @@ import { Chunk, Duration, Effect, Either, Fiber, Queue, Ref, Schedule, Stream } 
 import * as Os from "node:os"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
-import { EmbeddingProvider, estimateTokens, isRetryable, isSystemic, type ProviderError } from "./EmbeddingProvider.js"
+import { EmbeddingProvider, isRetryable, isSystemic, type ProviderError, splitByLimits } from "./EmbeddingProvider.js"
 import { type ClaimedItem, EmbeddingStore, type LoadedRow, modelKeyOf } from "./EmbeddingStore.js"
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
@@ -37,25 +37,6 @@ export interface QueueStats {
   readonly batchSize: number
   readonly pausedForMs: number
   readonly lastError: string | null
-}
-
-/** Cuts a batch into provider requests within the model's input and token limits, order kept. */
-const splitForProvider = (pairs: ReadonlyArray<Pair>, limits: { maxInputsPerRequest: number; maxTokensPerInput: number; maxTokensPerRequest: number }) => {
-  const groups: Array<Array<Pair>> = []
-  let current: Array<Pair> = []
-  let tokens = 0
-  for (const p of pairs) {
-    const t = Math.min(estimateTokens(p.row.text), limits.maxTokensPerInput)
-    if (current.length > 0 && (current.length >= limits.maxInputsPerRequest || tokens + t > limits.maxTokensPerRequest)) {
-      groups.push(current)
-      current = []
-      tokens = 0
-    }
-    current.push(p)
-    tokens += t
-  }
-  if (current.length > 0) groups.push(current)
-  return groups
 }
 
 const describe = (e: ProviderError) => `${e.reason}: ${e.message}`.slice(0, 1000)
@@ -233,7 +214,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
           yield* store.complete(upToDate)
           outcome.dropped += gone.length
           outcome.skipped += upToDate.length
-          for (const group of splitForProvider(todo, provider.limits)) yield* embedPairs(source, group, outcome)
+          for (const group of splitByLimits(todo, provider.limits, (p) => p.row.text)) yield* embedPairs(source, group, outcome)
         }
         yield* metrics.recordBatch({ ...outcome, latencyMs: Date.now() - started })
         if (options.onBatch) yield* options.onBatch(outcome)
