@@ -6,8 +6,7 @@ import {
   EmbeddingProvider,
   type EmbeddingProviderShape,
   ProviderError,
-  type ProviderLimits,
-  splitByLimits
+  type ProviderLimits
 } from "../EmbeddingProvider.js"
 import { DEFAULT_MODELS, type ModelProfile, profileFor } from "./ModelProfiles.js"
 import {
@@ -15,7 +14,7 @@ import {
   failureDetail,
   oneLine,
   parseRetryAfter,
-  prepareInputs,
+  embedInGroups,
   validateVectors
 } from "./ProviderSupport.js"
 
@@ -128,13 +127,7 @@ export const makeOllamaProvider = (options: OllamaProviderOptions): EmbeddingPro
 
   const embed = Effect.fn("OllamaProvider.embed")(function*(texts: ReadonlyArray<string>, kind: EmbedKind) {
     yield* Effect.annotateCurrentSpan({ provider: PROVIDER, model: options.model, inputs: texts.length })
-    if (texts.length === 0) return []
-    const inputs = prepareInputs(texts, kind, profile)
-    const out: Array<Array<number>> = []
-    for (const group of splitByLimits(inputs, limits)) {
-      out.push(...(yield* request(group)))
-    }
-    return out
+    return yield* embedInGroups(texts, kind, profile, limits, request)
   })
 
   return { provider: PROVIDER, model: options.model, dimensions: options.dimensions, limits, embed }

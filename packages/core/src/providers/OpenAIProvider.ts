@@ -16,7 +16,7 @@ import {
   failureDetail,
   oneLine,
   parseRetryAfter,
-  prepareInputs,
+  embedInGroups,
   validateVectors
 } from "./ProviderSupport.js"
 
@@ -160,13 +160,7 @@ export const makeOpenAIProvider = (options: OpenAIProviderOptions): EmbeddingPro
 
   const embed = Effect.fn("OpenAIProvider.embed")(function*(texts: ReadonlyArray<string>, kind: EmbedKind) {
     yield* Effect.annotateCurrentSpan({ provider: PROVIDER, model: options.model, inputs: texts.length })
-    if (texts.length === 0) return []
-    const inputs = prepareInputs(texts, kind, profile)
-    const out: Array<Array<number>> = []
-    for (const group of splitByLimits(inputs, limits)) {
-      out.push(...(yield* request(group)))
-    }
-    return out
+    return yield* embedInGroups(texts, kind, profile, limits, request)
   })
 
   return { provider: PROVIDER, model: options.model, dimensions: options.dimensions, limits, embed }

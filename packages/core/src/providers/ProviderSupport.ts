@@ -1,5 +1,5 @@
 import { Data, Effect } from "effect"
-import { type EmbedKind, ProviderError, truncateToTokens } from "../EmbeddingProvider.js"
+import { type EmbedKind, ProviderError, type ProviderLimits, splitByLimits, truncateToTokens } from "../EmbeddingProvider.js"
 import { type ModelProfile, prefixFor } from "./ModelProfiles.js"
 
 /** A provider returned vectors of another length than the configured vector columns. */
@@ -18,6 +18,24 @@ export const prepareInputs = (
   const prefix = prefixFor(profile, kind)
   return texts.map((text) => truncateToTokens(prefix + text, profile.contextTokens))
 }
+
+/**
+ * The shared shape of a provider's `embed`: prefix and truncate per the model, split into requests
+ * within the provider's limits, call `request` for each group in order, and concatenate.
+ */
+export const embedInGroups = <E>(
+  texts: ReadonlyArray<string>,
+  kind: EmbedKind,
+  profile: ModelProfile,
+  limits: ProviderLimits,
+  request: (group: Array<string>) => Effect.Effect<ReadonlyArray<ReadonlyArray<number>>, E>
+): Effect.Effect<Array<ReadonlyArray<number>>, E> =>
+  Effect.gen(function*() {
+    const out: Array<ReadonlyArray<number>> = []
+    if (texts.length === 0) return out
+    for (const group of splitByLimits(prepareInputs(texts, kind, profile), limits)) out.push(...(yield* request(group)))
+    return out
+  })
 
 /**
  * Checks a provider's answer: one vector per input, each of `dimensions` finite numbers.
