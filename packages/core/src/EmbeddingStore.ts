@@ -1,4 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as Statement from "@effect/sql/Statement"
 import { Effect } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import type { RowKey } from "./PendingSignal.js"
@@ -52,7 +53,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const sql = yield* SqlClient.SqlClient
     const sources = yield* Sources
     const config = yield* AutoEmbedConfig
-    const lease = config.leaseSeconds
+    const leaseSeconds = config.leaseSeconds
 
     const table = (s: Source) => sql(`${s.schema}.${s.tableName}`)
     const id = (s: Source) => sql(s.idColumn)
@@ -63,6 +64,20 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const toClaimed = (rows: ReadonlyArray<ClaimRow>): Array<ClaimedItem> =>
       rows.map((r) => ({ source: r.source, rowId: r.row_id, version: Number(r.version), token: r.claim_token, attempts: r.attempts }))
 
+    /** Leases the rows `selected` picks (locked, skipping rows another claim holds) under one new claim token. */
+    const lease = (workerId: string, selected: Statement.Fragment) =>
+      Effect.gen(function*() {
+        const token = newToken()
+        const rows = yield* sql<ClaimRow>`
+          WITH c AS (${selected})
+          UPDATE embedding_queue q
+          SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds}),
+              locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
+          FROM c WHERE q.source = c.source AND q.row_id = c.row_id
+          RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
+        return toClaimed(rows)
+      })
+
     /**
      * Claims up to `limit` ready rows. A claim moves `next_attempt_at` to the end of the lease, so
      * leased rows leave the ready range and an expired lease becomes ready again by itself.
@@ -70,42 +85,24 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const claimReady = (limit: number, workerId: string, only: ReadonlyArray<string> = sources.names) =>
       Effect.gen(function*() {
         if (limit <= 0 || only.length === 0) return []
-        const token = newToken()
-        const rows = yield* sql<ClaimRow>`
-          WITH c AS (
-            SELECT source, row_id FROM embedding_queue
-            WHERE failed_at IS NULL AND next_attempt_at <= now() AND source = ANY(${only}::text[])
-            ORDER BY next_attempt_at
-            LIMIT ${limit}
-            FOR UPDATE SKIP LOCKED
-          )
-          UPDATE embedding_queue q
-          SET locked_until = now() + make_interval(secs => ${lease}), next_attempt_at = now() + make_interval(secs => ${lease}),
-              locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
-          FROM c WHERE q.source = c.source AND q.row_id = c.row_id
-          RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
-        return toClaimed(rows)
+        return yield* lease(workerId, sql`
+          SELECT source, row_id FROM embedding_queue
+          WHERE failed_at IS NULL AND next_attempt_at <= now() AND source = ANY(${only}::text[])
+          ORDER BY next_attempt_at
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED`)
       }).pipe(Effect.withSpan("EmbeddingStore.claimReady"))
 
     /** Claims these rows if they are ready (the hook's fresh ids go first). */
     const claimKeys = (keys: ReadonlyArray<RowKey>, workerId: string) =>
       Effect.gen(function*() {
         if (keys.length === 0) return []
-        const token = newToken()
-        const rows = yield* sql<ClaimRow>`
-          WITH c AS (
-            SELECT q.source, q.row_id FROM embedding_queue q
-            JOIN unnest(${keys.map((k) => k.source)}::text[], ${keys.map((k) => k.rowId)}::text[]) AS k(source, row_id)
-              ON q.source = k.source AND q.row_id = k.row_id
-            WHERE q.failed_at IS NULL AND q.next_attempt_at <= now()
-            FOR UPDATE OF q SKIP LOCKED
-          )
-          UPDATE embedding_queue q
-          SET locked_until = now() + make_interval(secs => ${lease}), next_attempt_at = now() + make_interval(secs => ${lease}),
-              locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
-          FROM c WHERE q.source = c.source AND q.row_id = c.row_id
-          RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
-        return toClaimed(rows)
+        return yield* lease(workerId, sql`
+          SELECT q.source, q.row_id FROM embedding_queue q
+          JOIN unnest(${keys.map((k) => k.source)}::text[], ${keys.map((k) => k.rowId)}::text[]) AS k(source, row_id)
+            ON q.source = k.source AND q.row_id = k.row_id
+          WHERE q.failed_at IS NULL AND q.next_attempt_at <= now()
+          FOR UPDATE OF q SKIP LOCKED`)
       }).pipe(Effect.withSpan("EmbeddingStore.claimKeys"))
 
     const keyArrays = (items: ReadonlyArray<ClaimedItem>) => ({
@@ -122,7 +119,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         const k = keyArrays(items)
         const rows = yield* sql<{ source: string; row_id: string }>`
           UPDATE embedding_queue q
-          SET locked_until = now() + make_interval(secs => ${lease}), next_attempt_at = now() + make_interval(secs => ${lease})
+          SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds})
           FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
           WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token
           RETURNING q.source, q.row_id`
