@@ -188,17 +188,8 @@ export const writeResult = (name: string, result: unknown) => {
 // ---------------------------------------------------------------------------------------------
 // Synthetic vectors
 
-/** mulberry32: seeded, so every variant of a benchmark sees the same vectors. */
-export const rng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** mulberry32 (the fake provider's seeded RNG): every variant of a benchmark sees the same vectors. */
+export { rng } from "../test/fakes/FakeProviderServer.js"
 
 /** Standard normal deviates (Box–Muller) from a uniform source. */
 export const gaussian = (uniform: () => number) => () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform())

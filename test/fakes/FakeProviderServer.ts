@@ -102,7 +102,7 @@ export interface RecordedRequest {
 }
 
 /** mulberry32: small seeded RNG so failure patterns repeat run to run. */
-const rng = (seed: number) => {
+export const rng = (seed: number) => {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0

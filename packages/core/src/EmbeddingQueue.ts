@@ -198,7 +198,11 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         const outcome: BatchOutcome = { embedded: 0, failed: 0, skipped: 0, dropped: 0 }
         const held = yield* store.renew(batch)
         const bySource = new Map<string, Array<ClaimedItem>>()
-        for (const item of held) bySource.set(item.source, [...(bySource.get(item.source) ?? []), item])
+        for (const item of held) {
+          const list = bySource.get(item.source)
+          if (list) list.push(item)
+          else bySource.set(item.source, [item])
+        }
         for (const [name, items] of bySource) {
           const source = sources.all.find((s) => s.name === name)
           if (!source) {
@@ -243,7 +247,6 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         yield* Fiber.interrupt(background)
         // Rows claimed but not started go straight back.
         const waiting = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
-        yield* Ref.update(inFlight, (n) => n) // batches already taken keep running
         yield* Effect.ignore(store.release(waiting, { delayMs: 0, countAttempt: false }))
         yield* Effect.gen(function*() {
           while ((yield* Ref.get(inFlight)) > 0) yield* Effect.sleep(Duration.millis(20))
