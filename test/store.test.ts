@@ -1,6 +1,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
+import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
 import { EmbeddingStore, modelKeyOf } from "../packages/core/src/EmbeddingStore.js"
 import { embedLocal, makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
 import { Sources } from "../packages/core/src/Sources.js"
@@ -35,6 +36,30 @@ describe(`embedding store (${tier()})`, () => {
         yield* store.complete(again)
         const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue`
         expect(left.n).toBe(0)
+      }))
+
+    it.effect("vectors are stored exactly as float4 (binary vector[] on PostgreSQL, text on PGlite), each on its own row", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const store = yield* EmbeddingStore
+        const atoms = yield* (yield* Sources).get("atoms")
+        const config = yield* AutoEmbedConfig
+        const dims = config.dimensions
+        const model = "test/exact"
+        yield* sql`DELETE FROM embedding_queue`
+        const inserted = yield* sql<{ id: number }>`INSERT INTO atoms (type, title, content) SELECT 'note', 'exact', 'row ' || g FROM generate_series(1, 5) g RETURNING id`
+        const loaded = yield* store.loadTexts(atoms, inserted.map((r) => String(r.id)), model)
+        // Awkward values: tiny, huge, negative, non-terminating fractions, integers, float4 subnormals.
+        const special = [1e-40, -3.4e38, 3.4e38, 1 / 3, -Math.PI, 0, 7, -1e-12, 123456.789, Number.EPSILON]
+        const vectors = loaded.map((_, k) => Array.from({ length: dims }, (_, j) => j < special.length ? special[j] * (1 - k / 10) : Math.sin(k * 1000 + j) * 10 ** ((j % 7) - 3)))
+        const written = yield* store.writeVectors(atoms, model, loaded.map((r, k) => ({ rowId: r.rowId, hash: r.hash, vector: vectors[k] })))
+        expect(written.sort()).toEqual(loaded.map((r) => r.rowId).sort())
+        const stored = yield* sql<{ id: number; v: string }>`SELECT id, embedding::text AS v FROM atoms WHERE id = ANY(${inserted.map((r) => r.id)}::bigint[])`
+        for (const row of stored) {
+          const k = loaded.findIndex((r) => r.rowId === String(row.id))
+          const back = row.v.slice(1, -1).split(",").map((x) => Math.fround(Number(x)))
+          expect(back).toEqual(vectors[k].map((x) => Math.fround(x)))
+        }
       }))
 
     it.effect("claims are exclusive and an expired lease is claimable again", () =>

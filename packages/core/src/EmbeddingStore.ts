@@ -2,8 +2,10 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type * as Statement from "@effect/sql/Statement"
 import { Effect } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { Database } from "./Database.js"
 import type { RowKey } from "./PendingSignal.js"
 import { type Source, Sources } from "./Sources.js"
+import { vectorArrayBinary, vectorLiteral } from "./VectorEncoding.js"
 
 /** A queue row this process holds a lease on. `version` and `token` make completion exact. */
 export interface ClaimedItem extends RowKey {
@@ -37,12 +39,8 @@ export interface SourceCounts {
 
 const newToken = () => `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`
 
-/** Vectors travel as pgvector's text form; 9 significant digits round-trip a float4 exactly. */
-export const vectorLiteral = (v: ReadonlyArray<number>): string => {
-  let s = "["
-  for (let i = 0; i < v.length; i++) s += (i ? "," : "") + (Number.isInteger(v[i]) ? String(v[i]) : v[i].toPrecision(9))
-  return s + "]"
-}
+/** Kept here too: callers imported it from this module before VectorEncoding existed. */
+export { vectorLiteral } from "./VectorEncoding.js"
 
 /**
  * The durable pending state and the vector writes. Every method is one short statement or
@@ -53,7 +51,22 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const sql = yield* SqlClient.SqlClient
     const sources = yield* Sources
     const config = yield* AutoEmbedConfig
+    const database = yield* Database
     const leaseSeconds = config.leaseSeconds
+
+    // The `vector` type's oid, looked up on the first write (the extension may be created after
+    // this service), for the binary vector[] parameter on PostgreSQL.
+    let vectorOid: number | undefined
+    const vectorsParam = (vectors: ReadonlyArray<ReadonlyArray<number>>) =>
+      Effect.gen(function*() {
+        if (database.kind === "pglite") return sql`${vectors.map(vectorLiteral)}::text[]::vector[]`
+        if (vectorOid === undefined) {
+          const rows = yield* sql<{ oid: number | null }>`SELECT to_regtype('vector')::oid::int8 AS oid`
+          if (rows[0]?.oid == null) return yield* Effect.dieMessage("The vector type is missing: run the migrations (pnpm cli migrate)")
+          vectorOid = Number(rows[0].oid)
+        }
+        return sql`${vectorArrayBinary(vectorOid, vectors)}::vector[]`
+      })
 
     const table = (s: Source) => sql(`${s.schema}.${s.tableName}`)
     const id = (s: Source) => sql(s.idColumn)
@@ -149,10 +162,11 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     ) =>
       Effect.gen(function*() {
         if (rows.length === 0) return []
+        const vectors = yield* vectorsParam(rows.map((r) => r.vector))
         const written = yield* sql<{ row_id: string }>`
           UPDATE ${table(source)} AS t
-          SET embedding = v.ae_vec::vector, embedding_model = ${model}, embedding_hash = v.ae_hash, embedded_at = now()
-          FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${rows.map((r) => vectorLiteral(r.vector))}::text[])
+          SET embedding = v.ae_vec, embedding_model = ${model}, embedding_hash = v.ae_hash, embedded_at = now()
+          FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${vectors})
             AS v(ae_id, ae_hash, ae_vec)
           -- The ANY keeps the plan on the primary key: a hash join on (id, md5) would hash every row of the table.
           WHERE t.${id(source)} = ANY(${idArray(source, rows.map((r) => r.rowId))})

@@ -37,3 +37,4 @@ export {
 } from "./providers/index.js"
 export type { ModelProfile, ProviderName } from "./providers/index.js"
 export * from "./Facade.js"
+export * from "./VectorEncoding.js"
