@@ -117,6 +117,8 @@ describe(`pnpm cli (${tier()})`, () => {
       [["backfill", "--limit", "0"], {}, 1, /--limit must be a positive whole number/],
       [["backfill", "--type", "nope", "--dry-run"], {}, 1, /Unknown entity type "nope"/],
       [["status"], { EMBEDDING_DIMENSIONS: "-5" }, 2, /EMBEDDING_DIMENSIONS/],
+      [["status"], { AUTOEMBED_INDEX_BUILD_WORKERS: "-1" }, 2, /AUTOEMBED_INDEX_BUILD_WORKERS must be a whole number from 0 to 64/],
+      [["status"], { AUTOEMBED_INDEX_BUILD_MEMORY_MB: "8" }, 2, /AUTOEMBED_INDEX_BUILD_MEMORY_MB must be from 16/],
       [["status"], { EMBEDDING_PROVIDER: "ollama", OLLAMA_HOST: "http://127.0.0.1:9" }, 2, /OLLAMA_HOST/],
       [["search", ""], {}, 1, /q must not be empty/]
     ]

@@ -92,6 +92,9 @@ describe("docker/compose.yml", () => {
     expect(s.postgres.image).toBe("pgvector/pgvector:pg17")
     expect(s.postgres.healthcheck.test.join(" ")).toContain("pg_isready")
     expect(s.postgres.volumes[0]).toMatch(/^pgdata:/)
+    // A parallel HNSW build holds maintenance_work_mem in /dev/shm: Docker's 64 MB default fails it.
+    const shmMb = Number(/^(\d+)g$/.exec(String(interpolate(s.postgres.shm_size)))![1]) * 1024
+    expect(shmMb).toBeGreaterThan(Number(interpolate(s.api.environment.AUTOEMBED_INDEX_BUILD_MEMORY_MB)))
     expect(s.ollama.image).toMatch(/^ollama\/ollama/)
     expect(s["ollama-pull"].command.join(" ")).toContain("ollama pull")
     expect(interpolate(s["ollama-pull"].environment.EMBEDDING_MODEL)).toBe("mxbai-embed-large")

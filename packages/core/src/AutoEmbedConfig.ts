@@ -48,6 +48,10 @@ export interface AutoEmbedConfigShape {
   readonly indexKind: IndexKind
   /** Pending rows above which a backfill takes the bulk path (drop index, load, rebuild). */
   readonly bulkThreshold: number
+  /** Upper bound of maintenance_work_mem for an HNSW build on the server (the build takes what the graph needs, up to this). */
+  readonly indexBuildMemoryMb: number
+  /** max_parallel_maintenance_workers for a build; None keeps the server's own setting. */
+  readonly indexBuildWorkers: Option.Option<number>
   readonly logLevel: string
 }
 
@@ -143,6 +147,15 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
     Config.withDefault("vector" as const)
   ),
   bulkThreshold: positiveInt("AUTOEMBED_BULK_THRESHOLD", 20_000),
+  indexBuildMemoryMb: positiveInt("AUTOEMBED_INDEX_BUILD_MEMORY_MB", 1024, 1_048_576).pipe(
+    Config.validate({ message: "AUTOEMBED_INDEX_BUILD_MEMORY_MB must be from 16 to 1048576 (megabytes)", validation: (n) => n >= 16 })
+  ),
+  indexBuildWorkers: Config.option(Config.integer("AUTOEMBED_INDEX_BUILD_WORKERS")).pipe(
+    Config.validate({
+      message: "AUTOEMBED_INDEX_BUILD_WORKERS must be a whole number from 0 to 64",
+      validation: (o) => Option.match(o, { onNone: () => true, onSome: (n) => n >= 0 && n <= 64 })
+    })
+  ),
   logLevel: Config.literal("debug", "info", "warning", "error", "none")("AUTOEMBED_LOG_LEVEL").pipe(
     Config.withDefault("info" as const)
   )

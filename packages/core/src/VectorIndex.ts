@@ -1,5 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Effect, Option } from "effect"
 import { AutoEmbedConfig, type IndexKind } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
 import { hnswIndexSql, quote, type Source, Sources } from "./Sources.js"
@@ -19,6 +20,33 @@ export interface IndexInfo {
   readonly matchesConfig: boolean
 }
 
+/**
+ * Bytes of pgvector's in-memory HNSW graph per row, measured with pgvector 0.8.0 (the row count
+ * at which its "no longer fits into maintenance_work_mem" notice appears): the vector, about 280
+ * bytes of element, and 32 bytes per unit of m for the neighbour lists.
+ */
+export const hnswGraphBytesPerRow = (kind: IndexKind, dimensions: number, m: number): number =>
+  (kind === "halfvec" ? 2 : 4) * dimensions + 8 + 280 + 32 * m
+
+/**
+ * maintenance_work_mem for a build: what the graph needs with a fifth spare, at least 64 MB and at
+ * most AUTOEMBED_INDEX_BUILD_MEMORY_MB. Not always the maximum: a parallel build allocates (and
+ * the kernel zeroes) all of it up front, which costs seconds at many gigabytes.
+ */
+export const buildMemoryPlan = (
+  rows: number,
+  config: { readonly indexKind: IndexKind; readonly dimensions: number; readonly hnswM: number; readonly indexBuildMemoryMb: number }
+) => {
+  const neededMb = Math.ceil((rows * hnswGraphBytesPerRow(config.indexKind, config.dimensions, config.hnswM)) / 1024 / 1024)
+  const memoryMb = Math.min(config.indexBuildMemoryMb, Math.max(64, Math.ceil(neededMb * 1.2)))
+  return { rows, neededMb, memoryMb, fits: neededMb <= config.indexBuildMemoryMb }
+}
+
+const isSharedMemoryExhausted = (error: SqlError): boolean =>
+  /could not resize shared memory segment|No space left on device|out of shared memory/i.test(
+    `${(error.cause as any)?.message ?? ""} ${error.message}`
+  )
+
 /** pgvector's defaults, for an index created without a WITH clause. */
 const DEFAULT_M = 16
 const DEFAULT_EF_CONSTRUCTION = 64
@@ -31,8 +59,8 @@ export const parseIndexDefinition = (definition: string) => ({
 
 /**
  * The HNSW indexes: their state, the bulk-load protocol (drop, load, build once), and `reindex`
- * to apply changed index settings. Building uses a generous maintenance_work_mem and a parallel
- * worker, and on a server it builds CONCURRENTLY so writes and searches go on meanwhile.
+ * to apply changed index settings. On a server a build runs CONCURRENTLY with parallel workers and
+ * the memory the graph needs (AUTOEMBED_INDEX_BUILD_MEMORY_MB at most), so writes and searches go on.
  */
 export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/VectorIndex", {
   effect: Effect.gen(function*() {
@@ -81,7 +109,8 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
 
     /**
      * Builds the configured index (replacing an invalid one), then clears the bulk mark. On a server
-     * the build is CONCURRENT on a session with a large maintenance_work_mem; PGlite builds in place.
+     * the build is CONCURRENT (writes and searches go on) on one session with parallel workers and
+     * maintenance_work_mem sized to the graph; PGlite builds in place.
      */
     const build = Effect.fn("VectorIndex.build")(function*(source: Source, options: { readonly name?: string } = {}) {
       const name = options.name ?? source.indexName
@@ -97,12 +126,44 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
         yield* Effect.scoped(
           Effect.gen(function*() {
             const conn = yield* sql.reserve
-            if (name === source.indexName && current.exists && !current.valid) {
-              yield* conn.executeRaw(`DROP INDEX CONCURRENTLY IF EXISTS ${quote(source.schema)}.${quote(name)}`, [])
+            const setting = (key: string, value: string) => conn.execute("SELECT set_config($1, $2, false)", [key, value], undefined)
+            // The session goes back to the pool afterwards: leave it as it was.
+            yield* Effect.addFinalizer(() =>
+              Effect.forEach(["maintenance_work_mem", "max_parallel_maintenance_workers", "min_parallel_table_scan_size"], (key) =>
+                conn.executeRaw(`RESET ${key}`, [])).pipe(Effect.ignore)
+            )
+            const dropInvalid = conn.executeRaw(`DROP INDEX CONCURRENTLY IF EXISTS ${quote(source.schema)}.${quote(name)}`, [])
+            if (name === source.indexName && current.exists && !current.valid) yield* dropInvalid
+            const rows = yield* conn.execute(
+              `SELECT count(*)::int8 AS n FROM ${quote(source.schema)}.${quote(source.tableName)} WHERE embedding IS NOT NULL`, [], undefined
+            ) as Effect.Effect<ReadonlyArray<{ n: number }>, SqlError>
+            const plan = buildMemoryPlan(Number(rows[0]?.n ?? 0), config)
+            if (!plan.fits) {
+              yield* Effect.logWarning(
+                `autoembed: ${source.name}: the HNSW graph of ${plan.rows} rows needs about ${plan.neededMb} MB but AUTOEMBED_INDEX_BUILD_MEMORY_MB is ` +
+                  `${config.indexBuildMemoryMb}; pgvector finishes such a build on disk, many times slower. Raise AUTOEMBED_INDEX_BUILD_MEMORY_MB ` +
+                  `(and the server's /dev/shm, which holds a parallel build's graph).`
+              )
             }
-            yield* conn.executeRaw("SET maintenance_work_mem = '1GB'", [])
-            yield* conn.executeRaw("SET max_parallel_maintenance_workers = 1", [])
-            yield* conn.executeRaw(statement, [])
+            yield* setting("maintenance_work_mem", `${plan.memoryMb}MB`)
+            // A table whose vectors live in TOAST looks small to the planner, which would build serially.
+            yield* setting("min_parallel_table_scan_size", "0")
+            if (Option.isSome(config.indexBuildWorkers)) yield* setting("max_parallel_maintenance_workers", String(config.indexBuildWorkers.value))
+            yield* conn.executeRaw(statement, []).pipe(
+              Effect.catchIf(isSharedMemoryExhausted, (error) =>
+                Effect.gen(function*() {
+                  // A parallel build keeps its graph in /dev/shm (64 MB by default in a container): build in one process instead.
+                  yield* Effect.logWarning(
+                    `autoembed: ${source.name}: the server could not allocate ${plan.memoryMb} MB of shared memory for a parallel index build ` +
+                      `(${String(error.cause).slice(0, 160)}); building with one process instead. Give PostgreSQL a larger /dev/shm ` +
+                      `(Docker: shm_size) or lower AUTOEMBED_INDEX_BUILD_MEMORY_MB.`
+                  )
+                  yield* dropInvalid
+                  yield* setting("max_parallel_maintenance_workers", "0")
+                  yield* conn.executeRaw(statement, [])
+                })
+              )
+            )
             yield* conn.executeRaw(`ANALYZE ${quote(source.schema)}.${quote(source.tableName)}`, [])
           })
         )
