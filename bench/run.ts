@@ -5,6 +5,7 @@
  */
 import * as Os from "node:os"
 import { main as bulk } from "./bulk.js"
+import { main as encoding } from "./encoding.js"
 import { main as hook } from "./hook.js"
 import { fmt } from "./lib.js"
 import { main as memory } from "./memory.js"
@@ -13,9 +14,9 @@ import { main as search } from "./search.js"
 import { main as write } from "./write.js"
 
 /** In run order: quick ones first, the 100,000-row search last. */
-const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = { hook, write, pipeline, memory, search, bulk }
+const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = { hook, write, encoding, pipeline, memory, search, bulk }
 /** Issue 11's bulk figures (100,000 rows, about 10 minutes) run on their own: `pnpm bench bulk`. */
-const defaults = ["hook", "write", "pipeline", "memory", "search"]
+const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search"]
 
 const [name, ...rest] = process.argv.slice(2)
 const selected = name === undefined || name === "all" ? defaults : [name]

@@ -7,8 +7,9 @@
  *   rebuild   batched writes with the HNSW index dropped, then `CREATE INDEX` (maintenance_work_mem 1GB);
  *             the time includes the index build
  *
- * Same rows, same vectors, same index definition; every variant starts from an empty index. The
- * variants are a table below: the bulk path of issue 11 is added as one more entry.
+ * Same rows, same vectors, same index definition; every variant starts from an empty index.
+ * Issue 11's bulk path (a whole backfill, index built once) has its own program, `bench/bulk.ts`,
+ * and the choice of wire encoding its own, `bench/encoding.ts`.
  *
  *   pnpm bench write [--rows 2000] [--runs 3] [--batch 200]
  */
@@ -78,7 +79,7 @@ const batched = (source: Source, rows: ReadonlyArray<Row>, batch: number) =>
     }
   })
 
-/** The variants, in the order they are reported. Issue 11's bulk path goes here as `bulk`. */
+/** The variants, in the order they are reported. */
 export const variants: Record<string, Variant> = {
   perRow: {
     label: "one UPDATE per row, HNSW present",
