@@ -34,7 +34,7 @@ import {
 } from "@autoembed/core"
 import { Effect, Layer, Option, Redacted } from "effect"
 import * as Os from "node:os"
-import { createScratchDatabase, describeServer, elapsedMs, figure, fmt, goal, isMain, note, now, writeResult } from "./lib.js"
+import { createScratchDatabase, describeServer, elapsedMs, figure, fmt, goal, runIfMain, note, now, writeResult } from "./lib.js"
 
 const DIMS = 1024
 const WORDS = (
@@ -208,11 +208,6 @@ export const main = async (_args: ReadonlyArray<string> = []) => {
   return results
 }
 
-if (isMain(import.meta.url)) {
-  main().then(() => process.exit(0), (e) => {
-    console.error(e)
-    process.exit(1)
-  })
-}
+runIfMain(import.meta.url, main)
 
 export type { EmbeddingProvider, Sources }

@@ -20,7 +20,7 @@ import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import copyStreams from "pg-copy-streams"
-import { elapsedMs, figure, fmt, fmtSummary, gaussian, isMain, note, now, randomUnitVector, rng, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
+import { elapsedMs, figure, fmt, fmtSummary, gaussian, runIfMain, note, now, randomUnitVector, rng, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
 
 const DIMS = 1024
 const MODEL = "bench/synthetic-1024"
@@ -162,9 +162,4 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   }
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
-    console.error(e)
-    process.exit(1)
-  })
-}
+runIfMain(import.meta.url, main)

@@ -10,7 +10,7 @@
 import { Extraction, PendingSignal } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Queue } from "effect"
-import { elapsedMs, figure, fmt, fmtSummary, goal, isMain, note, now, percentile, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
+import { elapsedMs, figure, fmt, fmtSummary, goal, runIfMain, note, now, percentile, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
 
 const arg = (args: ReadonlyArray<string>, name: string, fallback: number) => {
   const i = args.indexOf(`--${name}`)
@@ -119,9 +119,4 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   }
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
-    console.error(e)
-    process.exit(1)
-  })
-}
+runIfMain(import.meta.url, main)

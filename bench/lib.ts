@@ -207,4 +207,13 @@ export const elapsedMs = (start: bigint) => Number(process.hrtime.bigint() - sta
 export const now = () => process.hrtime.bigint()
 
 /** Runs a benchmark's main when its file is executed directly (not imported by run.ts). */
+/** Runs a benchmark's main when its file is executed directly rather than through bench/run.ts. */
+export const runIfMain = (metaUrl: string, main: (args: ReadonlyArray<string>) => Promise<unknown>) => {
+  if (!isMain(metaUrl)) return
+  main(process.argv.slice(2)).then(() => process.exit(0), (e) => {
+    console.error(e)
+    process.exit(1)
+  })
+}
+
 export const isMain = (metaUrl: string) => process.argv[1] !== undefined && Path.resolve(process.argv[1]) === fileURLToPath(metaUrl)

@@ -9,7 +9,7 @@
  */
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
-import { createScratchDir, createScratchDatabase, describeServer, figure, fmt, goal, isMain, note, repoRoot, writeResult } from "./lib.js"
+import { createScratchDir, createScratchDatabase, describeServer, figure, fmt, goal, runIfMain, note, repoRoot, writeResult } from "./lib.js"
 
 interface ChildResult {
   rows: number
@@ -83,9 +83,4 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   return result
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
-    console.error(e)
-    process.exit(1)
-  })
-}
+runIfMain(import.meta.url, main)

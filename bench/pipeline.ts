@@ -23,7 +23,7 @@ import { Deferred, Duration, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
-import { type DbKind, elapsedMs, figure, fmt, fmtSummary, goal, isMain, note, now, repoRoot, scratchTarget, storeLayer, summarize, type Summary, writeResult } from "./lib.js"
+import { type DbKind, elapsedMs, figure, fmt, fmtSummary, goal, runIfMain, note, now, repoRoot, scratchTarget, storeLayer, summarize, type Summary, writeResult } from "./lib.js"
 
 const DIMS = 64
 
@@ -205,9 +205,4 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   return result
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
-    console.error(e)
-    process.exit(1)
-  })
-}
+runIfMain(import.meta.url, main)

@@ -15,7 +15,7 @@
  *   pnpm bench search [--rows 100000] [--queries 50] [--passes 3]
  */
 import pg from "pg"
-import { createScratchDatabase, describeServer, figure, fmt, fmtSummary, gaussian, goal, isMain, note, percentile, randomUnitVector, rng, summarize, writeResult } from "./lib.js"
+import { createScratchDatabase, describeServer, figure, fmt, fmtSummary, gaussian, goal, runIfMain, note, percentile, randomUnitVector, rng, summarize, writeResult } from "./lib.js"
 
 const DIMS = 1024
 const MODEL = "bench/clustered-1024"
@@ -197,9 +197,4 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   }
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
-    console.error(e)
-    process.exit(1)
-  })
-}
+runIfMain(import.meta.url, main)

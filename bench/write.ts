@@ -24,7 +24,7 @@ import {
   fmtSummary,
   gaussian,
   goal,
-  isMain,
+  runIfMain,
   note,
   now,
   randomUnitVector,
@@ -192,9 +192,4 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   }
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
-    console.error(e)
-    process.exit(1)
-  })
-}
+runIfMain(import.meta.url, main)
