@@ -19,7 +19,8 @@ import {
   OpenAIProviderLive,
   parseDuration,
   parseRetryAfter,
-  profileFor
+  profileFor,
+  validateVectors
 } from "../packages/core/src/providers/index.js"
 import { FakeProviderServer } from "./fakes/FakeProviderServer.js"
 
@@ -199,6 +200,15 @@ describe("Ollama provider (official client against the fake)", () => {
       expect((yield* reasonOf(ollama().embed(["x"], "document"))).reason).toBe("BadResponse")
       fake.reset({ nonFinite: true })
       expect((yield* reasonOf(ollama().embed(["x"], "document"))).reason).toBe("BadResponse")
+    }))
+
+  it.effect("refuses numbers beyond float4, which pgvector would reject as infinite, naming where they are", () =>
+    Effect.gen(function*() {
+      const ok = yield* validateVectors("Ollama", "m", 1, 3, [[3.4e38, -3.4e38, 1e-45]])
+      expect(ok).toEqual([[3.4e38, -3.4e38, 1e-45]])
+      const e = yield* Effect.flip(validateVectors("Ollama", "m", 1, 3, [[0.5, 1e39, 0]]))
+      expect(e.reason).toBe("BadResponse")
+      expect(e.message).toBe("Ollama returned 1e+39 in embedding 0 at position 1, beyond the float4 range pgvector stores")
     }))
 
   it.live("times out a hanging request as Transient", () =>

@@ -38,7 +38,7 @@ export const embedInGroups = <E>(
   })
 
 /**
- * Checks a provider's answer: one vector per input, each of `dimensions` finite numbers.
+ * Checks a provider's answer: one vector per input, each of `dimensions` finite numbers that fit a float4.
  * Anything else is a BadResponse: writing it would corrupt the index silently.
  */
 export const validateVectors = (
@@ -67,6 +67,10 @@ export const validateVectors = (
       const x: unknown = v[j]
       if (typeof x !== "number" || !Number.isFinite(x)) {
         return bad(`${provider} returned a non-finite number in embedding ${i} at position ${j}`)
+      }
+      // pgvector stores float4: a larger magnitude would become infinity, which it refuses.
+      if (!Number.isFinite(Math.fround(x))) {
+        return bad(`${provider} returned ${x} in embedding ${i} at position ${j}, beyond the float4 range pgvector stores`)
       }
     }
   }
