@@ -45,13 +45,17 @@ describe(`bulk backfill and index management (${tier()})`, () => {
         const backfill = yield* Backfill
         const search = yield* Search
         yield* seed(800)
-        const job = yield* backfill.run({ entity_types: ["atoms"] })
+        const sql = yield* SqlClient.SqlClient
+        const messagesIndex = () => sql<{ oid: number }>`SELECT 'autoembed_messages_hnsw'::regclass::oid::int8 AS oid`
+        const [messagesBefore] = yield* messagesIndex()
+        // All types, bulk forced on: only atoms has work, so messages keeps its index as it was.
+        const job = yield* backfill.run({ bulk: "on" })
         expect(job.state).toBe("succeeded")
         expect(job.bulk_types).toEqual(["atoms"])
+        expect((yield* messagesIndex())[0].oid).toBe(messagesBefore.oid)
         expect(job.succeeded).toBe(800)
         const [index] = yield* indexRow
         expect(index.valid).toBe(true)
-        const sql = yield* SqlClient.SqlClient
         expect(yield* sql`SELECT * FROM autoembed_index_state`).toEqual([])
         const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM atoms WHERE embedding IS NULL`
         expect(left.n).toBe(0)

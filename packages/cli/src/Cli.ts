@@ -58,7 +58,7 @@ const backfill = Command.make(
     includeFailed: Options.boolean("include-failed").pipe(Options.withDescription("Retry rows marked failed too")),
     bulk: Options.choice("bulk", ["auto", "on", "off"]).pipe(
       Options.withDefault("auto" as const),
-      Options.withDescription("Drop the HNSW index during the load and build it once at the end (auto: above AUTOEMBED_BULK_THRESHOLD rows)")
+      Options.withDescription("Drop the HNSW index during the load and build it once at the end (auto: above AUTOEMBED_BULK_THRESHOLD rows; on: every type with rows to embed)")
     ),
     json
   },

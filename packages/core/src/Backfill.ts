@@ -155,10 +155,13 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         // Bulk path: large loads (or a bulk load that died half-way, found by its mark) write
         // without the HNSW index and build it once at the end.
         const indexes = yield* vectorIndex.describe()
+        // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
+        // cost a rebuild and send its searches to exact scans meanwhile.
         const bulkTypes = types.filter((t) => {
           const c = before.entity_types[t]
           const marked = indexes.some((i) => i.source === t && i.bulkMark !== null)
-          return marked || request.bulk === "on" || (request.bulk === "auto" && c.missing + c.stale >= config.bulkThreshold)
+          const work = c.missing + c.stale
+          return marked || (request.bulk === "on" && work > 0) || (request.bulk === "auto" && work >= config.bulkThreshold)
         })
         for (const t of bulkTypes) {
           const marked = indexes.some((i) => i.source === t && i.bulkMark !== null)
