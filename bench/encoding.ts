@@ -15,22 +15,32 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { EmbeddingStore, type Source, Sources, vectorLiteral } from "@autoembed/core"
 import { Effect } from "effect"
-import { createHash } from "node:crypto"
 import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import copyStreams from "pg-copy-streams"
-import { elapsedMs, figure, fmt, fmtSummary, gaussian, runIfMain, note, now, randomUnitVector, rng, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
+import {
+  BENCHMARK_MESSAGE_PREFIX,
+  elapsedMs,
+  figure,
+  fmt,
+  fmtSummary,
+  type MessageVector,
+  messageVectors,
+  note,
+  now,
+  runIfMain,
+  scratchTarget,
+  storeLayer,
+  summarize,
+  writeResult
+} from "./lib.js"
 
 const DIMS = 1024
 const MODEL = "bench/synthetic-1024"
 const COPY_CHUNK = 5000
 
-interface Row {
-  readonly rowId: string
-  readonly hash: string
-  readonly vector: ReadonlyArray<number>
-}
+type Row = MessageVector
 
 const arg = (args: ReadonlyArray<string>, name: string, fallback: number) => {
   const i = args.indexOf(`--${name}`)
@@ -103,12 +113,7 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const target = await scratchTarget("postgres", "encoding")
   console.log(`encoding: ${n.toLocaleString("en-US")} rows × ${DIMS}-d per variant, HNSW index dropped, ${runs} runs, batches of ${batch}, on ${target.label}`)
   try {
-    const normal = gaussian(rng(7))
-    const rows: Array<Row> = Array.from({ length: n }, (_, i) => ({
-      rowId: String(i + 1),
-      hash: createHash("md5").update(`benchmark message number ${i + 1}`).digest("hex"),
-      vector: randomUnitVector(DIMS, normal)
-    }))
+    const rows = messageVectors(n, DIMS, 7)
     const names = ["text", "binary", "binary×2", "copy"] as const
     const rates: Record<string, Array<number>> = Object.fromEntries(names.map((k) => [k, []]))
     const program = Effect.gen(function*() {
@@ -117,7 +122,7 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       yield* sql.unsafe(`DROP INDEX IF EXISTS ${source.indexName}`)
       yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql`SET LOCAL session_replication_role = replica`
-        yield* sql`INSERT INTO messages (content) SELECT 'benchmark message number ' || g FROM generate_series(1, ${n}) g`
+        yield* sql`INSERT INTO messages (content) SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
       }))
       const write: Record<(typeof names)[number], Effect.Effect<unknown, unknown, SqlClient.SqlClient | EmbeddingStore>> = {
         text: Effect.forEach(chunks(rows, batch), textBatch, { discard: true }),

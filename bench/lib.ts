@@ -5,11 +5,13 @@
  */
 import { AutoEmbedConfig, type AutoEmbedConfigShape, EmbeddingStore, Extraction, makeMigratedDatabaseLayer, PendingSignal, PipelineMetrics, Sources } from "@autoembed/core"
 import { Layer, Option, Redacted } from "effect"
+import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
+import { rng } from "../test/fakes/FakeProviderServer.js"
 
 export const repoRoot = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 
@@ -189,7 +191,7 @@ export const writeResult = (name: string, result: unknown) => {
 // Synthetic vectors
 
 /** mulberry32 (the fake provider's seeded RNG): every variant of a benchmark sees the same vectors. */
-export { rng } from "../test/fakes/FakeProviderServer.js"
+export { rng }
 
 /** Standard normal deviates (Box–Muller) from a uniform source. */
 export const gaussian = (uniform: () => number) => () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform())
@@ -217,3 +219,23 @@ export const runIfMain = (metaUrl: string, main: (args: ReadonlyArray<string>) =
 }
 
 export const isMain = (metaUrl: string) => process.argv[1] !== undefined && Path.resolve(process.argv[1]) === fileURLToPath(metaUrl)
+
+/** A row of the write benchmarks' `messages` table: its id, the md5 of its content, a vector for it. */
+export interface MessageVector {
+  readonly rowId: string
+  readonly hash: string
+  readonly vector: ReadonlyArray<number>
+}
+
+/** Message i of the write benchmarks has this content plus i (seeded in SQL, hashed in messageVectors). */
+export const BENCHMARK_MESSAGE_PREFIX = "benchmark message number "
+
+/** N seeded random unit vectors for messages 1..N, with the hashes writeVectors' guard expects. */
+export const messageVectors = (n: number, dims: number, seed: number): Array<MessageVector> => {
+  const normal = gaussian(rng(seed))
+  return Array.from({ length: n }, (_, i) => ({
+    rowId: String(i + 1),
+    hash: createHash("md5").update(`${BENCHMARK_MESSAGE_PREFIX}${i + 1}`).digest("hex"),
+    vector: randomUnitVector(dims, normal)
+  }))
+}

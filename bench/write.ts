@@ -16,19 +16,18 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { AutoEmbedConfig, EmbeddingStore, hnswIndexSql, type Source, Sources, vectorLiteral } from "@autoembed/core"
 import { Effect } from "effect"
-import { createHash } from "node:crypto"
 import {
+  BENCHMARK_MESSAGE_PREFIX,
   elapsedMs,
   figure,
   fmt,
   fmtSummary,
-  gaussian,
   goal,
-  runIfMain,
+  type MessageVector,
+  messageVectors,
   note,
   now,
-  randomUnitVector,
-  rng,
+  runIfMain,
   scratchTarget,
   storeLayer,
   summarize,
@@ -38,11 +37,7 @@ import {
 const DIMS = 1024
 const MODEL = "bench/synthetic-1024"
 
-interface Row {
-  readonly rowId: string
-  readonly hash: string
-  readonly vector: ReadonlyArray<number>
-}
+type Row = MessageVector
 
 type Env = SqlClient.SqlClient | EmbeddingStore | Sources | AutoEmbedConfig
 
@@ -119,7 +114,7 @@ const resetTable = (source: Source, n: number, indexPresent: boolean) =>
     else yield* sql.unsafe(`DROP INDEX IF EXISTS ${source.indexName}`)
     yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`SET LOCAL session_replication_role = replica`
-      yield* sql`INSERT INTO messages (content) SELECT 'benchmark message number ' || g FROM generate_series(1, ${n}) g`
+      yield* sql`INSERT INTO messages (content) SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
     }))
     yield* sql`VACUUM ANALYZE messages`
   })
@@ -131,12 +126,7 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const target = await scratchTarget("postgres", "write")
   console.log(`write: ${n.toLocaleString("en-US")} rows × ${DIMS}-d per variant, ${runs} runs, batches of ${batch}, on ${target.label}`)
   try {
-    const normal = gaussian(rng(1))
-    const rows: Array<Row> = Array.from({ length: n }, (_, i) => ({
-      rowId: String(i + 1),
-      hash: createHash("md5").update(`benchmark message number ${i + 1}`).digest("hex"),
-      vector: randomUnitVector(DIMS, normal)
-    }))
+    const rows = messageVectors(n, DIMS, 1)
     const names = Object.keys(variants)
     const rates: Record<string, Array<number>> = Object.fromEntries(names.map((k) => [k, []]))
     const program = Effect.gen(function*() {
