@@ -154,18 +154,15 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
 
         // Bulk path: large loads (or a bulk load that died half-way, found by its mark) write
         // without the HNSW index and build it once at the end.
-        const indexes = yield* vectorIndex.describe()
+        const marked = new Set((yield* vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source))
         // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
         // cost a rebuild and send its searches to exact scans meanwhile.
         const bulkTypes = types.filter((t) => {
-          const c = before.entity_types[t]
-          const marked = indexes.some((i) => i.source === t && i.bulkMark !== null)
-          const work = c.missing + c.stale
-          return marked || (request.bulk === "on" && work > 0) || (request.bulk === "auto" && work >= config.bulkThreshold)
+          const work = before.entity_types[t].missing + before.entity_types[t].stale
+          return marked.has(t) || (request.bulk === "on" && work > 0) || (request.bulk === "auto" && work >= config.bulkThreshold)
         })
         for (const t of bulkTypes) {
-          const marked = indexes.some((i) => i.source === t && i.bulkMark !== null)
-          if (!marked) yield* vectorIndex.beginBulk(yield* sources.get(t))
+          if (!marked.has(t)) yield* vectorIndex.beginBulk(yield* sources.get(t))
         }
         yield* Ref.update(jobRef, (j) => ({ ...j, phase: "embedding" as const, bulk_types: bulkTypes }))
 

@@ -39,9 +39,6 @@ export interface SourceCounts {
 
 const newToken = () => `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`
 
-/** Kept here too: callers imported it from this module before VectorEncoding existed. */
-export { vectorLiteral } from "./VectorEncoding.js"
-
 /**
  * The durable pending state and the vector writes. Every method is one short statement or
  * transaction; the provider is never called while a transaction is open.

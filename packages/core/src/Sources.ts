@@ -188,6 +188,17 @@ export const hnswIndexSql = (
     USING hnsw (${column}) WITH (m = ${Math.trunc(options.m)}, ef_construction = ${Math.trunc(options.efConstruction)})`
 }
 
+/** An index's validity and definition, or undefined when there is none. */
+export const findIndex = (schema: string, indexName: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ valid: boolean; definition: string }>`
+        SELECT i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = ${indexName} AND n.nspname = ${schema}`,
+      (rows) => rows[0]
+    ))
+
 const createHnswIndexIfMissing = (schema: string, tableName: string, indexName: string, sourceName: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -196,12 +207,9 @@ const createHnswIndexIfMissing = (schema: string, tableName: string, indexName: 
     const marked = yield* sql`SELECT 1 FROM autoembed_index_state WHERE source = ${sourceName}`
     if (marked.length > 0) return
     // An index left invalid by a failed concurrent build answers no query: replace it.
-    const existing = yield* sql<{ valid: boolean }>`
-      SELECT i.indisvalid AS valid FROM pg_index i
-      JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relname = ${indexName} AND n.nspname = ${schema}`
-    if (existing.length > 0 && existing[0].valid) return
-    if (existing.length > 0) yield* sql`DROP INDEX IF EXISTS ${sql(`${schema}.${indexName}`)}`
+    const existing = yield* findIndex(schema, indexName)
+    if (existing?.valid) return
+    if (existing) yield* sql`DROP INDEX IF EXISTS ${sql(`${schema}.${indexName}`)}`
     yield* sql.unsafe(
       hnswIndexSql(schema, tableName, indexName, {
         kind: config.indexKind,

@@ -3,7 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { AutoEmbedConfig, type IndexKind } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
-import { hnswIndexSql, quote, type Source, Sources } from "./Sources.js"
+import { findIndex, hnswIndexSql, quote, type Source, Sources } from "./Sources.js"
 
 export interface IndexInfo {
   readonly source: string
@@ -72,12 +72,8 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
 
     const info = (source: Source) =>
       Effect.gen(function*() {
-        const rows = yield* sql<{ valid: boolean; definition: string }>`
-          SELECT i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
-          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relname = ${source.indexName} AND n.nspname = ${source.schema}`
+        const row = yield* findIndex(source.schema, source.indexName)
         const mark = yield* sql<{ state: string; started_at: Date }>`SELECT state, started_at FROM autoembed_index_state WHERE source = ${source.name}`
-        const row = rows[0]
         const parsed = row ? parseIndexDefinition(row.definition) : null
         const result: IndexInfo = {
           source: source.name,
@@ -134,10 +130,9 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
             )
             const dropInvalid = conn.executeRaw(`DROP INDEX CONCURRENTLY IF EXISTS ${quote(source.schema)}.${quote(name)}`, [])
             if (name === source.indexName && current.exists && !current.valid) yield* dropInvalid
-            const rows = yield* conn.execute(
-              `SELECT count(*)::int8 AS n FROM ${quote(source.schema)}.${quote(source.tableName)} WHERE embedding IS NOT NULL`, [], undefined
-            ) as Effect.Effect<ReadonlyArray<{ n: number }>, SqlError>
-            const plan = buildMemoryPlan(Number(rows[0]?.n ?? 0), config)
+            const [vectors] = yield* sql<{ n: number }>`
+              SELECT count(*)::int8 AS n FROM ${sql(`${source.schema}.${source.tableName}`)} WHERE embedding IS NOT NULL`
+            const plan = buildMemoryPlan(Number(vectors?.n ?? 0), config)
             if (!plan.fits) {
               yield* Effect.logWarning(
                 `autoembed: ${source.name}: the HNSW graph of ${plan.rows} rows needs about ${plan.neededMb} MB but AUTOEMBED_INDEX_BUILD_MEMORY_MB is ` +
