@@ -34,7 +34,7 @@ import {
 } from "@autoembed/core"
 import { Effect, Layer, Option, Redacted } from "effect"
 import * as Os from "node:os"
-import { createScratchDatabase, describeServer, elapsedMs, figure, fmt, goal, runIfMain, note, now, writeResult } from "./lib.js"
+import { createScratchDatabase, describeServer, elapsedMs, figure, flagValue, fmt, goal, note, now, numberFlag, runIfMain, writeResult } from "./lib.js"
 
 const DIMS = 1024
 const WORDS = (
@@ -49,11 +49,6 @@ const text = (i: number) => {
   return `${pick()} ${pick()} ${pick()} note ${i}: the ${pick()} ${pick()} after the ${pick()} ${pick()}`
 }
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : fallback
-}
-
 const layerFor = (url: string, overrides: Record<string, unknown> = {}) =>
   AutoEmbed.layer({
     env: false,
@@ -66,7 +61,6 @@ const layerFor = (url: string, overrides: Record<string, unknown> = {}) =>
       batchSize: 256,
       concurrency: 2,
       logLevel: "warning",
-      indexBuildWorkers: Option.some(Number(arg("build-workers", String(Math.max(1, Os.cpus().length - 1))))),
       ...overrides
     } as any
   })
@@ -115,7 +109,7 @@ const fullPerRow = Effect.gen(function*() {
   return all.length / (ms / 1000)
 })
 
-const runSize = (rows: number, sample: number, full: number, queries: number) =>
+const runSize = (rows: number, sample: number, full: number, queries: number, buildWorkers: number) =>
   Effect.gen(function*() {
     const scratch = yield* Effect.promise(() => createScratchDatabase(`bulk${rows}`))
     try {
@@ -162,7 +156,7 @@ const runSize = (rows: number, sample: number, full: number, queries: number) =>
           yield* Effect.flatMap(VectorIndex, (v) => v.reindex({ sources: ["atoms"] }))
           const seconds = elapsedMs(t2) / 1000
           return { seconds, ...(yield* recallAt10(qs)) }
-        }).pipe(Effect.provide(layerFor(scratch.url, { indexKind: "halfvec", efSearch: config.efSearch })))
+        }).pipe(Effect.provide(layerFor(scratch.url, { indexKind: "halfvec", efSearch: config.efSearch, indexBuildWorkers: Option.some(buildWorkers) })))
         // Last, as it replaces every vector: the full per-row backfill from scratch.
         const fullRate = rows <= full ? yield* fullPerRow : null
         return {
@@ -179,21 +173,22 @@ const runSize = (rows: number, sample: number, full: number, queries: number) =>
           vectorRecall,
           halfvec
         }
-      }).pipe(Effect.provide(layerFor(scratch.url, { bulkThreshold: 1 })))
+      }).pipe(Effect.provide(layerFor(scratch.url, { bulkThreshold: 1, indexBuildWorkers: Option.some(buildWorkers) })))
     } finally {
       yield* Effect.promise(() => scratch.drop())
     }
   })
 
-export const main = async (_args: ReadonlyArray<string> = []) => {
-  const sizes = arg("sizes", "10000,100000").split(",").map(Number)
-  const sample = Number(arg("sample", "1000"))
-  const queries = Number(arg("queries", "50"))
-  const full = Number(arg("full", "10000"))
+export const main = async (args: ReadonlyArray<string> = []) => {
+  const sizes = flagValue(args, "sizes", "10000,100000").split(",").map(Number)
+  const sample = numberFlag(args, "sample", 1000)
+  const queries = numberFlag(args, "queries", 50)
+  const full = numberFlag(args, "full", 10000)
+  const buildWorkers = numberFlag(args, "build-workers", Math.max(1, Os.cpus().length - 1))
   console.log(`bulk backfill vs one UPDATE per row, ${DIMS}-d, Local provider, ${describeServer()}; per-row: full run up to ${full} rows, and a ${sample}-row sample`)
   const results = []
   for (const rows of sizes) {
-    const r = await Effect.runPromise(runSize(rows, sample, full, queries))
+    const r = await Effect.runPromise(runSize(rows, sample, full, queries, buildWorkers))
     results.push(r)
     note(`${fmt(rows, 0)} rows: queue + embed + write ${fmt(r.loadSeconds, 1)} s, index build ${fmt(r.buildSeconds, 1)} s`)
     if (r.fullRate !== null && r.fullRatio !== null) {

@@ -29,6 +29,7 @@ import {
   messageVectors,
   note,
   now,
+  numberFlag,
   runIfMain,
   scratchTarget,
   storeLayer,
@@ -41,11 +42,6 @@ const MODEL = "bench/synthetic-1024"
 const COPY_CHUNK = 5000
 
 type Row = MessageVector
-
-const arg = (args: ReadonlyArray<string>, name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : fallback
-}
 
 const chunks = <A>(xs: ReadonlyArray<A>, size: number) => Array.from({ length: Math.ceil(xs.length / size) }, (_, i) => xs.slice(i * size, (i + 1) * size))
 
@@ -107,9 +103,9 @@ const copyAll = (url: string, rows: ReadonlyArray<Row>) =>
   })
 
 export const main = async (args: ReadonlyArray<string> = []) => {
-  const n = arg(args, "rows", 20_000)
-  const runs = arg(args, "runs", 3)
-  const batch = arg(args, "batch", 256)
+  const n = numberFlag(args, "rows", 20_000)
+  const runs = numberFlag(args, "runs", 3)
+  const batch = numberFlag(args, "batch", 256)
   const target = await scratchTarget("postgres", "encoding")
   console.log(`encoding: ${n.toLocaleString("en-US")} rows × ${DIMS}-d per variant, HNSW index dropped, ${runs} runs, batches of ${batch}, on ${target.label}`)
   try {

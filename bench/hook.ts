@@ -10,12 +10,7 @@
 import { Extraction, PendingSignal } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Queue } from "effect"
-import { elapsedMs, figure, fmt, fmtSummary, goal, runIfMain, note, now, percentile, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
-
-const arg = (args: ReadonlyArray<string>, name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : fallback
-}
+import { elapsedMs, figure, fmt, fmtSummary, goal, note, now, numberFlag, percentile, runIfMain, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
 
 /** A PendingSignal that does nothing: persistence without the hook. */
 const noopSignal = Layer.effect(
@@ -28,8 +23,8 @@ const noopSignal = Layer.effect(
 )
 
 export const main = async (args: ReadonlyArray<string> = []) => {
-  const rounds = arg(args, "rounds", 3)
-  const iterations = arg(args, "iterations", 200)
+  const rounds = numberFlag(args, "rounds", 3)
+  const iterations = numberFlag(args, "iterations", 200)
   const target = await scratchTarget("postgres", "hook")
   console.log(`hook: Extraction.persist of 3 atoms + 2 message ids, ${rounds} rounds × ${iterations} iterations per variant (alternating), on ${target.label}`)
   try {

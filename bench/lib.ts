@@ -208,6 +208,14 @@ export const randomUnitVector = (dims: number, normal: () => number) => normaliz
 export const elapsedMs = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6
 export const now = () => process.hrtime.bigint()
 
+/** The value after `--name` in a benchmark's arguments, or the fallback. */
+export const flagValue = (args: ReadonlyArray<string>, name: string, fallback: string): string => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback
+}
+
+export const numberFlag = (args: ReadonlyArray<string>, name: string, fallback: number): number => Number(flagValue(args, name, String(fallback)))
+
 /** Runs a benchmark's main when its file is executed directly (not imported by run.ts). */
 /** Runs a benchmark's main when its file is executed directly rather than through bench/run.ts. */
 export const runIfMain = (metaUrl: string, main: (args: ReadonlyArray<string>) => Promise<unknown>) => {

@@ -14,7 +14,7 @@
  */
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
-import { createScratchDir, createScratchDatabase, describeServer, figure, fmt, goal, runIfMain, note, repoRoot, writeResult } from "./lib.js"
+import { createScratchDatabase, createScratchDir, describeServer, figure, flagValue, fmt, goal, note, repoRoot, runIfMain, writeResult } from "./lib.js"
 
 interface ChildResult {
   rows: number
@@ -44,11 +44,6 @@ const child = (rows: number, where: string) =>
     })
   })
 
-const arg = (args: ReadonlyArray<string>, name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback
-}
-
 const mb = (bytes: number) => bytes / 1024 / 1024
 
 const median = (xs: ReadonlyArray<number>) => {
@@ -57,9 +52,9 @@ const median = (xs: ReadonlyArray<number>) => {
 }
 
 export const main = async (args: ReadonlyArray<string> = []) => {
-  const sizes = arg(args, "sizes", "10000,100000").split(",").map(Number)
-  const runs = Number(arg(args, "runs", "3"))
-  const db = arg(args, "db", "postgres")
+  const sizes = flagValue(args, "sizes", "10000,100000").split(",").map(Number)
+  const runs = Number(flagValue(args, "runs", "3"))
+  const db = flagValue(args, "db", "postgres")
   const label = db === "postgres" ? `${describeServer()} (scratch database)` : "embedded PGlite on disk (scratch directory)"
   console.log(`memory: backfill of ${sizes.map((s) => s.toLocaleString("en-US")).join(" vs ")} rows, ${runs} runs each (alternating), each in its own process, Local provider 32-d, on ${label}`)
   const results = new Map<number, Array<ChildResult>>(sizes.map((n) => [n, []]))

@@ -23,7 +23,7 @@ import { Deferred, Duration, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
-import { type DbKind, elapsedMs, figure, fmt, fmtSummary, goal, runIfMain, note, now, repoRoot, scratchTarget, storeLayer, summarize, type Summary, writeResult } from "./lib.js"
+import { type DbKind, elapsedMs, figure, flagValue, fmt, fmtSummary, goal, note, now, repoRoot, runIfMain, scratchTarget, storeLayer, summarize, type Summary, writeResult } from "./lib.js"
 
 const DIMS = 64
 
@@ -124,15 +124,10 @@ const timedRun = (s: Scenario) =>
     return { rowsPerSecond: n / (ms / 1000), ms, batches }
   })
 
-const arg = (args: ReadonlyArray<string>, name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback
-}
-
 export const main = async (args: ReadonlyArray<string> = []) => {
-  const runs = Number(arg(args, "runs", "3"))
-  const liteRuns = Number(arg(args, "pglite-runs", "1"))
-  const dbs = arg(args, "db", "postgres,pglite").split(",") as Array<DbKind>
+  const runs = Number(flagValue(args, "runs", "3"))
+  const liteRuns = Number(flagValue(args, "pglite-runs", "1"))
+  const dbs = flagValue(args, "db", "postgres,pglite").split(",") as Array<DbKind>
   console.log(`pipeline: ${DIMS}-d vectors; ${runs} runs each on PostgreSQL, ${liteRuns} on PGlite; databases: ${dbs.join(", ")}`)
   const fake = await startFake()
   type Entry = { title: string; database: string; rows: number; rowsPerSecond: Array<number>; efficiency: Summary | null; ideal: number | null; rate: Summary; meanBatch: number; requests: number }

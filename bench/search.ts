@@ -15,15 +15,10 @@
  *   pnpm bench search [--rows 100000] [--queries 50] [--passes 3]
  */
 import pg from "pg"
-import { createScratchDatabase, describeServer, figure, fmt, fmtSummary, gaussian, goal, runIfMain, note, percentile, randomUnitVector, rng, summarize, writeResult } from "./lib.js"
+import { createScratchDatabase, describeServer, figure, fmt, fmtSummary, gaussian, goal, note, numberFlag, percentile, randomUnitVector, rng, runIfMain, summarize, writeResult } from "./lib.js"
 
 const DIMS = 1024
 const MODEL = "bench/clustered-1024"
-
-const arg = (args: ReadonlyArray<string>, name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : fallback
-}
 
 const literal = (v: ReadonlyArray<number>) => "[" + v.map((x) => x.toPrecision(8)).join(",") + "]"
 
@@ -32,11 +27,11 @@ const QUERY = `SELECT id::text AS id, 1 - (embedding <=> $1::vector) AS score FR
   ORDER BY embedding <=> $1::vector LIMIT 10`
 
 export const main = async (args: ReadonlyArray<string> = []) => {
-  const rows = arg(args, "rows", 100_000)
-  const clusters = arg(args, "clusters", 100)
-  const sigma = arg(args, "sigma", 0.03)
-  const nQueries = arg(args, "queries", 50)
-  const passes = arg(args, "passes", 3)
+  const rows = numberFlag(args, "rows", 100_000)
+  const clusters = numberFlag(args, "clusters", 100)
+  const sigma = numberFlag(args, "sigma", 0.03)
+  const nQueries = numberFlag(args, "queries", 50)
+  const passes = numberFlag(args, "passes", 3)
   const efs = [40, 100]
   const scratch = await createScratchDatabase("search")
   console.log(

@@ -27,6 +27,7 @@ import {
   messageVectors,
   note,
   now,
+  numberFlag,
   runIfMain,
   scratchTarget,
   storeLayer,
@@ -100,11 +101,6 @@ export const variants: Record<string, Variant> = {
   }
 }
 
-const arg = (args: ReadonlyArray<string>, name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : fallback
-}
-
 /** Empties the table (and its index) and inserts the same N rows again, without the enqueue trigger. */
 const resetTable = (source: Source, n: number, indexPresent: boolean) =>
   Effect.gen(function*() {
@@ -120,9 +116,9 @@ const resetTable = (source: Source, n: number, indexPresent: boolean) =>
   })
 
 export const main = async (args: ReadonlyArray<string> = []) => {
-  const n = arg(args, "rows", 2000)
-  const runs = arg(args, "runs", 3)
-  const batch = arg(args, "batch", 200)
+  const n = numberFlag(args, "rows", 2000)
+  const runs = numberFlag(args, "runs", 3)
+  const batch = numberFlag(args, "batch", 200)
   const target = await scratchTarget("postgres", "write")
   console.log(`write: ${n.toLocaleString("en-US")} rows × ${DIMS}-d per variant, ${runs} runs, batches of ${batch}, on ${target.label}`)
   try {
