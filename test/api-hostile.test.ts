@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { SqlError } from "@effect/sql/SqlError"
+import { mapError } from "../packages/api/src/Errors.js"
 import { startTestServer, type TestServer } from "./support/ApiServer.js"
 
 /**
@@ -183,5 +185,23 @@ describe("hostile requests", () => {
     const ok = await fetch(`${server.url}/v1/messages`, { method: "POST", headers: JSON_AUTH, body: msg({ content: "still here after the storm" }) })
     expect(ok.status).toBe(201)
     expect((await fetch(`${server.url}/v1/search?q=still+here`)).status).toBe(200)
+  })
+})
+
+describe("database failures map by their cause chain", () => {
+  const sqlError = (cause: unknown) => new SqlError({ cause, message: "Failed to execute statement" })
+  it("a refused or dropped connection, however deep, is 503 database_unavailable; a SQLSTATE decides otherwise", () => {
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })
+    expect(mapError(sqlError(refused)).error).toMatchObject({ status: 503, code: "database_unavailable" })
+    expect(mapError(sqlError(new Error("wrapper", { cause: refused }))).error.status).toBe(503)
+    expect(mapError(sqlError(new Error("Connection terminated unexpectedly"))).error.status).toBe(503)
+    const duplicate = Object.assign(new Error("duplicate key value"), { code: "23505" })
+    expect(mapError(sqlError(new Error("wrapper", { cause: duplicate }))).error).toMatchObject({ status: 409, code: "conflict" })
+    const nul = Object.assign(new Error("invalid byte sequence"), { code: "22021" })
+    expect(mapError(sqlError(nul)).error).toMatchObject({ status: 422, code: "invalid_value", details: { sqlstate: "22021" } })
+    // A syntax error is our bug, not the user's or the database's: 500, logged.
+    const bug = mapError(sqlError(Object.assign(new Error("syntax error"), { code: "42601" })))
+    expect(bug.error).toMatchObject({ status: 500, code: "internal_error" })
+    expect(bug.log?.level).toBe("error")
   })
 })

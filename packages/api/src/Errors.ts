@@ -37,29 +37,26 @@ const MAX_DETAILS = 2000
 
 const truncate = (s: string, max: number) => (s.length <= max ? s : s.slice(0, max) + "…")
 
+/** An error and its causes, outermost first (at most six deep: drivers wrap a few times, never more). */
+const causeChain = (e: unknown): Array<{ code?: unknown; message?: unknown }> => {
+  const chain = []
+  for (let c: any = e; c && chain.length < 6; c = c.cause) chain.push(c)
+  return chain
+}
+
 /** Network-level failures reaching the database (no SQLSTATE): the database, not the request or a bug. */
 const CONNECTION_CODES = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/
-const connectionProblem = (e: unknown): boolean => {
-  let c: any = e
-  for (let i = 0; i < 6 && c; i++) {
-    if (typeof c.code === "string" && CONNECTION_CODES.test(c.code)) return true
-    if (typeof c.message === "string" && /connection (terminated|refused|closed)|timeout exceeded when trying to connect|Connection terminated/i.test(c.message)) return true
-    c = c.cause
-  }
-  return false
-}
+const CONNECTION_MESSAGES = /connection (terminated|refused|closed)|timeout exceeded when trying to connect/i
+const connectionProblem = (e: unknown): boolean =>
+  causeChain(e).some((c) =>
+    (typeof c.code === "string" && CONNECTION_CODES.test(c.code)) || (typeof c.message === "string" && CONNECTION_MESSAGES.test(c.message))
+  )
 
 const SQL_STATE = /^[0-9A-Z]{5}$/
 
 /** The SQLSTATE of a database error, searched through its causes (pg and PGlite both set `code`). */
-const sqlState = (e: unknown): string | undefined => {
-  let c: any = e
-  for (let i = 0; i < 6 && c; i++) {
-    if (typeof c.code === "string" && SQL_STATE.test(c.code)) return c.code
-    c = c.cause
-  }
-  return undefined
-}
+const sqlState = (e: unknown): string | undefined =>
+  causeChain(e).map((c) => c.code).find((code): code is string => typeof code === "string" && SQL_STATE.test(code))
 
 const internal = (detail: string): Mapped => ({
   error: new ApiError(500, "internal_error", "Internal error; the server log has the details under this request id"),
