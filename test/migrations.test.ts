@@ -50,9 +50,15 @@ describe(`migrations (${tier()})`, () => {
         expect(applied).toEqual([])
         const after = yield* sql`SELECT count(*)::int AS n FROM autoembed_migrations`
         expect(after).toEqual(before)
-        // Ensuring the sources again changes nothing either.
-        const again = yield* Layer.build(Sources.layer()).pipe(Effect.scoped)
-        expect(again).toBeDefined()
+        // Ensuring the sources again changes nothing either: the same indexes, none rebuilt (same oids).
+        const indexes = sql<{ name: string; oid: number; definition: string }>`
+          SELECT c.relname AS name, c.oid::int8 AS oid, pg_get_indexdef(c.oid) AS definition
+          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+          WHERE t.relname IN ('atoms', 'messages') ORDER BY c.relname`
+        const indexesBefore = yield* indexes
+        yield* Layer.build(Sources.layer()).pipe(Effect.scoped)
+        expect(yield* indexes).toEqual(indexesBefore)
+        expect(indexesBefore.map((i) => i.name)).toContain("autoembed_atoms_hnsw")
         const triggers = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_trigger WHERE tgname LIKE 'autoembed_%'`
         expect(triggers[0].n).toBe(6)
       }))
