@@ -188,16 +188,14 @@ export const hnswIndexSql = (
     USING hnsw (${column}) WITH (m = ${Math.trunc(options.m)}, ef_construction = ${Math.trunc(options.efConstruction)})`
 }
 
-/** An index's validity and definition, or undefined when there is none. */
-export const findIndex = (schema: string, indexName: string) =>
+/** The validity and definition of these indexes (schema, name); absent ones have no row. */
+export const findIndexes = (indexes: ReadonlyArray<{ readonly schema: string; readonly indexName: string }>) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.map(
-      sql<{ valid: boolean; definition: string }>`
-        SELECT i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
-        JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relname = ${indexName} AND n.nspname = ${schema}`,
-      (rows) => rows[0]
-    ))
+    sql<{ schema: string; name: string; valid: boolean; definition: string }>`
+      SELECT n.nspname AS schema, c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN unnest(${indexes.map((i) => i.schema)}::text[], ${indexes.map((i) => i.indexName)}::text[]) AS k(schema, name)
+        ON n.nspname = k.schema AND c.relname = k.name`)
 
 const createHnswIndexIfMissing = (schema: string, tableName: string, indexName: string, sourceName: string) =>
   Effect.gen(function*() {
@@ -207,7 +205,7 @@ const createHnswIndexIfMissing = (schema: string, tableName: string, indexName: 
     const marked = yield* sql`SELECT 1 FROM autoembed_index_state WHERE source = ${sourceName}`
     if (marked.length > 0) return
     // An index left invalid by a failed concurrent build answers no query: replace it.
-    const existing = yield* findIndex(schema, indexName)
+    const [existing] = yield* findIndexes([{ schema, indexName }])
     if (existing?.valid) return
     if (existing) yield* sql`DROP INDEX IF EXISTS ${sql(`${schema}.${indexName}`)}`
     yield* sql.unsafe(

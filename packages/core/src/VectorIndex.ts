@@ -3,7 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { AutoEmbedConfig, type IndexKind } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
-import { findIndex, hnswIndexSql, quote, type Source, Sources } from "./Sources.js"
+import { findIndexes, hnswIndexSql, quote, type Source, Sources } from "./Sources.js"
 
 export interface IndexInfo {
   readonly source: string
@@ -70,29 +70,36 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
     const database = yield* Database
     const server = database.kind === "postgres"
 
-    const info = (source: Source) =>
+    /** The state of these sources' indexes: two catalog queries, however many sources. */
+    const infos = (list: ReadonlyArray<Source>) =>
       Effect.gen(function*() {
-        const row = yield* findIndex(source.schema, source.indexName)
-        const mark = yield* sql<{ state: string; started_at: Date }>`SELECT state, started_at FROM autoembed_index_state WHERE source = ${source.name}`
-        const parsed = row ? parseIndexDefinition(row.definition) : null
-        const result: IndexInfo = {
-          source: source.name,
-          name: source.indexName,
-          exists: row !== undefined,
-          valid: row?.valid ?? false,
-          kind: parsed?.kind ?? null,
-          m: parsed?.m ?? null,
-          efConstruction: parsed?.efConstruction ?? null,
-          definition: row?.definition ?? null,
-          bulkMark: mark[0] ? `${mark[0].state} since ${new Date(mark[0].started_at).toISOString()}` : null,
-          matchesConfig: row !== undefined && row.valid && parsed!.kind === config.indexKind && parsed!.m === config.hnswM &&
-            parsed!.efConstruction === config.hnswEfConstruction
-        }
-        return result
+        const rows = yield* findIndexes(list)
+        const marks = yield* sql<{ source: string; state: string; started_at: Date }>`
+          SELECT source, state, started_at FROM autoembed_index_state WHERE source = ANY(${list.map((s) => s.name)}::text[])`
+        return list.map((source): IndexInfo => {
+          const row = rows.find((r) => r.schema === source.schema && r.name === source.indexName)
+          const mark = marks.find((m) => m.source === source.name)
+          const parsed = row ? parseIndexDefinition(row.definition) : null
+          return {
+            source: source.name,
+            name: source.indexName,
+            exists: row !== undefined,
+            valid: row?.valid ?? false,
+            kind: parsed?.kind ?? null,
+            m: parsed?.m ?? null,
+            efConstruction: parsed?.efConstruction ?? null,
+            definition: row?.definition ?? null,
+            bulkMark: mark ? `${mark.state} since ${new Date(mark.started_at).toISOString()}` : null,
+            matchesConfig: row !== undefined && row.valid && parsed!.kind === config.indexKind && parsed!.m === config.hnswM &&
+              parsed!.efConstruction === config.hnswEfConstruction
+          }
+        })
       })
 
+    const info = (source: Source) => Effect.map(infos([source]), (all) => all[0])
+
     const describe = Effect.fn("VectorIndex.describe")(function*() {
-      return yield* Effect.forEach(sources.all, info)
+      return yield* infos(sources.all)
     })
 
     /** Marks the source and drops its index, so a bulk load writes without per-row index maintenance. */
