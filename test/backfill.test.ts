@@ -26,10 +26,11 @@ describe(`backfill (${tier()})`, () => {
           yield* sql`INSERT INTO messages (content) SELECT 'archived chat message ' || g || ' about deploys' FROM generate_series(1, 3000) g`
           yield* sql`INSERT INTO atoms (type, title, content) SELECT 'insight', 'Atom ' || g, 'knowledge number ' || g FROM generate_series(1, 2000) g`
           // Three rows embedded by another model (stale) and two that failed earlier.
-          yield* sql`UPDATE atoms SET embedding = array_fill(0.5::float4, ARRAY[${DIMS}]::int[])::vector, embedding_model = 'ollama/old-model', embedding_hash = 'x' WHERE id <= 3`
-          yield* sql`INSERT INTO embedding_queue (source, row_id, failed_at, attempts, last_error) VALUES ('messages', '1', now(), 5, 'InvalidInput: too long'), ('messages', '2', now(), 5, 'InvalidInput: too long')`
+          yield* sql`UPDATE atoms SET embedding = array_fill(0.5::float4, ARRAY[${DIMS}]::int[])::vector WHERE id <= 3`
+          yield* sql`INSERT INTO autoembed.rows (source, row_id, model, hash) SELECT 'atoms', id::text, 'ollama/old-model', 'x' FROM atoms WHERE id <= 3`
+          yield* sql`INSERT INTO autoembed.queue (source, row_id, failed_at, attempts, last_error) VALUES ('messages', '1', now(), 5, 'InvalidInput: too long'), ('messages', '2', now(), 5, 'InvalidInput: too long')`
         }))
-        const snapshot = yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e FROM embedding_queue`
+        const snapshot = yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e FROM autoembed.queue`
         const dry = yield* backfill.dryRun({ dry_run: true })
         expect(dry).toEqual({
           dry_run: true,
@@ -39,7 +40,7 @@ describe(`backfill (${tier()})`, () => {
         expect(yield* backfill.dryRun({ dry_run: true, include_failed: true, entity_types: ["messages"] })).toEqual({
           dry_run: true, entity_types: { messages: { missing: 2998, stale: 0, failed: 2 } }, total: 3000
         })
-        expect(yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e FROM embedding_queue`).toEqual(snapshot)
+        expect(yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e FROM autoembed.queue`).toEqual(snapshot)
 
         const progress: Array<BackfillJob> = []
         const job = yield* backfill.run({}, (j) => Effect.sync(() => progress.push(j)))
@@ -57,11 +58,11 @@ describe(`backfill (${tier()})`, () => {
           entity_types: { atoms: { missing: 0, stale: 0, failed: 0 }, messages: { missing: 0, stale: 0, failed: 2 } },
           total: 0
         })
-        const [models] = yield* sql<{ n: number }>`SELECT count(DISTINCT embedding_model)::int AS n FROM atoms`
+        const [models] = yield* sql<{ n: number }>`SELECT count(DISTINCT model)::int AS n FROM autoembed.rows WHERE source = 'atoms'`
         expect(models.n).toBe(1)
         // The job is visible by id, and through the database for other processes.
         expect((yield* backfill.get(job.id)).state).toBe("succeeded")
-        const [row] = yield* sql<{ state: string; processed: number }>`SELECT state, processed::int AS processed FROM backfill_jobs WHERE id = ${job.id}`
+        const [row] = yield* sql<{ state: string; processed: number }>`SELECT state, processed::int AS processed FROM autoembed.backfill_jobs WHERE id = ${job.id}`
         expect(row).toEqual({ state: "succeeded", processed: 4998 })
         // The run's worker pool ended with it: a new row stays pending until someone runs workers.
         yield* sql`INSERT INTO messages (content) VALUES ('written after the backfill')`

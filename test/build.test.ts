@@ -96,10 +96,10 @@ describe("pnpm build", { timeout: 300_000 }, () => {
   it("ships declarations a TypeScript consumer compiles against", async () => {
     const consumer = join(work, "consumer")
     writeFileSync(join(consumer, "main.ts"), `
-      import { AutoEmbed, type AutoEmbedClient, createAutoEmbed, type SearchResponse, type SourceDefinition } from "@autoembed/core"
-      const notes: SourceDefinition = { name: "notes", table: "notes", text: "body", watchColumns: ["body"] }
+      import { AutoEmbed, type AutoEmbedClient, createAutoEmbed, type SearchResponse, type SourceConfigInput } from "@autoembed/core"
+      const notes: SourceConfigInput = { table: "notes", text: "{title}: {body}", vector: "embedding" }
       export const start = async (): Promise<SearchResponse> => {
-        const client: AutoEmbedClient = await createAutoEmbed({ databaseUrl: "postgres://localhost/app", sources: [notes], workers: false })
+        const client: AutoEmbedClient = await createAutoEmbed({ databaseUrl: "postgres://localhost/app", sources: { notes }, workers: false })
         const { queued }: { readonly queued: number } = await client.enqueue("notes", [1, 2])
         const status = await client.status()
         const pending: number = status.sources.notes.pending + queued
@@ -107,7 +107,7 @@ describe("pnpm build", { timeout: 300_000 }, () => {
         await createAutoEmbed({ dimensions: "1024" })
         return client.search({ q: "backups", limit: pending > 0 ? 5 : 10, mode: "hybrid" })
       }
-      export const layer = AutoEmbed.layer({ sources: [notes], env: false })
+      export const layer = AutoEmbed.layer({ sources: { notes }, env: false })
     `)
     writeFileSync(join(consumer, "tsconfig.json"), JSON.stringify({
       compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", target: "ES2022", strict: true, noEmit: true, skipLibCheck: true, types: [] },

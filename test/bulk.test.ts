@@ -56,7 +56,7 @@ describe(`bulk backfill and index management (${tier()})`, () => {
         expect(job.succeeded).toBe(800)
         const [index] = yield* indexRow
         expect(index.valid).toBe(true)
-        expect(yield* sql`SELECT * FROM autoembed_index_state`).toEqual([])
+        expect(yield* sql`SELECT * FROM autoembed.index_state`).toEqual([])
         const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM atoms WHERE embedding IS NULL`
         expect(left.n).toBe(0)
         for (const q of ["deploy latency", "vector index", "retry lease queue", "backup replica"]) {
@@ -77,7 +77,7 @@ describe(`bulk backfill and index management (${tier()})`, () => {
         yield* seed(50, 800)
         expect(yield* indexRow).toEqual([])
         // Start-up (ensuring the sources) must not build it behind the bulk run's back.
-        yield* Layer.build(Sources.layer()).pipe(Effect.scoped)
+        yield* Layer.build(Sources.layer).pipe(Effect.scoped)
         expect(yield* indexRow).toEqual([])
         const status = (yield* index.describe()).find((i) => i.source === "atoms")!
         expect(status.bulkMark).toMatch(/bulk_loading/)
@@ -87,7 +87,7 @@ describe(`bulk backfill and index management (${tier()})`, () => {
         expect(job.succeeded).toBe(50)
         const [after] = yield* indexRow
         expect(after.valid).toBe(true)
-        expect(yield* sql`SELECT * FROM autoembed_index_state`).toEqual([])
+        expect(yield* sql`SELECT * FROM autoembed.index_state`).toEqual([])
       }), 120_000)
 
     it.effect("an invalid index is replaced; reindex applies changed settings and halfvec", () =>

@@ -63,7 +63,9 @@ describe(`examples/notes-service (${tier()})`, () => {
     const status = await waitUntilEmbedded(3)
     expect(status.model).toBe("local/local-hash-v1")
     const rows = await service.autoembed.query<{ id: number; dims: number; model: string }>(
-      "SELECT id, vector_dims(embedding) AS dims, embedding_model AS model FROM notes ORDER BY id"
+      // The notes table has no vector column: its vectors and bookkeeping live in autoembed's schema.
+      `SELECT n.id, vector_dims(v.embedding) AS dims, r.model FROM notes n JOIN autoembed.notes_vectors v ON v.id = n.id
+       JOIN autoembed.rows r ON r.source = 'notes' AND r.row_id = n.id::text ORDER BY n.id`
     )
     expect(rows.map((r) => [Number(r.id), r.dims, r.model])).toEqual(ids.map((id) => [id, 256, "local/local-hash-v1"]))
   })
@@ -78,14 +80,14 @@ describe(`examples/notes-service (${tier()})`, () => {
   })
 
   it("re-embeds an edited row, and search follows the new content", async () => {
-    const before = await service.autoembed.query<{ hash: string }>("SELECT embedding_hash AS hash FROM notes WHERE id = $1", [ids[1]])
+    const before = await service.autoembed.query<{ hash: string }>("SELECT hash FROM autoembed.rows WHERE source = 'notes' AND row_id = $1::text", [ids[1]])
     const { status } = await json(`/notes/${ids[1]}`, { method: "PATCH", body: JSON.stringify({ body: "Kubernetes cluster upgrade to 1.31 is scheduled for Tuesday night." }) })
     expect(status).toBe(200)
     const deadline = Date.now() + 30_000
     let hash = before[0].hash
     while (hash === before[0].hash && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100))
-      hash = (await service.autoembed.query<{ hash: string }>("SELECT embedding_hash AS hash FROM notes WHERE id = $1", [ids[1]]))[0].hash
+      hash = (await service.autoembed.query<{ hash: string }>("SELECT hash FROM autoembed.rows WHERE source = 'notes' AND row_id = $1::text", [ids[1]]))[0].hash
     }
     expect(hash).not.toBe(before[0].hash)
     await waitUntilEmbedded(3)
@@ -99,7 +101,7 @@ describe(`examples/notes-service (${tier()})`, () => {
       "INSERT INTO notes (title, body) VALUES ('Bulk import', 'Rows copied in by a migration script with triggers off.') RETURNING id"
     )
     await service.autoembed.query("ALTER TABLE notes ENABLE TRIGGER autoembed_notes_ins")
-    const pending = await service.autoembed.query<{ n: number }>("SELECT count(*)::int AS n FROM embedding_queue WHERE source = 'notes' AND row_id = $1", [String(row.id)])
+    const pending = await service.autoembed.query<{ n: number }>("SELECT count(*)::int AS n FROM autoembed.queue WHERE source = 'notes' AND row_id = $1", [String(row.id)])
     expect(pending[0].n).toBe(0)
     // Unknown ids are skipped; the written row is queued once.
     expect(await service.autoembed.enqueue("notes", [row.id, 999_999])).toEqual({ queued: 1 })
@@ -145,9 +147,11 @@ describe("createAutoEmbed start-up", () => {
       provider: "local",
       dimensions: 64,
       builtinSources: false,
-      sources: [{ name: "docs", table: "no_such_table", text: "body", watchColumns: ["body"] }]
+      sources: { docs: { table: "no_such_table", text: "body" } }
     }).catch((e: unknown) => e)
     expect(missing).toBeInstanceOf(AutoEmbedError)
-    expect((missing as Error).message).toBe("autoembed failed to start: Source docs: table no_such_table with column id does not exist")
+    expect((missing as Error).message).toBe(
+      "autoembed failed to start: Source \"docs\" (sources.docs.table in the sources given in code): table no_such_table does not exist in the search_path; create it or fix the name"
+    )
   })
 })

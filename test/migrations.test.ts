@@ -3,12 +3,12 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"
 import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
 import { Database, DatabaseLive } from "../packages/core/src/Database.js"
-import { MigrationsLive, runMigrations } from "../packages/core/src/Migrations.js"
+import { installState } from "../packages/core/src/Installer.js"
 import { Sources } from "../packages/core/src/Sources.js"
 import { testConfig, tier } from "./support/TestDatabase.js"
 
-const Base = Layer.provideMerge(MigrationsLive, DatabaseLive)
-const Live = Layer.provideMerge(Sources.layer(), Base).pipe(Layer.provideMerge(testConfig({ dimensions: 8 })))
+const Base = DatabaseLive
+const Live = Layer.provideMerge(Sources.layer, Base).pipe(Layer.provideMerge(testConfig({ dimensions: 8 })))
 
 describe(`migrations (${tier()})`, () => {
   layer(Live, { timeout: 120_000 })((it) => {
@@ -21,6 +21,13 @@ describe(`migrations (${tier()})`, () => {
           SELECT indexname, indexdef FROM pg_indexes WHERE indexdef ILIKE '%USING hnsw%' ORDER BY indexname`
         expect(indexes.map((i) => i.indexname)).toEqual(["autoembed_atoms_hnsw", "autoembed_messages_hnsw"])
         expect(indexes[0].indexdef).toContain("vector_cosine_ops")
+        // autoembed's own state is in its schema, and only there.
+        const tables = yield* sql<{ table_schema: string; table_name: string }>`
+          SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = 'autoembed' ORDER BY table_name`
+        expect(tables.map((t) => t.table_name)).toEqual(["backfill_jobs", "index_state", "migrations", "queue", "rows", "sources"])
+        const columns = yield* sql<{ column_name: string }>`
+          SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = 'public' AND column_name LIKE 'embedding%'`
+        expect(columns.map((c) => c.column_name)).toEqual(["embedding"])
       }))
 
     it.effect("a kNN query uses the HNSW index", () =>
@@ -45,10 +52,9 @@ describe(`migrations (${tier()})`, () => {
     it.effect("re-running migrations is a no-op", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        const before = yield* sql`SELECT count(*)::int AS n FROM autoembed_migrations`
-        const applied = yield* runMigrations
-        expect(applied).toEqual([])
-        const after = yield* sql`SELECT count(*)::int AS n FROM autoembed_migrations`
+        const before = yield* sql`SELECT count(*)::int AS n FROM autoembed.migrations`
+        yield* installState("autoembed")
+        const after = yield* sql`SELECT count(*)::int AS n FROM autoembed.migrations`
         expect(after).toEqual(before)
         // Ensuring the sources again changes nothing either: the same indexes, none rebuilt (same oids).
         const indexes = sql<{ name: string; oid: number; definition: string }>`
@@ -56,7 +62,7 @@ describe(`migrations (${tier()})`, () => {
           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
           WHERE t.relname IN ('atoms', 'messages') ORDER BY c.relname`
         const indexesBefore = yield* indexes
-        yield* Layer.build(Sources.layer()).pipe(Effect.scoped)
+        yield* Layer.build(Sources.layer).pipe(Effect.scoped)
         expect(yield* indexes).toEqual(indexesBefore)
         expect(indexesBefore.map((i) => i.name)).toContain("autoembed_atoms_hnsw")
         const triggers = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_trigger WHERE tgname LIKE 'autoembed_%'`
@@ -67,13 +73,13 @@ describe(`migrations (${tier()})`, () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const [m] = yield* sql<{ id: number }>`INSERT INTO messages (content) VALUES ('hello') RETURNING id`
-        const q = yield* sql<{ row_id: string; version: number }>`SELECT row_id, version FROM embedding_queue WHERE source = 'messages'`
+        const q = yield* sql<{ row_id: string; version: number }>`SELECT row_id, version FROM autoembed.queue WHERE source = 'messages'`
         expect(q).toEqual([{ row_id: String(m.id), version: 1 }])
         yield* sql`UPDATE messages SET content = 'changed' WHERE id = ${m.id}`
-        const q2 = yield* sql<{ version: number }>`SELECT version FROM embedding_queue WHERE source = 'messages'`
+        const q2 = yield* sql<{ version: number }>`SELECT version FROM autoembed.queue WHERE source = 'messages'`
         expect(q2[0].version).toBe(2)
         yield* sql`DELETE FROM messages WHERE id = ${m.id}`
-        const q3 = yield* sql`SELECT 1 FROM embedding_queue WHERE source = 'messages'`
+        const q3 = yield* sql`SELECT 1 FROM autoembed.queue WHERE source = 'messages'`
         expect(q3).toHaveLength(0)
         const db = yield* Database
         expect(db.kind).toBe(tier())
@@ -85,16 +91,18 @@ describe(`migrations (${tier()})`, () => {
       const result = yield* Effect.gen(function*() {
         // Same database, first at 8 dimensions, then at 16.
         const shared = testConfig({ dimensions: 8 })
-        const ctx = yield* Layer.build(Layer.provideMerge(Sources.layer(), Base).pipe(Layer.provideMerge(shared)))
+        const ctx = yield* Layer.build(Layer.provideMerge(Sources.layer, Base).pipe(Layer.provideMerge(shared)))
         const config = yield* Effect.provide(AutoEmbedConfig, ctx)
         const sql = yield* Effect.provide(SqlClient.SqlClient, ctx)
-        const again = Sources.layer().pipe(
+        const database = yield* Effect.provide(Database, ctx)
+        const again = Sources.layer.pipe(
           Layer.provide(Layer.succeed(SqlClient.SqlClient, sql)),
+          Layer.provide(Layer.succeed(Database, database)),
           Layer.provide(AutoEmbedConfig.make({ ...config, dimensions: 16 }))
         )
         return yield* Layer.build(again).pipe(Effect.flip)
       }).pipe(Effect.scoped)
-      expect(result._tag).toBe("DimensionMismatch")
-      expect(result.message).toContain("EMBEDDING_DIMENSIONS")
+      expect(result._tag).toBe("SourceError")
+      expect(result.message).toContain("public.messages.embedding is vector(8) but EMBEDDING_DIMENSIONS is 16; set EMBEDDING_DIMENSIONS=8")
     }), 120_000)
 })

@@ -33,7 +33,8 @@ describe(`pipeline (${tier()})`, () => {
         expect(result.atom_ids).toHaveLength(3)
         expect(yield* waitUntilIdle()).toBe(0)
         const atoms = yield* sql<{ id: number; title: string; content: string; embedding: string; embedding_model: string }>`
-          SELECT id, title, content, embedding::text AS embedding, embedding_model FROM atoms WHERE id = ANY(${result.atom_ids}::bigint[])`
+          SELECT id, title, content, embedding::text AS embedding, r.model AS embedding_model
+          FROM atoms JOIN autoembed.rows r ON r.source = 'atoms' AND r.row_id = atoms.id::text WHERE id = ANY(${result.atom_ids}::bigint[])`
         expect(atoms).toHaveLength(3)
         for (const a of atoms) {
           expect(a.embedding_model).toBe("local/local-hash-v1")
@@ -74,7 +75,7 @@ describe(`pipeline (${tier()})`, () => {
           yield* sql`SET LOCAL session_replication_role = replica`
           yield* sql`INSERT INTO messages (content) SELECT 'restored message ' || g FROM generate_series(1, 20) g`
         }))
-        const [pendingBefore] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue WHERE source = 'messages'`
+        const [pendingBefore] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue WHERE source = 'messages'`
         expect(pendingBefore.n).toBe(0)
         // Plain inserts from another writer go through the trigger.
         yield* sql`INSERT INTO atoms (type, title, content) VALUES ('note', 'from psql', 'typed by hand')`

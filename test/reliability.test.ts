@@ -52,7 +52,7 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         expect(calls.some((c) => c.status === 429)).toBe(true)
         // Bounded: 6 batches of 50 need 6 calls; with 30% failures a few more, never a storm.
         expect(calls.length).toBeLessThan(40)
-        const [failed] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue WHERE failed_at IS NOT NULL`
+        const [failed] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue WHERE failed_at IS NOT NULL`
         expect(failed.n).toBe(0)
       }))
 
@@ -67,7 +67,7 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         const [embedded] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE embedding IS NOT NULL`
         expect(embedded.n).toBe(49)
         const failed = yield* sql<{ row_id: string; last_error: string; attempts: number }>`
-          SELECT q.row_id, q.last_error, q.attempts FROM embedding_queue q WHERE q.failed_at IS NOT NULL`
+          SELECT q.row_id, q.last_error, q.attempts FROM autoembed.queue q WHERE q.failed_at IS NOT NULL`
         expect(failed).toHaveLength(1)
         expect(failed[0].last_error).toMatch(/InvalidInput/)
         expect(failed[0].attempts).toBe(1)
@@ -99,7 +99,8 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         while (fake.requests.some((r) => r.status === undefined)) yield* Effect.sleep("20 millis")
         yield* Effect.sleep("200 millis")
         const [after] = yield* sql<{ embedding: string; embedding_hash: string; h: string }>`
-          SELECT embedding::text AS embedding, embedding_hash, md5('In flight' || E'\\n\\n' || 'the new content') AS h FROM atoms WHERE id = ${row.id}`
+          SELECT embedding::text AS embedding, r.hash AS embedding_hash, md5('In flight' || E'\\n\\n' || 'the new content') AS h
+          FROM atoms JOIN autoembed.rows r ON r.source = 'atoms' AND r.row_id = atoms.id::text WHERE id = ${row.id}`
         expect(after.embedding_hash).toBe(after.h)
         const expected = embedLocal("In flight\n\nthe new content", DIMS)
         expect(parse(after.embedding).every((x, i) => Math.abs(x - expected[i]) < 1e-5)).toBe(true)
@@ -113,7 +114,7 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         yield* sql`DELETE FROM messages WHERE id = ${row.id}`
         fake.reset({})
         expect(yield* waitUntilIdle(Duration.seconds(30))).toBe(0)
-        const q = yield* sql`SELECT 1 FROM embedding_queue WHERE row_id = ${String(row.id)} AND source = 'messages'`
+        const q = yield* sql`SELECT 1 FROM autoembed.queue WHERE row_id = ${String(row.id)} AND source = 'messages'`
         expect(q).toHaveLength(0)
       }))
   })

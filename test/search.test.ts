@@ -216,7 +216,7 @@ describe(`search (${tier()})`, () => {
         const vector = vectorLiteral(embedLocal(q, DIMS))
         const short = yield* hnswOnly(Effect.zipRight(
           sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'off', true)`,
-          sql`SELECT id FROM messages WHERE topic_id = ${c.topics.rare} AND embedding_model = 'local/local-hash-v1'
+          sql`SELECT id FROM messages WHERE topic_id = ${c.topics.rare} AND embedding IS NOT NULL
             ORDER BY embedding <=> ${vector}::vector LIMIT 15`
         ))
         expect(short.length).toBeLessThan(15)
@@ -231,10 +231,14 @@ describe(`search (${tier()})`, () => {
         // Written as another writer with another model would; triggers off so the workers leave them alone.
         const inserted = yield* sql.withTransaction(Effect.gen(function*() {
           yield* sql`SET LOCAL session_replication_role = replica`
-          const a = yield* sql<{ id: number }>`INSERT INTO atoms (type, title, content, embedding, embedding_model, embedded_at)
-            VALUES ('note', ${q}, ${q}, ${vector}::vector, 'openai/other-model', now()) RETURNING id`
-          const m = yield* sql<{ id: number }>`INSERT INTO messages (content, embedding, embedding_model, embedded_at)
-            VALUES (${q}, ${vector}::vector, 'ollama/other-model', now()) RETURNING id`
+          const a = yield* sql<{ id: number }>`INSERT INTO atoms (type, title, content, embedding)
+            VALUES ('note', ${q}, ${q}, ${vector}::vector) RETURNING id`
+          const m = yield* sql<{ id: number }>`INSERT INTO messages (content, embedding)
+            VALUES (${q}, ${vector}::vector) RETURNING id`
+          // autoembed's bookkeeping says which model wrote each vector (text included, so even the text leg could match).
+          yield* sql`INSERT INTO autoembed.rows (source, row_id, model, hash, tsv) VALUES
+            ('atoms', ${String(a[0].id)}, 'openai/other-model', 'x', to_tsvector('english', ${q})),
+            ('messages', ${String(m[0].id)}, 'ollama/other-model', 'x', to_tsvector('english', ${q}))`
           return [`atoms:${a[0].id}`, `messages:${m[0].id}`]
         }))
         for (const mode of ["vector", "text", "hybrid"] as const) {
@@ -243,8 +247,8 @@ describe(`search (${tier()})`, () => {
           const exact = yield* Effect.flatMap(Search, (s) => s.search(decode({ q, mode, limit: 100 }), { exact: true }))
           for (const id of inserted) expect(ids(exact)).not.toContain(id)
         }
-        yield* sql`DELETE FROM atoms WHERE embedding_model = 'openai/other-model'`
-        yield* sql`DELETE FROM messages WHERE embedding_model = 'ollama/other-model'`
+        yield* sql`DELETE FROM atoms WHERE id IN (SELECT row_id::bigint FROM autoembed.rows WHERE source = 'atoms' AND model = 'openai/other-model')`
+        yield* sql`DELETE FROM messages WHERE id IN (SELECT row_id::bigint FROM autoembed.rows WHERE source = 'messages' AND model = 'ollama/other-model')`
       }))
 
     it.effect("blank, unicode, emoji and SQL-like queries are handled", () =>

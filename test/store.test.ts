@@ -26,7 +26,7 @@ describe(`embedding store (${tier()})`, () => {
         const written = yield* store.writeVectors(atoms, model, [{ rowId: loaded.rowId, hash: loaded.hash, vector: embedLocal(loaded.text, 256) }])
         expect(written).toEqual([])
         yield* store.complete(claimed)
-        const queue = yield* sql<{ version: number; locked_until: Date | null }>`SELECT version, locked_until FROM embedding_queue WHERE row_id = ${String(a.id)}`
+        const queue = yield* sql<{ version: number; locked_until: Date | null }>`SELECT version, locked_until FROM autoembed.queue WHERE row_id = ${String(a.id)}`
         expect(queue).toEqual([{ version: 2, locked_until: null }])
         // A second claim picks it up again, with the new text.
         const again = yield* store.claimReady(10, "test")
@@ -34,7 +34,7 @@ describe(`embedding store (${tier()})`, () => {
         expect(fresh.text).toBe("v1\n\nnew text")
         expect(yield* store.writeVectors(atoms, model, [{ rowId: fresh.rowId, hash: fresh.hash, vector: embedLocal(fresh.text, 256) }])).toEqual([String(a.id)])
         yield* store.complete(again)
-        const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue`
+        const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue`
         expect(left.n).toBe(0)
       }))
 
@@ -46,7 +46,7 @@ describe(`embedding store (${tier()})`, () => {
         const config = yield* AutoEmbedConfig
         const dims = config.dimensions
         const model = "test/exact"
-        yield* sql`DELETE FROM embedding_queue`
+        yield* sql`DELETE FROM autoembed.queue`
         const inserted = yield* sql<{ id: number }>`INSERT INTO atoms (type, title, content) SELECT 'note', 'exact', 'row ' || g FROM generate_series(1, 5) g RETURNING id`
         const loaded = yield* store.loadTexts(atoms, inserted.map((r) => String(r.id)), model)
         // Awkward values: tiny, huge, negative, non-terminating fractions, integers, float4 subnormals.
@@ -66,7 +66,7 @@ describe(`embedding store (${tier()})`, () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const store = yield* EmbeddingStore
-        yield* sql`DELETE FROM embedding_queue`
+        yield* sql`DELETE FROM autoembed.queue`
         yield* sql`INSERT INTO messages (content) SELECT 'm' || g FROM generate_series(1, 30) g`
         const a = yield* store.claimReady(20, "worker-a")
         const b = yield* store.claimReady(20, "worker-b")
@@ -75,12 +75,12 @@ describe(`embedding store (${tier()})`, () => {
         expect(new Set([...a, ...b].map((i) => i.rowId)).size).toBe(30)
         expect(yield* store.claimReady(20, "worker-c")).toHaveLength(0)
         // worker-a dies: its lease runs out.
-        yield* sql`UPDATE embedding_queue SET next_attempt_at = now() - interval '1 second', locked_until = now() - interval '1 second' WHERE locked_by = 'worker-a'`
+        yield* sql`UPDATE autoembed.queue SET next_attempt_at = now() - interval '1 second', locked_until = now() - interval '1 second' WHERE locked_by = 'worker-a'`
         const c = yield* store.claimReady(50, "worker-c")
         expect(c.map((i) => i.rowId).sort()).toEqual(a.map((i) => i.rowId).sort())
         // worker-a's late completion does not remove worker-c's claim.
         yield* store.complete(a)
-        const [n] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue WHERE locked_by = 'worker-c'`
+        const [n] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue WHERE locked_by = 'worker-c'`
         expect(n.n).toBe(20)
         expect(yield* store.renew(a)).toEqual([])
       }))

@@ -5,26 +5,33 @@ import { EmbeddingProvider, type EmbeddingProviderShape } from "../../packages/c
 import { EmbeddingQueue } from "../../packages/core/src/EmbeddingQueue.js"
 import { EmbeddingStore } from "../../packages/core/src/EmbeddingStore.js"
 import { Extraction } from "../../packages/core/src/Extraction.js"
-import { makeMigratedDatabaseLayer } from "../../packages/core/src/Migrations.js"
+import { makeDatabaseLayer } from "../../packages/core/src/Database.js"
 import { PendingSignal } from "../../packages/core/src/PendingSignal.js"
 import { PipelineMetrics } from "../../packages/core/src/PipelineMetrics.js"
 import { makeLocalProvider } from "../../packages/core/src/providers/LocalProvider.js"
-import { type SourceDefinition, Sources } from "../../packages/core/src/Sources.js"
+import type { SourceConfigInput } from "../../packages/core/src/SourceConfig.js"
+import { stateTables } from "../../packages/core/src/State.js"
+import { Sources } from "../../packages/core/src/Sources.js"
 import { VectorIndex } from "../../packages/core/src/VectorIndex.js"
 import { testConfig } from "./TestDatabase.js"
 
-/** Database, migrations, sources, store and signal for the current test tier. */
-export const storeLayer = (overrides: Partial<AutoEmbedConfigShape> = {}, custom: ReadonlyArray<SourceDefinition> = []) =>
+export type CustomSources = Readonly<Record<string, SourceConfigInput>>
+
+/**
+ * Database, installed sources, store and signal for the current test tier. The built-in model is
+ * on unless `overrides.builtin` says otherwise; `custom` sources are declared beside it.
+ */
+export const storeLayer = (overrides: Partial<AutoEmbedConfigShape> = {}, custom: CustomSources = {}) =>
   Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default, VectorIndex.Default).pipe(
     Layer.provideMerge(PendingSignal.Default),
-    Layer.provideMerge(Sources.layer(custom)),
-    Layer.provideMerge(makeMigratedDatabaseLayer()),
-    Layer.provideMerge(testConfig({ sweepIntervalMs: 500, batchWindowMs: 5, ...overrides }))
+    Layer.provideMerge(Sources.layer),
+    Layer.provideMerge(makeDatabaseLayer()),
+    Layer.provideMerge(testConfig({ sweepIntervalMs: 500, batchWindowMs: 5, sources: custom as AutoEmbedConfigShape["sources"], ...overrides }))
   )
 
 /** The whole pipeline with workers, on a given provider (Local by default). */
 export const pipelineLayer = (
-  options: { overrides?: Partial<AutoEmbedConfigShape>; provider?: EmbeddingProviderShape; custom?: ReadonlyArray<SourceDefinition> } = {}
+  options: { overrides?: Partial<AutoEmbedConfigShape>; provider?: EmbeddingProviderShape; custom?: CustomSources } = {}
 ) => {
   const dimensions = options.overrides?.dimensions ?? 256
   const provider = Layer.succeed(EmbeddingProvider, options.provider ?? makeLocalProvider(dimensions))
@@ -38,12 +45,13 @@ export const pipelineLayer = (
 export const waitUntilIdle = (timeout: Duration.DurationInput = Duration.seconds(60)) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const queue = stateTables(sql, "autoembed").queue
     const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
     while (Date.now() < deadline) {
-      const [r] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue WHERE failed_at IS NULL`
+      const [r] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${queue} WHERE failed_at IS NULL`
       if (r.n === 0) return 0
       yield* Effect.sleep(Duration.millis(50))
     }
-    const [r] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue WHERE failed_at IS NULL`
+    const [r] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${queue} WHERE failed_at IS NULL`
     return r.n
   })

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { type AutoEmbedClient, createAutoEmbed, type CreateAutoEmbedOptions, type SourceDefinition } from "@autoembed/core"
+import { type AutoEmbedClient, createAutoEmbed, type CreateAutoEmbedOptions, type SourceConfigInput } from "@autoembed/core"
 import { PGlite } from "@electric-sql/pglite"
 import pg from "pg"
 
@@ -9,27 +9,25 @@ import pg from "pg"
  * current. Its routes: POST /notes {title, body}, PATCH /notes/:id {body}, GET /search?q=..., GET /status.
  */
 
-/** The service's own schema. autoembed adds embedding columns, an HNSW index and triggers to it at start-up. */
+/**
+ * The service's own schema. autoembed adds only triggers to it at start-up; the vectors live in
+ * autoembed's own schema (the table has no vector column), so the table stays exactly as written.
+ */
 const NOTES_DDL = `
   CREATE TABLE IF NOT EXISTS notes (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     title text NOT NULL,
     body text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || body)) STORED
+    created_at timestamptz NOT NULL DEFAULT now()
   )`
 
-/** The notes table as an autoembed source: what text to embed and which columns to watch. */
-export const notesSource: SourceDefinition = {
-  name: "notes",
+/** The notes table as an autoembed source, in the configuration file's shape: what text to embed and what search shows. */
+export const notesSource: SourceConfigInput = {
   table: "notes",
-  idColumn: "id",
-  text: "title || E'\\n\\n' || body",
-  watchColumns: ["title", "body"],
-  titleColumn: "title",
-  contentColumn: "body",
-  createdAtColumn: "created_at",
-  tsvectorColumn: "search_tsv"
+  text: "{title}\n\n{body}",
+  title: "title",
+  content: "body",
+  created_at: "created_at"
 }
 
 export interface NotesServiceOptions {
@@ -90,7 +88,7 @@ export const startNotesService = async (options: NotesServiceOptions = {}): Prom
     ...options.autoembed,
     ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : { dataDir }),
     builtinSources: false,
-    sources: [notesSource]
+    sources: { notes: notesSource }
   })
 
   const routes = async (req: IncomingMessage, res: ServerResponse) => {

@@ -82,6 +82,8 @@ export const mapError = (e: unknown): Mapped => {
       return { error: new ApiError(422, "invalid_request", message) }
     case "BackfillNotFound":
       return { error: new ApiError(404, "not_found", message, { id: (e as { id: string }).id }) }
+    case "BuiltinDisabled":
+      return { error: new ApiError(404, "builtin_disabled", message) }
     case "ProviderError": {
       const p = e as { reason: string; retryAfterMs?: number; provider: string }
       if (p.reason === "RateLimited") {

@@ -1,4 +1,4 @@
-import { BackfillRequest, ExtractionRequest, IngestMessagesRequest, SearchParams, SearchResponse } from "@autoembed/core"
+import { BackfillRequest, ExtractionRequest, IngestMessagesRequest, SearchQueryFields, SearchResponse } from "@autoembed/core"
 import { JSONSchema, Schema, SchemaAST } from "effect"
 import * as S from "./Schemas.js"
 
@@ -58,7 +58,7 @@ export const routes: ReadonlyArray<RouteSpec> = [
   {
     method: "get", path: "/v1/search", operationId: "search", tag: "search", auth: "read",
     summary: "Semantic (vector), full-text or hybrid search over every embedded source",
-    query: SearchParams,
+    query: SearchQueryFields,
     responses: {
       200: { description: "Results, best first, with scores and snippets", schema: SearchResponse },
       ...auth401,
@@ -166,6 +166,17 @@ export const openApiDocument = (options: { readonly version: string; readonly se
     if (r.query) {
       for (const ps of queryFields(r.query.ast)) {
         const name = String(ps.name)
+        if (name === "filter") {
+          // Sent as one parameter per filter: filter.chat_id=42, filter.sent_at.gte=2024-05-01.
+          parameters.push({
+            name: "filter.{column}[.gte|.gt|.lte|.lt]",
+            in: "query",
+            required: false,
+            description: "Equality (or, for numbers and dates, a range bound) on a column the source declares in `filters`",
+            schema: { type: "string", maxLength: 200 }
+          })
+          continue
+        }
         parameters.push({
           name,
           in: "query",

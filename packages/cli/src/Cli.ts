@@ -1,7 +1,21 @@
-import { AutoEmbed, AutoEmbedConfig, Backfill, type BackfillJob, Database, decodeSearchParams, makeMigratedDatabaseLayer, resetVectorColumns, Search, Status, VectorIndex } from "@autoembed/core"
-import { Args, Command, Options } from "@effect/cli"
+import {
+  AutoEmbed,
+  AutoEmbedConfig,
+  Backfill,
+  type BackfillJob,
+  Database,
+  decodeSearchParams,
+  inspectSources,
+  makeDatabaseLayer,
+  resetEmbeddings as resetVectors,
+  Search,
+  Status,
+  uninstall as uninstallAll,
+  VectorIndex
+} from "@autoembed/core"
+import { Args, Command, Options, Prompt } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult } from "effect"
-import { dryRunTable, progressBar, statusTable, summaryTable } from "./Output.js"
+import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
 
 /** Exit codes: 0 ok, 1 some rows failed or a usage mistake, 2 configuration or provider unreachable. */
 export class CliExit extends Error {
@@ -12,7 +26,7 @@ export class CliExit extends Error {
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
 const types = Options.text("type").pipe(
-  Options.withDescription("Entity type to include (repeatable): atoms, messages, or a registered source"),
+  Options.withDescription("Source to include (repeatable or comma-separated): a name from the configuration file, or atoms, messages"),
   Options.repeated
 )
 const typesOrAll = (t: ReadonlyArray<string>) => (t.length > 0 ? t.flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean) : undefined)
@@ -20,25 +34,64 @@ const typesOrAll = (t: ReadonlyArray<string>) => (t.length > 0 ? t.flatMap((s) =
 /** The services for a command: no background workers unless the command runs them itself. */
 const services = (options: { workers?: boolean } = {}) => AutoEmbed.layer({ workers: options.workers ?? false })
 
+/** Only the configuration and the database: for commands that must not install anything. */
+const databaseOnly = () => makeDatabaseLayer().pipe(Layer.provideMerge(AutoEmbedConfig.layer))
+
 const migrate = Command.make(
   "migrate",
-  { resetEmbeddings: Options.boolean("reset-embeddings").pipe(Options.withDescription("Drop all vectors and re-create the vector columns at EMBEDDING_DIMENSIONS")) },
+  {
+    resetEmbeddings: Options.boolean("reset-embeddings").pipe(
+      Options.withDescription("Drop the vectors autoembed keeps (its own tables, the built-in tables' columns) and re-embed at EMBEDDING_DIMENSIONS")
+    )
+  },
   ({ resetEmbeddings }) =>
     Effect.gen(function*() {
       if (resetEmbeddings) {
-        // Before the sources are ensured: they refuse a column of the wrong size.
-        const tables = yield* resetVectorColumns.pipe(
-          Effect.provide(makeMigratedDatabaseLayer().pipe(Layer.provideMerge(AutoEmbedConfig.layer)))
-        )
-        yield* Console.log(`Dropped the vectors of ${tables.length ? tables.join(", ") : "no table"}.`)
+        // Before the sources are installed: they refuse vectors of the wrong size.
+        const { reset, skipped } = yield* resetVectors.pipe(Effect.provide(databaseOnly()))
+        yield* Console.log(`Dropped the vectors of ${reset.length ? reset.join(", ") : "no source"}.`)
+        for (const line of skipped) yield* Console.log(`Left alone: ${line}`)
       }
       const report = yield* Effect.flatMap(Status, (s) => s.report()).pipe(Effect.provide(services()))
       const missing = Object.values(report.sources).reduce((n, s) => n + s.missing, 0)
       yield* Console.log(
-        `Schema is up to date on ${report.database.description} (vectors: ${report.provider.dimensions}-d, ${report.provider.model_key}); ${missing} rows without a vector.`
+        `Installed on ${report.database.description}: ${Object.keys(report.sources).join(", ") || "no sources"} ` +
+          `(vectors: ${report.provider.dimensions}-d, ${report.provider.model_key}); ${missing} rows without a vector.`
       )
     })
-).pipe(Command.withDescription("Create or update the schema (runs automatically at start-up too)"))
+).pipe(Command.withDescription("Install what the configuration needs (schema, triggers, indexes); runs at every start too"))
+
+const sources = Command.make("sources", { json }, ({ json }) =>
+  Effect.gen(function*() {
+    const report = yield* inspectSources
+    yield* Console.log(json ? JSON.stringify(report, null, 2) : sourcesTable(report))
+    if (report.problems.length > 0) {
+      return yield* Effect.fail(new CliExit(1, report.problems.join("\n")))
+    }
+  }).pipe(Effect.provide(databaseOnly()))
+).pipe(Command.withDescription("Each declared source with what autoembed finds (rows, missing vectors, triggers, index); non-zero exit on problems"))
+
+const uninstall = Command.make(
+  "uninstall",
+  { yes: Options.boolean("yes").pipe(Options.withDescription("Do not ask for confirmation")) },
+  ({ yes }) =>
+    Effect.gen(function*() {
+      const config = yield* AutoEmbedConfig
+      const database = yield* Database
+      const what = `every autoembed trigger, the indexes it created and the schema ${config.stateSchema} (queue, bookkeeping, vectors kept there) ` +
+        `from ${database.description}; your tables and the vectors in their columns stay`
+      if (!yes) {
+        if (process.stdin.isTTY !== true) return yield* Effect.fail(new CliExit(1, `uninstall removes ${what}. Run it with --yes to confirm.`))
+        const confirmed = yield* Prompt.confirm({ message: `Remove ${what}?`, initial: false })
+        if (!confirmed) return yield* Console.log("Nothing removed.")
+      }
+      const removed = yield* uninstallAll(config.stateSchema, database.kind === "postgres")
+      yield* Console.log(
+        `Removed ${removed.triggers} triggers, ${removed.indexes.length} indexes${removed.indexes.length ? ` (${removed.indexes.join(", ")})` : ""}` +
+          `${removed.schema ? ` and the schema ${removed.schema}` : ""}. Your tables are as they were.`
+      )
+    }).pipe(Effect.provide(databaseOnly()))
+).pipe(Command.withDescription("Remove every trace of autoembed from the database (triggers, owned indexes, its schema); user tables stay"))
 
 const status = Command.make("status", { json }, ({ json }) =>
   Effect.gen(function*() {
@@ -197,6 +250,6 @@ const worker = Command.make("worker", {}, () =>
 
 export const root = Command.make("autoembed").pipe(
   Command.withDescription("Keeps pgvector embeddings of PostgreSQL rows correct and searchable"),
-  Command.withSubcommands([migrate, status, backfill, search, retryFailed, reembed, reindex, serve, worker])
+  Command.withSubcommands([migrate, sources, status, backfill, search, retryFailed, reembed, reindex, serve, worker, uninstall])
 )
 

@@ -64,3 +64,38 @@ export const statusTable = (report: StatusReport): string => {
   if (report.notes.length > 0) lines.push("", ...report.notes.map((n) => `  note: ${n}`))
   return lines.join("\n")
 }
+
+type SourcesReport = {
+  readonly database: string
+  readonly schema: string
+  readonly config_file: string
+  readonly sources: ReadonlyArray<{
+    readonly name: string
+    readonly table: string
+    readonly builtin: boolean
+    readonly storage: string | null
+    readonly rows: number | null
+    readonly missing_vectors: number | null
+    readonly triggers: number
+    readonly index: { readonly name: string; readonly state: string; readonly owned: boolean } | null
+  }>
+  readonly problems: ReadonlyArray<string>
+}
+
+/** `pnpm cli sources`: one block per source; the problems follow on stderr with a non-zero exit. */
+export const sourcesTable = (report: SourcesReport): string => {
+  const lines = [`Sources on ${report.database} (declared in ${report.config_file}; autoembed's schema: ${report.schema})`, ""]
+  const width = Math.max(6, ...report.sources.map((s) => s.name.length)) + 2
+  for (const s of report.sources) {
+    const index = s.index ? `${s.index.name} ${s.index.state}${s.index.owned ? "" : " (yours)"}` : "none"
+    lines.push(`  ${pad(s.name, width)}${s.table}${s.builtin ? " (built-in)" : ""}`)
+    if (s.storage === null) {
+      lines.push(`  ${pad("", width)}not usable as declared (see below)`)
+      continue
+    }
+    lines.push(`  ${pad("", width)}rows ${num(s.rows ?? 0)}, missing vectors ${num(s.missing_vectors ?? 0)}; vectors in ${s.storage}`)
+    lines.push(`  ${pad("", width)}triggers ${s.triggers}/3; index ${index}`)
+  }
+  if (report.sources.length === 0) lines.push("  no sources declared (add them to autoembed.config.json; see the README)")
+  return lines.join("\n")
+}

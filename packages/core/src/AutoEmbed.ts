@@ -1,20 +1,23 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Layer } from "effect"
-import { AutoEmbedConfig, type AutoEmbedConfigShape, autoEmbedConfig, ConfigurationError, formatConfigError } from "./AutoEmbedConfig.js"
+import { Context, Effect, Layer, Option } from "effect"
+import { AutoEmbedConfig, type AutoEmbedConfigShape, ConfigurationError, readConfig } from "./AutoEmbedConfig.js"
 import { Backfill } from "./Backfill.js"
 import type { Database, DatabaseError } from "./Database.js"
 import type { EmbeddingProvider, ProviderStartupError } from "./EmbeddingProvider.js"
 import { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { EmbeddingStore } from "./EmbeddingStore.js"
 import { Extraction } from "./Extraction.js"
-import { makeMigratedDatabaseLayer } from "./Migrations.js"
+import { makeDatabaseLayer } from "./Database.js"
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./QueryCache.js"
 import { Search } from "./Search.js"
-import { type DimensionMismatch, type SourceDefinition, type SourceError, Sources } from "./Sources.js"
+import type { DimensionMismatch } from "./Installer.js"
+import type { SourceConfigInput } from "./SourceConfig.js"
+import { sqlReason } from "./SourceCatalog.js"
+import { type SourceError, Sources } from "./Sources.js"
 import { Status } from "./Status.js"
 import { VectorIndex } from "./VectorIndex.js"
 
@@ -23,9 +26,12 @@ export interface AutoEmbedOptions {
   readonly config?: Partial<AutoEmbedConfigShape>
   /** Read settings from the environment (default true). */
   readonly env?: boolean
-  /** Your own tables to embed, besides (or instead of) the built-in atoms and messages. */
-  readonly sources?: ReadonlyArray<SourceDefinition>
-  /** Keep the built-in atoms/messages sources (default true). */
+  /**
+   * Your own tables to embed, by source name, in the configuration file's shape; added to the
+   * file's sources (a name may appear once).
+   */
+  readonly sources?: Readonly<Record<string, SourceConfigInput>>
+  /** Keep the built-in knowledge model (default: on unless sources are declared, in code or in the file). */
   readonly builtinSources?: boolean
   /** Run embedding workers in this process (default true; an API-only process sets false). */
   readonly workers?: boolean
@@ -58,17 +64,22 @@ export type AutoEmbedStartupError =
   | SqlError
   | ProviderStartupError
 
+/** Declared sources from code join the file's; declaring any turns the built-in model off unless asked. */
+const withSources = (base: AutoEmbedConfigShape, options: AutoEmbedOptions): Effect.Effect<AutoEmbedConfigShape, ConfigurationError> => {
+  const code = options.sources ?? {}
+  const clash = Object.keys(code).find((name) => name in base.sources)
+  if (clash) return Effect.fail(new ConfigurationError(`Source "${clash}" is declared both in code and in ${Option.getOrElse(base.configFile, () => "the configuration file")}`))
+  const sources = { ...base.sources, ...code } as AutoEmbedConfigShape["sources"]
+  const declaredInCode = Object.keys(code).length > 0
+  const builtin = options.builtinSources ?? (declaredInCode ? false : base.builtin)
+  return Effect.succeed({ ...base, sources, builtin })
+}
+
 const configLayer = (options: AutoEmbedOptions): Layer.Layer<AutoEmbedConfig, ConfigurationError> => {
-  if (options.env === false) return AutoEmbedConfig.make(options.config)
-  if (!options.config) return AutoEmbedConfig.layer
-  const overrides = options.config
-  return Layer.effect(
-    AutoEmbedConfig,
-    Effect.map(
-      Effect.mapError(autoEmbedConfig, (e) => new ConfigurationError(formatConfigError(e))),
-      (fromEnv) => ({ ...fromEnv, ...overrides })
-    )
-  )
+  const base = options.env === false
+    ? Layer.build(AutoEmbedConfig.make(options.config)).pipe(Effect.map((ctx) => Context.get(ctx, AutoEmbedConfig)), Effect.scoped)
+    : Effect.map(readConfig, (fromEnv) => ({ ...fromEnv, ...options.config }))
+  return Layer.effect(AutoEmbedConfig, Effect.flatMap(base, (config) => withSources(config, options)))
 }
 
 /**
@@ -78,10 +89,10 @@ const configLayer = (options: AutoEmbedOptions): Layer.Layer<AutoEmbedConfig, Co
  */
 export const layer = (options: AutoEmbedOptions = {}): Layer.Layer<AutoEmbedServices | EmbeddingQueue, AutoEmbedStartupError> => {
   const config = configLayer(options)
-  const database = makeMigratedDatabaseLayer()
-  const sources = Sources.layer(options.sources ?? [], { builtins: options.builtinSources })
+  const database = makeDatabaseLayer()
   const provider = options.provider ?? EmbeddingProviderLive
-  const base = Layer.mergeAll(sources, provider).pipe(Layer.provideMerge(database))
+  // The provider is probed before anything is installed: a model of the wrong size changes nothing.
+  const base = Sources.layer.pipe(Layer.provideMerge(provider), Layer.provideMerge(database))
   const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default).pipe(
     Layer.provideMerge(PendingSignal.Default),
     Layer.provideMerge(base)
@@ -100,6 +111,10 @@ export const layer = (options: AutoEmbedOptions = {}): Layer.Layer<AutoEmbedServ
 /** One line for a start-up failure: every startup error's message already names the setting to change. */
 export const startupErrorMessage = (error: unknown): string => {
   const e = error as { _tag?: string; message?: string }
+  // SqlError's own message is generic ("Failed to execute statement"); the database's words are in its cause.
+  if (e?._tag === "SqlError") return `The database refused a statement at start-up: ${sqlReason(error)}`
+  // A source's problems are one line each: all of them are worth reading.
+  if (e?._tag === "SourceError" && typeof e.message === "string") return e.message
   if (e && typeof e.message === "string" && e.message.length > 0) return e.message.split("\n")[0]
   return String(error)
 }

@@ -1,4 +1,5 @@
 import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, Option, Redacted } from "effect"
+import { type DeclaredSources, loadConfigFile } from "./SourceConfig.js"
 
 export type ProviderChoice = "auto" | "ollama" | "openai" | "local"
 export type IndexKind = "vector" | "halfvec"
@@ -53,6 +54,14 @@ export interface AutoEmbedConfigShape {
   /** max_parallel_maintenance_workers for a build; None keeps the server's own setting. */
   readonly indexBuildWorkers: Option.Option<number>
   readonly logLevel: string
+  /** The schema that holds autoembed's own state (queue, jobs, bookkeeping, internal vectors). */
+  readonly stateSchema: string
+  /** Sources declared in the configuration file (or by a library caller). */
+  readonly sources: DeclaredSources
+  /** The built-in knowledge model (topics, messages, atoms) is installed and served. */
+  readonly builtin: boolean
+  /** The configuration file read, if any. */
+  readonly configFile: Option.Option<string>
 }
 
 const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -158,7 +167,17 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   ),
   logLevel: Config.literal("debug", "info", "warning", "error", "none")("AUTOEMBED_LOG_LEVEL").pipe(
     Config.withDefault("info" as const)
-  )
+  ),
+  stateSchema: Config.string("AUTOEMBED_SCHEMA").pipe(
+    Config.withDefault("autoembed"),
+    Config.validate({
+      message: "AUTOEMBED_SCHEMA must be a lowercase schema name (letters, digits, _), at most 63 characters",
+      validation: (s) => /^[a-z_][a-z0-9_]{0,62}$/.test(s)
+    })
+  ),
+  sources: Config.succeed<DeclaredSources>({}),
+  builtin: Config.succeed(true),
+  configFile: Config.succeed(Option.none<string>())
 }).pipe(
   Config.validate({
     message: "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
@@ -166,10 +185,33 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   })
 )
 
+/**
+ * The environment's settings plus the configuration file (AUTOEMBED_CONFIG, or autoembed.config.json
+ * / .yaml / .yml in the working directory). The built-in knowledge model is on unless the file
+ * declares sources; AUTOEMBED_BUILTIN, then the file's `builtin`, override that.
+ */
+const withConfigFile = Effect.gen(function*() {
+  const settings = yield* autoEmbedConfig
+  const explicit = yield* Config.option(Config.string("AUTOEMBED_CONFIG"))
+  const builtinEnv = yield* Config.option(Config.boolean("AUTOEMBED_BUILTIN"))
+  const loaded = yield* loadConfigFile(Option.getOrUndefined(explicit)).pipe(
+    Effect.mapError((e) => new ConfigurationError(e.message))
+  )
+  const sources = loaded?.file.sources ?? {}
+  const builtin = Option.getOrElse(builtinEnv, () => loaded?.file.builtin ?? Object.keys(sources).length === 0)
+  return { ...settings, sources, builtin, configFile: Option.fromNullable(loaded?.path) }
+})
+
 /** A configuration mistake, with the setting to change in its message. */
 export class ConfigurationError extends Error {
   readonly _tag = "ConfigurationError"
 }
+
+/** The environment and the configuration file, validated; a mistake names the setting or the file and key. */
+export const readConfig: Effect.Effect<AutoEmbedConfigShape, ConfigurationError> = Effect.catchAll(
+  withConfigFile,
+  (e) => Effect.fail(e instanceof ConfigurationError ? e : new ConfigurationError(formatConfigError(e as ConfigError.ConfigError)))
+)
 
 /** One line per problem, each naming the environment variable. */
 export const formatConfigError = (error: ConfigError.ConfigError): string => {
@@ -202,13 +244,7 @@ export class AutoEmbedConfig extends Context.Tag("@autoembed/core/AutoEmbedConfi
   AutoEmbedConfigShape
 >() {
   /** Reads the environment (or the current ConfigProvider); a mistake fails with a message naming the setting. */
-  static readonly layer: Layer.Layer<AutoEmbedConfig, ConfigurationError> = Layer.effect(
-    AutoEmbedConfig,
-    Effect.flatMap(Effect.either(autoEmbedConfig), (result) =>
-      Either.isRight(result)
-        ? Effect.succeed(result.right)
-        : Effect.fail(new ConfigurationError(formatConfigError(result.left))))
-  )
+  static readonly layer: Layer.Layer<AutoEmbedConfig, ConfigurationError> = Layer.effect(AutoEmbedConfig, readConfig)
 
   /** A fixed configuration (tests, library users): starts from the defaults and overrides fields. */
   static readonly make = (overrides: Partial<AutoEmbedConfigShape> = {}): Layer.Layer<AutoEmbedConfig, ConfigurationError> =>

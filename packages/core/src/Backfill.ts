@@ -8,6 +8,7 @@ import { EmbeddingProvider } from "./EmbeddingProvider.js"
 import { type BatchOutcome, makeEmbeddingPipeline } from "./EmbeddingQueue.js"
 import { EmbeddingStore, modelKeyOf } from "./EmbeddingStore.js"
 import { Sources } from "./Sources.js"
+import { stateTables } from "./State.js"
 import { VectorIndex } from "./VectorIndex.js"
 
 export const BackfillRequest = Schema.Struct({
@@ -88,6 +89,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       yield* Effect.context<AutoEmbedConfig | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources>()
     )
     const modelKey = modelKeyOf(provider)
+    const st = stateTables(sql, config.stateSchema)
     const jobs = new Map<string, Ref.Ref<BackfillJob>>()
     const running = yield* FiberSet.make()
 
@@ -118,13 +120,13 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
 
     const pendingCount = (types: ReadonlyArray<string>) =>
       Effect.map(
-        sql<{ n: number }>`SELECT count(*)::int AS n FROM embedding_queue WHERE failed_at IS NULL AND source = ANY(${types}::text[])`,
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM ${st.queue} WHERE failed_at IS NULL AND source = ANY(${types}::text[])`,
         (r) => r[0]?.n ?? 0
       )
 
     const persistJob = (job: BackfillJob, params: unknown) =>
       sql`
-        INSERT INTO backfill_jobs (id, state, params, total, processed, succeeded, failed, skipped, error, started_at, updated_at, finished_at)
+        INSERT INTO ${st.jobs} (id, state, params, total, processed, succeeded, failed, skipped, error, started_at, updated_at, finished_at)
         VALUES (${job.id}, ${job.state}, ${JSON.stringify(params)}::jsonb, ${job.total}, ${job.processed}, ${job.succeeded}, ${job.failed}, ${job.skipped},
                 ${job.error}, ${job.started_at}::timestamptz, now(), ${job.finished_at}::timestamptz)
         ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, total = EXCLUDED.total, processed = EXCLUDED.processed,
@@ -147,9 +149,9 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         let queued = 0
         while (request.limit === undefined || queued < request.limit) {
           const page = Math.min(5000, request.limit === undefined ? 5000 : request.limit - queued)
-          const n = yield* store.discover(modelKey, page, types)
-          queued += n
-          if (n === 0) break
+          const found = yield* store.discover(modelKey, page, types)
+          queued += found.queued
+          if (found.queued === 0 && found.adopted === 0) break
         }
 
         // Bulk path: large loads (or a bulk load that died half-way, found by its mark) write
@@ -319,7 +321,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       const rows = yield* sql<{
         id: string; state: BackfillState; params: any; total: number; processed: number; succeeded: number; failed: number; skipped: number
         error: string | null; started_at: Date | null; created_at: Date; finished_at: Date | null; updated_at: Date
-      }>`SELECT * FROM backfill_jobs WHERE id = ${id}`
+      }>`SELECT * FROM ${st.jobs} WHERE id = ${id}`
       if (rows.length === 0) return yield* new BackfillNotFound({ id, message: `No backfill job ${id}` })
       const r = rows[0]
       const params = typeof r.params === "string" ? JSON.parse(r.params) : r.params
@@ -359,9 +361,9 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       const types = yield* resolveTypes(entityTypes)
       let queued = 0
       while (true) {
-        const n = yield* store.discover(modelKey, 5000, types)
-        queued += n
-        if (n === 0) break
+        const found = yield* store.discover(modelKey, 5000, types)
+        queued += found.queued
+        if (found.queued === 0 && found.adopted === 0) break
       }
       return { queued }
     })

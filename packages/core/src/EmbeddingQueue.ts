@@ -123,10 +123,11 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
 
     const sweepLoop = Effect.gen(function*() {
       const found = yield* store.discover(model, 1000).pipe(
-        Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), 0))
+        Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), { adopted: 0, queued: 0 }))
       )
-      if (found > 0) {
-        yield* Effect.logInfo(`autoembed: sweeper queued ${found} rows that were not pending`)
+      if (found.adopted > 0) yield* Effect.logInfo(`autoembed: sweeper adopted ${found.adopted} vectors that were in place before autoembed`)
+      if (found.queued > 0) {
+        yield* Effect.logInfo(`autoembed: sweeper queued ${found.queued} rows that were not pending`)
         yield* signal.wake
       }
     }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(config.sweepIntervalMs))))

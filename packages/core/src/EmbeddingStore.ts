@@ -1,10 +1,13 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as Statement from "@effect/sql/Statement"
+import type { Fragment } from "@effect/sql/Statement"
 import { Effect } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
 import type { RowKey } from "./PendingSignal.js"
+import { sourceSql } from "./SourceSql.js"
 import { type Source, Sources } from "./Sources.js"
+import { stateTables } from "./State.js"
 import { vectorArrayBinary, vectorLiteral } from "./VectorEncoding.js"
 
 /** A queue row this process holds a lease on. `version` and `token` make completion exact. */
@@ -65,10 +68,13 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         return sql`${vectorArrayBinary(vectorOid, vectors)}::vector[]`
       })
 
-    const table = (s: Source) => sql(`${s.schema}.${s.tableName}`)
-    const id = (s: Source) => sql(s.idColumn)
-    const text = (s: Source) => sql.literal(`(${s.text})`)
-    const idArray = (s: Source, ids: ReadonlyArray<string>) => sql`${ids}::text[]::${sql.literal(s.idType)}[]`
+    const st = stateTables(sql, config.stateSchema)
+    const { hash, id, idArray, idType, table, text, tsvector } = sourceSql(sql)
+    /** The row `t` has a vector: in its own column, or in autoembed's table of the source's vectors. */
+    const hasVector = (s: Source): Fragment =>
+      s.storage.kind === "column"
+        ? sql`t.${sql(s.storage.column)} IS NOT NULL`
+        : sql`EXISTS (SELECT 1 FROM ${st.vectors(s.name)} ae_v WHERE ae_v.id = t.${id(s)})`
 
     type ClaimRow = { source: string; row_id: string; version: number; attempts: number; claim_token: string }
     const toClaimed = (rows: ReadonlyArray<ClaimRow>): Array<ClaimedItem> =>
@@ -80,7 +86,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         const token = newToken()
         const rows = yield* sql<ClaimRow>`
           WITH c AS (${selected})
-          UPDATE embedding_queue q
+          UPDATE ${st.queue} q
           SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds}),
               locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
           FROM c WHERE q.source = c.source AND q.row_id = c.row_id
@@ -96,7 +102,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       Effect.gen(function*() {
         if (limit <= 0 || only.length === 0) return []
         return yield* lease(workerId, sql`
-          SELECT source, row_id FROM embedding_queue
+          SELECT source, row_id FROM ${st.queue}
           WHERE failed_at IS NULL AND next_attempt_at <= now() AND source = ANY(${only}::text[])
           ORDER BY next_attempt_at
           LIMIT ${limit}
@@ -108,7 +114,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       Effect.gen(function*() {
         if (keys.length === 0) return []
         return yield* lease(workerId, sql`
-          SELECT q.source, q.row_id FROM embedding_queue q
+          SELECT q.source, q.row_id FROM ${st.queue} q
           JOIN unnest(${keys.map((k) => k.source)}::text[], ${keys.map((k) => k.rowId)}::text[]) AS k(source, row_id)
             ON q.source = k.source AND q.row_id = k.row_id
           WHERE q.failed_at IS NULL AND q.next_attempt_at <= now()
@@ -128,7 +134,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         if (items.length === 0) return []
         const k = keyArrays(items)
         const rows = yield* sql<{ source: string; row_id: string }>`
-          UPDATE embedding_queue q
+          UPDATE ${st.queue} q
           SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds})
           FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
           WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token
@@ -142,15 +148,28 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       Effect.gen(function*() {
         if (rowIds.length === 0) return []
         const rows = yield* sql<{ row_id: string; text: string | null; hash: string; up_to_date: boolean }>`
-          SELECT ${id(source)}::text AS row_id, ${text(source)} AS text, md5(coalesce(${text(source)}, '')) AS hash,
-                 (embedding IS NOT NULL AND embedding_model = ${model} AND embedding_hash = md5(coalesce(${text(source)}, ''))) AS up_to_date
-          FROM ${table(source)} WHERE ${id(source)} = ANY(${idArray(source, rowIds)})`
+          SELECT x.ae_id AS row_id, x.ae_text AS text, md5(coalesce(x.ae_text, '')) AS hash,
+                 (x.ae_has_vector AND s.model IS NOT DISTINCT FROM ${model} AND s.hash = md5(coalesce(x.ae_text, ''))) AS up_to_date
+          FROM (
+            SELECT t.${id(source)}::text AS ae_id, ${text(source)} AS ae_text, ${hasVector(source)} AS ae_has_vector
+            FROM ${table(source)} t WHERE t.${id(source)} = ANY(${idArray(source, rowIds)})
+          ) x
+          LEFT JOIN ${st.rows} s ON s.source = ${source.name} AND s.row_id = x.ae_id`
         return rows.map((r): LoadedRow => ({ rowId: r.row_id, text: r.text ?? "", hash: r.hash, upToDate: r.up_to_date }))
       }).pipe(Effect.withSpan("EmbeddingStore.loadTexts"))
 
+    /** Records what the written rows were embedded from, in the same statement as the vectors. */
+    const recordRows = (source: Source, model: string, written: Fragment) => sql<{ row_id: string }>`
+      WITH ${written}
+      INSERT INTO ${st.rows} AS s (source, row_id, model, hash, tsv, embedded_at)
+      SELECT ${source.name}, w.ae_row, ${model}, w.ae_hash, w.ae_tsv, now() FROM w
+      ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv, embedded_at = EXCLUDED.embedded_at
+      RETURNING s.row_id`
+
     /**
-     * Writes all vectors of a batch in one statement. A row whose text no longer has the hash that
-     * was embedded is left alone (it is pending again for its new content). Returns the written ids.
+     * Writes all vectors of a batch in one statement, with each row's model, hash and full-text
+     * vector. A row whose text no longer has the hash that was embedded is left alone (it is pending
+     * again for its new content). Returns the written ids.
      */
     const writeVectors = (
       source: Source,
@@ -160,16 +179,23 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       Effect.gen(function*() {
         if (rows.length === 0) return []
         const vectors = yield* vectorsParam(rows.map((r) => r.vector))
-        const written = yield* sql<{ row_id: string }>`
-          UPDATE ${table(source)} AS t
-          SET embedding = v.ae_vec, embedding_model = ${model}, embedding_hash = v.ae_hash, embedded_at = now()
-          FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${vectors})
-            AS v(ae_id, ae_hash, ae_vec)
-          -- The ANY keeps the plan on the primary key: a hash join on (id, md5) would hash every row of the table.
-          WHERE t.${id(source)} = ANY(${idArray(source, rows.map((r) => r.rowId))})
-            AND t.${id(source)} = v.ae_id::${sql.literal(source.idType)} AND md5(coalesce(${text(source)}, '')) = v.ae_hash
-          RETURNING t.${id(source)}::text AS row_id`
-        return written.map((r) => r.row_id)
+        const batch = sql`unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${vectors}) AS v(ae_id, ae_hash, ae_vec)`
+        // The ANY keeps the plan on the primary key: a hash join on (id, md5) would hash every row of the table.
+        const guard = sql`t.${id(source)} = ANY(${idArray(source, rows.map((r) => r.rowId))})
+          AND t.${id(source)} = v.ae_id::${idType(source)} AND ${hash(source)} = v.ae_hash`
+        // `w`: the rows whose text still hashes as embedded (data-modifying CTEs must be at the top level).
+        const written = source.storage.kind === "column"
+          ? sql`w AS (
+              UPDATE ${table(source)} AS t SET ${sql(source.storage.column)} = v.ae_vec FROM ${batch} WHERE ${guard}
+              RETURNING t.${id(source)}::text AS ae_row, v.ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`
+          : sql`w AS (
+              SELECT t.${id(source)} AS ae_key, t.${id(source)}::text AS ae_row, v.ae_hash, v.ae_vec, ${tsvector(source, text(source))} AS ae_tsv
+              FROM ${batch} JOIN ${table(source)} t ON ${guard}),
+            ae_put AS (
+              INSERT INTO ${st.vectors(source.name)} (id, embedding) SELECT ae_key, ae_vec FROM w
+              ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding)`
+        const done = yield* recordRows(source, model, written)
+        return done.map((r) => r.row_id)
       }).pipe(Effect.withSpan("EmbeddingStore.writeVectors"))
 
     /** Removes finished queue rows, only where no newer change re-queued them meanwhile. */
@@ -178,7 +204,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         if (items.length === 0) return
         const k = keyArrays(items)
         yield* sql`
-          DELETE FROM embedding_queue q
+          DELETE FROM ${st.queue} q
           USING unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
           WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
       }).pipe(Effect.withSpan("EmbeddingStore.complete"))
@@ -189,7 +215,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         if (items.length === 0) return
         const k = keyArrays(items)
         yield* sql`
-          UPDATE embedding_queue q
+          UPDATE ${st.queue} q
           SET locked_until = NULL, locked_by = NULL, claim_token = NULL,
               next_attempt_at = now() + make_interval(secs => ${options.delayMs / 1000}),
               attempts = q.attempts + ${options.countAttempt ? 1 : 0},
@@ -204,7 +230,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         if (items.length === 0) return
         const k = keyArrays(items)
         yield* sql`
-          UPDATE embedding_queue q
+          UPDATE ${st.queue} q
           SET locked_until = NULL, locked_by = NULL, claim_token = NULL, failed_at = now(),
               attempts = q.attempts + 1, last_error = ${error}, last_attempt_at = now()
           FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
@@ -214,28 +240,64 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     /** Queue rows whose source row is gone (deleted while pending): dropped, not retried. */
     const drop = (items: ReadonlyArray<ClaimedItem>) => complete(items)
 
+    const notQueued = (s: Source) => sql`NOT EXISTS (SELECT 1 FROM ${st.queue} ae_q WHERE ae_q.source = ${s.name} AND ae_q.row_id = t.${id(s)}::text)`
+
     /**
-     * Finds rows with no vector or another model's vector that nobody queued (written with triggers
-     * off, restored, or from before autoembed), and queues up to `limit` of them per source.
+     * Vectors already in a source's own column that autoembed has no record of (the table was filled
+     * before it was attached) are taken as the configured model's: their text's hash and full-text
+     * vector are recorded, so search finds them without paying for them again. Rows pending in the
+     * queue are left to the workers (their text changed after the vector was written).
+     */
+    const adopt = (s: Source, model: string, limit: number) =>
+      Effect.gen(function*() {
+        if (s.storage.kind !== "column") return 0
+        const rows = yield* sql<{ n: number }>`
+          WITH ins AS (
+            INSERT INTO ${st.rows} (source, row_id, model, hash, tsv)
+            SELECT ${s.name}, x.ae_id, ${model}, md5(coalesce(x.ae_text, '')), ${tsvector(s, sql`x.ae_text`)}
+            FROM (
+              SELECT t.${id(s)}::text AS ae_id, ${text(s)} AS ae_text FROM ${table(s)} t
+              WHERE ${hasVector(s)} AND ${notQueued(s)}
+                AND NOT EXISTS (SELECT 1 FROM ${st.rows} ae_r WHERE ae_r.source = ${s.name} AND ae_r.row_id = t.${id(s)}::text)
+              LIMIT ${limit}
+            ) x
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+          ) SELECT count(*)::int AS n FROM ins`
+        return rows[0]?.n ?? 0
+      })
+
+    /** Queues up to `limit` rows with no vector, or another model's, that nobody queued. */
+    const queueMissing = (s: Source, model: string, limit: number) =>
+      Effect.map(
+        sql<{ n: number }>`
+          WITH ins AS (
+            INSERT INTO ${st.queue} (source, row_id)
+            SELECT ${s.name}, t.${id(s)}::text FROM ${table(s)} t
+            LEFT JOIN ${st.rows} ae_r ON ae_r.source = ${s.name} AND ae_r.row_id = t.${id(s)}::text
+            WHERE (NOT ${hasVector(s)} OR ae_r.model <> ${model}) AND ${notQueued(s)}
+            LIMIT ${limit}
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+          ) SELECT count(*)::int AS n FROM ins`,
+        (rows) => rows[0]?.n ?? 0
+      )
+
+    /**
+     * Finds rows nobody queued (written with triggers off, restored, or from before autoembed):
+     * adopts existing vectors it has no record of, and queues rows with no vector or another
+     * model's, up to `limit` of each per source. Returns how many rows it adopted and queued.
      */
     const discover = (model: string, limit: number, only: ReadonlyArray<string> = sources.names) =>
       Effect.gen(function*() {
-        let found = 0
+        let adopted = 0
+        let queued = 0
         for (const s of sources.all) {
           if (!only.includes(s.name)) continue
-          const rows = yield* sql<{ n: number }>`
-            WITH ins AS (
-              INSERT INTO embedding_queue (source, row_id)
-              SELECT ${s.name}, t.${id(s)}::text FROM ${table(s)} t
-              WHERE (t.embedding IS NULL OR t.embedding_model < ${model} OR t.embedding_model > ${model})
-                AND NOT EXISTS (SELECT 1 FROM embedding_queue q WHERE q.source = ${s.name} AND q.row_id = t.${id(s)}::text)
-              LIMIT ${limit}
-              ON CONFLICT DO NOTHING
-              RETURNING 1
-            ) SELECT count(*)::int AS n FROM ins`
-          found += rows[0]?.n ?? 0
+          adopted += yield* adopt(s, model, limit)
+          queued += yield* queueMissing(s, model, limit)
         }
-        return found
+        return { adopted, queued }
       }).pipe(Effect.withSpan("EmbeddingStore.discover"))
 
     /** Puts failed rows back in the queue with a fresh attempt count. */
@@ -243,7 +305,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       Effect.map(
         sql<{ n: number }>`
           WITH r AS (
-            UPDATE embedding_queue SET failed_at = NULL, attempts = 0, next_attempt_at = now(),
+            UPDATE ${st.queue} SET failed_at = NULL, attempts = 0, next_attempt_at = now(),
               locked_until = NULL, locked_by = NULL, claim_token = NULL
             WHERE failed_at IS NOT NULL AND source = ANY(${only}::text[])
             RETURNING 1
@@ -251,10 +313,12 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         (rows) => rows[0]?.n ?? 0
       ).pipe(Effect.withSpan("EmbeddingStore.retryFailed"))
 
-    /** Exact per-source counts, from partial indexes and the (small) queue table. */
+    /** Exact per-source counts, from the user's table, autoembed's bookkeeping and the (small) queue table. */
     const counts = (model: string, options: { withTotal: boolean } = { withTotal: true }) =>
       Effect.forEach(sources.all, (s) =>
         Effect.gen(function*() {
+          const notFailed = (row: Fragment) =>
+            sql`NOT EXISTS (SELECT 1 FROM ${st.queue} ae_q WHERE ae_q.source = ${s.name} AND ae_q.row_id = ${row} AND ae_q.failed_at IS NOT NULL)`
           const [r] = yield* sql<{
             total: number | null
             missing: number
@@ -267,16 +331,15 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           }>`
             SELECT
               ${options.withTotal ? sql`(SELECT count(*) FROM ${table(s)})::int` : sql`NULL::int`} AS total,
-              (SELECT count(*) FROM ${table(s)} t WHERE t.embedding IS NULL AND NOT EXISTS (
-                 SELECT 1 FROM embedding_queue q WHERE q.source = ${s.name} AND q.row_id = t.${id(s)}::text AND q.failed_at IS NOT NULL))::int AS missing,
-              (SELECT count(*) FROM ${table(s)} t WHERE (t.embedding_model < ${model} OR t.embedding_model > ${model}) AND t.embedding IS NOT NULL
-                 AND NOT EXISTS (SELECT 1 FROM embedding_queue q WHERE q.source = ${s.name} AND q.row_id = t.${id(s)}::text AND q.failed_at IS NOT NULL))::int AS stale_model,
-              (SELECT count(*) FROM embedding_queue q JOIN ${table(s)} t ON t.${id(s)} = q.row_id::${sql.literal(s.idType)}
-                 WHERE q.source = ${s.name} AND q.failed_at IS NULL AND t.embedding IS NOT NULL AND t.embedding_model = ${model})::int AS stale_content,
-              (SELECT count(*) FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NOT NULL)::int AS failed,
-              (SELECT count(*) FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NULL)::int AS pending,
-              (SELECT count(*) FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NULL AND locked_until > now())::int AS in_flight,
-              (SELECT extract(epoch FROM now() - min(enqueued_at))::float8 FROM embedding_queue WHERE source = ${s.name} AND failed_at IS NULL) AS oldest`
+              (SELECT count(*) FROM ${table(s)} t WHERE NOT ${hasVector(s)} AND ${notFailed(sql`t.${id(s)}::text`)})::int AS missing,
+              (SELECT count(*) FROM ${st.rows} ae_r JOIN ${table(s)} t ON t.${id(s)} = ae_r.row_id::${idType(s)}
+                 WHERE ae_r.source = ${s.name} AND ae_r.model <> ${model} AND ${hasVector(s)} AND ${notFailed(sql`ae_r.row_id`)})::int AS stale_model,
+              (SELECT count(*) FROM ${st.queue} ae_q JOIN ${st.rows} ae_r ON ae_r.source = ae_q.source AND ae_r.row_id = ae_q.row_id
+                 WHERE ae_q.source = ${s.name} AND ae_q.failed_at IS NULL AND ae_r.model = ${model})::int AS stale_content,
+              (SELECT count(*) FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NOT NULL)::int AS failed,
+              (SELECT count(*) FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NULL)::int AS pending,
+              (SELECT count(*) FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NULL AND locked_until > now())::int AS in_flight,
+              (SELECT extract(epoch FROM now() - min(enqueued_at))::float8 FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NULL) AS oldest`
           const total = r.total ?? 0
           const c: SourceCounts = {
             total,
@@ -295,7 +358,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const recentErrors = (limit = 5) =>
       sql<{ source: string; row_id: string; error: string; at: Date; attempts: number; failed: boolean }>`
         SELECT source, row_id, last_error AS error, last_attempt_at AS at, attempts, (failed_at IS NOT NULL) AS failed
-        FROM embedding_queue WHERE last_error IS NOT NULL AND last_attempt_at IS NOT NULL
+        FROM ${st.queue} WHERE last_error IS NOT NULL AND last_attempt_at IS NOT NULL
         ORDER BY last_attempt_at DESC LIMIT ${limit}`
 
     return {

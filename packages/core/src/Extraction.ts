@@ -1,6 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Data, Effect, Schema } from "effect"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { PendingSignal, type RowKey } from "./PendingSignal.js"
+import { stateTables } from "./State.js"
 
 const Text = (max: number) => Schema.String.pipe(Schema.minLength(1), Schema.maxLength(max))
 const OptionalText = (max: number) => Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(max))))
@@ -61,6 +63,16 @@ export interface ExtractionResult {
 /** The request refers to something that does not exist (unknown message or atom id, link target). */
 export class ExtractionInvalid extends Data.TaggedError("ExtractionInvalid")<{ readonly message: string; readonly details?: unknown }> {}
 
+/** The built-in knowledge model is off, so its tables and endpoints do not exist here. */
+export class BuiltinDisabled extends Schema.TaggedError<BuiltinDisabled>()("BuiltinDisabled", {
+  message: Schema.String
+}) {}
+
+const builtinOff = new BuiltinDisabled({
+  message: "The built-in knowledge model (messages, atoms, topics) is off because a configuration file declares sources; " +
+    "set AUTOEMBED_BUILTIN=true (or \"builtin\": true in the file) to use it beside them"
+})
+
 /**
  * Persists messages and extraction results. Pending-embedding state is written by the tables'
  * triggers in the same transaction; after commit the hook wakes the queue with the ids, never
@@ -70,6 +82,9 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const signal = yield* PendingSignal
+    const config = yield* AutoEmbedConfig
+    const st = stateTables(sql, config.stateSchema)
+    const requireBuiltin = config.builtin ? Effect.void : Effect.fail(builtinOff)
 
     /** The extraction hook: wake the embedding queue for these rows. Never fails, never blocks. */
     const afterExtraction = (ids: { readonly atomIds?: ReadonlyArray<number | string>; readonly messageIds?: ReadonlyArray<number | string> }) =>
@@ -95,6 +110,7 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
 
     /** Saves a batch of messages (an `external_id` seen before updates that message instead of duplicating it). */
     const ingestMessages = Effect.fn("Extraction.ingestMessages")(function*(request: IngestMessagesRequest) {
+      yield* requireBuiltin
       const ids = yield* sql.withTransaction(insertMessages(request.messages))
       yield* afterExtraction({ messageIds: ids })
       return { ids }
@@ -102,6 +118,7 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
 
     /** Persists topics, atoms (new, or a new version when changed), links and message updates in one transaction. */
     const persist = Effect.fn("Extraction.persist")(function*(input: ExtractionInput) {
+      yield* requireBuiltin
       const request = { message_ids: input.message_ids ?? [], topics: input.topics ?? [], atoms: input.atoms ?? [] }
       const result = yield* sql.withTransaction(
         Effect.gen(function*() {
@@ -197,7 +214,7 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
                 SELECT a, m FROM unnest(${atomIds}::bigint[]) a CROSS JOIN unnest(${messageIds}::bigint[]) m ON CONFLICT DO NOTHING`
             }
             // Processed messages must end up embedded even if they were written without the trigger.
-            yield* sql`INSERT INTO embedding_queue (source, row_id)
+            yield* sql`INSERT INTO ${st.queue} (source, row_id)
               SELECT 'messages', id::text FROM messages WHERE id = ANY(${messageIds}::bigint[]) AND embedding IS NULL
               ON CONFLICT DO NOTHING`
           }

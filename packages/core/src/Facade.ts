@@ -7,7 +7,10 @@ import type { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { Extraction } from "./Extraction.js"
 import { PendingSignal } from "./PendingSignal.js"
 import { Search, type SearchInput, SearchRequest, type SearchResponse } from "./Search.js"
-import { type SourceDefinition, Sources } from "./Sources.js"
+import type { SourceConfigInput } from "./SourceConfig.js"
+import { Sources } from "./Sources.js"
+import { stateTables } from "./State.js"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { Status, type StatusReport } from "./Status.js"
 
 /** Options of `createAutoEmbed`: the common settings by name, everything else through `config`. */
@@ -27,9 +30,9 @@ export interface CreateAutoEmbedOptions {
   readonly openaiApiKey?: string
   /** Any OpenAI-compatible endpoint. */
   readonly openaiBaseUrl?: string
-  /** Your own tables to embed. */
-  readonly sources?: ReadonlyArray<SourceDefinition>
-  /** Keep the built-in atoms/messages tables (default true). */
+  /** Your own tables to embed, by source name, in the configuration file's shape (see README). */
+  readonly sources?: Readonly<Record<string, SourceConfigInput>>
+  /** Keep the built-in knowledge model (messages, atoms, topics); default: on unless sources are declared. */
   readonly builtinSources?: boolean
   /** Run embedding workers in this process (default true). */
   readonly workers?: boolean
@@ -147,12 +150,13 @@ export const enqueueRows = Effect.fn("AutoEmbed.enqueue")(function*(type: string
   const sql = yield* SqlClient.SqlClient
   const sources = yield* Sources
   const signal = yield* PendingSignal
+  const config = yield* AutoEmbedConfig
   const source = yield* sources.get(type)
   const keys = [...new Set(ids.map(String))]
   if (keys.length === 0) return { queued: 0 }
   const rows = yield* sql<{ n: number }>`
     WITH ins AS (
-      INSERT INTO embedding_queue AS q (source, row_id)
+      INSERT INTO ${stateTables(sql, config.stateSchema).queue} AS q (source, row_id)
       SELECT ${source.name}, t.${sql(source.idColumn)}::text FROM ${sql(`${source.schema}.${source.tableName}`)} t
       WHERE t.${sql(source.idColumn)} = ANY(${keys}::text[]::${sql.literal(source.idType)}[])
       ON CONFLICT (source, row_id) DO UPDATE SET

@@ -1,67 +1,52 @@
-import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer } from "effect"
-import { Database, DatabaseError, makeDatabaseLayer } from "./Database.js"
-import { migrations } from "./migrations/index.js"
+import { Effect } from "effect"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { builtinSources } from "./Builtin.js"
+import { stateTables } from "./State.js"
 
 /**
- * Runs the schema migrations (idempotent; concurrent processes serialise on a table lock).
- * A server without pgvector gets a message that says how to install it.
+ * For a change of EMBEDDING_DIMENSIONS: drops the vectors autoembed keeps in its own schema and
+ * re-creates the built-in tables' vector columns empty, so every row is missing and the workers
+ * (or a backfill) embed them again at the new size. A vector column of the user's own table is
+ * never altered: it is reported, and its owner changes its type. Returns what was reset and skipped.
  */
-export const runMigrations = Effect.gen(function*() {
+export const resetEmbeddings = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const database = yield* Database
-  if (database.kind === "postgres") {
-    const available = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'vector'`
-    if ((available[0]?.n ?? 0) === 0) {
-      return yield* new DatabaseError({
-        message: `The PostgreSQL server at ${database.description} has no pgvector extension. Install it (on Debian: bash scripts/install-pgvector.sh), or unset DATABASE_URL to use the embedded database.`
-      })
-    }
-  }
-  return yield* Migrator.make({})({
-    loader: Migrator.fromRecord(migrations),
-    table: "autoembed_migrations"
-  })
-}).pipe(
-  Effect.catchTags({
-    SqlError: (e) => Effect.fail(new DatabaseError({ message: `Migration failed: ${e.message} (${String((e.cause as any)?.message ?? "")})`, cause: e })),
-    MigrationError: (e) => Effect.fail(new DatabaseError({ message: `Migration failed: ${e.message}`, cause: e }))
-  }),
-  // The migrator turns a failing migration into a defect; it is still a database problem to report.
-  Effect.catchAllDefect((defect) =>
-    Effect.fail(new DatabaseError({ message: `Migration failed: ${String((defect as any)?.cause?.message ?? (defect as any)?.message ?? defect)}`, cause: defect }))
-  ),
-  Effect.withSpan("Migrations.run")
-)
-
-/** Runs the migrations when built; everything that reads tables is provided after it. */
-export const MigrationsLive = Layer.effectDiscard(runMigrations)
-
-/** A database with migrations applied, as a new layer on each call. */
-export const makeMigratedDatabaseLayer = () => Layer.provideMerge(Layer.effectDiscard(runMigrations), makeDatabaseLayer())
-
-/**
- * For a change of EMBEDDING_DIMENSIONS: drops every autoembed vector column and its HNSW index
- * (found in the catalog, so user-registered sources are included) and clears the embedding
- * metadata. The next start re-creates the columns at the configured size and every row is
- * missing, so the workers (or a backfill) embed them again. Returns the tables reset.
- */
-export const resetVectorColumns = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  const indexes = yield* sql<{ schema: string; table_name: string; index_name: string }>`
-    SELECT n.nspname AS schema, t.relname AS table_name, c.relname AS index_name
-    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
-    JOIN pg_namespace n ON n.oid = t.relnamespace
-    WHERE c.relname LIKE 'autoembed\\_%\\_hnsw'`
+  const config = yield* AutoEmbedConfig
+  const schema = config.stateSchema
+  const [found] = yield* sql<{ r: string | null }>`SELECT to_regclass(${`${schema}.sources`})::text AS r`
+  if (found?.r == null) return { reset: [] as Array<string>, skipped: [] as Array<string> }
+  const t = stateTables(sql, schema)
+  const registered = yield* sql<{
+    name: string
+    table_schema: string
+    table_name: string
+    storage: string
+    vector_column: string | null
+    index_schema: string
+    index_name: string
+    index_owned: boolean
+  }>`SELECT name, table_schema, table_name, storage, vector_column, index_schema, index_name, index_owned FROM ${t.registry}`
+  const reset: Array<string> = []
+  const skipped: Array<string> = []
   yield* sql.withTransaction(
-    Effect.forEach(indexes, (ix) =>
+    Effect.forEach(registered, (r) =>
       Effect.gen(function*() {
-        const table = sql(`${ix.schema}.${ix.table_name}`)
-        yield* sql`DROP INDEX IF EXISTS ${sql(`${ix.schema}.${ix.index_name}`)}`
-        yield* sql`ALTER TABLE ${table} DROP COLUMN IF EXISTS embedding`
-        yield* sql`UPDATE ${table} SET embedding_model = NULL, embedding_hash = NULL, embedded_at = NULL`
+        if (r.storage === "internal") {
+          yield* sql`DROP TABLE IF EXISTS ${t.vectors(r.name)}`
+        } else if (config.builtin && r.name in builtinSources && r.vector_column !== null) {
+          if (r.index_owned) yield* sql`DROP INDEX IF EXISTS ${sql(`${r.index_schema}.${r.index_name}`)}`
+          const table = sql(`${r.table_schema}.${r.table_name}`)
+          yield* sql`ALTER TABLE ${table} DROP COLUMN IF EXISTS ${sql(r.vector_column)}`
+          yield* sql`ALTER TABLE ${table} ADD COLUMN ${sql(r.vector_column)} ${sql.literal(`vector(${Math.trunc(config.dimensions)})`)}`
+        } else {
+          skipped.push(`${r.name}: ${r.table_schema}.${r.table_name}.${r.vector_column} is your column; change its type to vector(${config.dimensions}) yourself`)
+          return
+        }
+        yield* sql`DELETE FROM ${t.rows} WHERE source = ${r.name}`
+        yield* sql`DELETE FROM ${t.indexState} WHERE source = ${r.name}`
+        reset.push(r.name)
       }), { discard: true })
   )
-  return indexes.map((i) => `${i.schema}.${i.table_name}`)
-}).pipe(Effect.withSpan("Migrations.resetVectorColumns"))
+  return { reset, skipped }
+}).pipe(Effect.withSpan("Migrations.resetEmbeddings"))

@@ -1,5 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Schema } from "effect"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { AtomInput, Extraction, MessageInput } from "./Extraction.js"
 import sample from "./sample/sample-data.json" with { type: "json" }
 
@@ -36,6 +37,8 @@ const EXTERNAL_ID_PREFIX = "sample:"
 export const loadSampleDataIfEmpty = Effect.fn("SampleData.loadIfEmpty")(function*() {
   const sql = yield* SqlClient.SqlClient
   const extraction = yield* Extraction
+  const config = yield* AutoEmbedConfig
+  if (!config.builtin) return { loaded: false, messages: 0, atoms: 0, topics: 0 } satisfies SampleDataResult
   const [row] = yield* sql<{ n: number }>`SELECT ((SELECT count(*) FROM atoms) + (SELECT count(*) FROM messages))::int AS n`
   if (Number(row?.n ?? 0) > 0) return { loaded: false, messages: 0, atoms: 0, topics: 0 } satisfies SampleDataResult
   const data = yield* Schema.decodeUnknown(SampleData)(sample).pipe(Effect.orDie)

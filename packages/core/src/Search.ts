@@ -7,7 +7,10 @@ import { modelKeyOf } from "./EmbeddingStore.js"
 import { vectorLiteral } from "./VectorEncoding.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { QueryCache } from "./QueryCache.js"
+import type { FilterColumn } from "./SourceCatalog.js"
+import { sourceSql } from "./SourceSql.js"
 import { type Source, Sources } from "./Sources.js"
+import { stateTables } from "./State.js"
 
 /**
  * Reciprocal rank fusion constant (Cormack et al. 2009): a document at rank r in a list adds
@@ -27,9 +30,6 @@ export const HYBRID_DEPTH_MIN = 50
  * claim's words rarely has), and the length flag adds about 0.01.
  */
 const TEXT_RANK_NORMALIZATION = 1 | 32
-
-/** The text search configuration of the built-in tsvector columns (see migrations/0001_schema.ts). */
-const TEXT_CONFIG = "english"
 
 /** Characters of content returned per result. */
 export const SNIPPET_CHARS = 300
@@ -62,6 +62,18 @@ const Since = Schema.compose(
   ),
   Schema.Date
 )
+/**
+ * Filters on a source's declared filter columns: `column` (equality) or `column.gte|gt|lte|lt`
+ * (numbers and dates). Values are strings, checked against the column's type at run time.
+ */
+const FilterKey = Schema.String.pipe(
+  Schema.pattern(/^[^.\u0000]{1,63}(\.(eq|gte|gt|lte|lt))?$/, {
+    message: () => "filter keys are a column name, optionally followed by .eq, .gte, .gt, .lte or .lt"
+  })
+)
+const Filter = Schema.Record({ key: FilterKey, value: Schema.String.pipe(Schema.maxLength(200, { message: () => "a filter value must be at most 200 characters" })) })
+  .pipe(Schema.filter((f) => Object.keys(f).length <= 20 || "at most 20 filters"))
+
 /** Every score is in -1..1 (cosine) or 0..1 (text, hybrid). */
 const MinScore = Schema.Number.pipe(Schema.between(-1, 1, { message: () => "min_score must be a number from -1 to 1" }))
 
@@ -76,7 +88,9 @@ export const SearchRequest = Schema.Struct({
   /** Only atoms have a type: when set, only the atoms source is searched. */
   atom_type: Schema.optional(AtomType),
   since: Schema.optional(Since),
-  min_score: Schema.optional(MinScore)
+  min_score: Schema.optional(MinScore),
+  /** Equality and range filters on declared filter columns ({"chat_id": "42", "sent_at.gte": "2024-05-01"}). */
+  filter: Schema.optional(Filter)
 })
 export type SearchRequest = typeof SearchRequest.Type
 /** What callers pass before defaults are applied. */
@@ -89,15 +103,45 @@ const CommaList = Schema.transform(Schema.String, Schema.Array(Schema.String), {
 })
 const fromString = <A, R>(schema: Schema.Schema<A, number, R>) => Schema.compose(Schema.NumberFromString, schema)
 
-/** The query-string form (`?q=...&types=atoms,messages&limit=10`): same fields, numbers and lists as strings. */
-export const SearchParams = Schema.Struct({
+const QueryFields = Schema.Struct({
   ...SearchRequest.fields,
   limit: Schema.optionalWith(fromString(Limit), { default: () => 10 }),
   types: Schema.optional(Schema.compose(CommaList, Types)),
   topic_id: Schema.optional(fromString(TopicId)),
   min_score: Schema.optional(fromString(MinScore))
 })
-export type SearchParams = typeof SearchParams.Encoded
+
+/**
+ * The query-string form (`?q=...&types=atoms,messages&limit=10&filter.chat_id=42`): same fields,
+ * numbers and lists as strings, and each `filter.<key>` parameter one filter.
+ */
+export const SearchParams = Schema.transform(
+  Schema.Record({ key: Schema.String, value: Schema.String }),
+  Schema.typeSchema(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
+  {
+    strict: true,
+    decode: (query) => {
+      const out: Record<string, unknown> = {}
+      const filter: Record<string, string> = {}
+      for (const [key, value] of Object.entries(query)) {
+        if (key.startsWith("filter.")) filter[key.slice("filter.".length)] = value
+        else out[key] = value
+      }
+      if (Object.keys(filter).length > 0) out.filter = filter
+      return out
+    },
+    encode: (params) => {
+      const { filter, ...rest } = params as { filter?: Record<string, string> }
+      const out: Record<string, string> = {}
+      for (const [k, v] of Object.entries(rest)) out[k] = String(v)
+      for (const [k, v] of Object.entries(filter ?? {})) out[`filter.${k}`] = v
+      return out
+    }
+  }
+).pipe(Schema.compose(QueryFields, { strict: false }))
+export type SearchParams = Readonly<Record<string, string>>
+/** The query-string fields one by one (the OpenAPI document lists them; filters are `filter.<key>`). */
+export const SearchQueryFields = QueryFields
 
 export const SearchResult = Schema.Struct({
   type: Schema.String,
@@ -177,6 +221,30 @@ const keyOf = (value: unknown): number | string | null => {
 /** Users who type quotes, OR or -word get web-search syntax; plain text matches any of its words. */
 const usesWebSyntax = (q: string): boolean => /"|\bOR\b|(?:^|\s)-[\p{L}\p{N}]/u.test(q)
 
+type FilterOp = "eq" | "gte" | "gt" | "lte" | "lt"
+
+const FILTER_VALUE: Record<FilterColumn["kind"], { readonly pattern: RegExp; readonly what: string }> = {
+  integer: { pattern: /^-?\d{1,18}$/, what: "a whole number" },
+  number: { pattern: /^-?(\d{1,30}(\.\d{1,30})?|\.\d{1,30})$/, what: "a number" },
+  date: {
+    pattern: /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/,
+    what: "an ISO 8601 date such as 2024-05-01 or 2024-05-01T10:00:00Z"
+  },
+  boolean: { pattern: /^(true|false)$/, what: "true or false" },
+  text: { pattern: /^[^\u0000]*$/, what: "text" }
+}
+
+/** A filter value must suit its column: a bad one is the caller's mistake (422), never a database error. */
+const checkFilter = (declared: FilterColumn, f: { column: string; op: FilterOp; value: string }) => {
+  if (declared.kind === "text" || declared.kind === "boolean") {
+    if (f.op !== "eq") return Effect.fail(new SearchInvalid({ message: `filter.${f.column} is ${declared.type}: it takes equality only, not .${f.op}` }))
+  }
+  const rule = FILTER_VALUE[declared.kind]
+  return rule.pattern.test(f.value)
+    ? Effect.void
+    : Effect.fail(new SearchInvalid({ message: `filter.${f.column}${f.op === "eq" ? "" : `.${f.op}`} must be ${rule.what}` }))
+}
+
 const byScore = (a: Ranked, b: Ranked) =>
   b.score - a.score || (a.source.name < b.source.name ? -1 : a.source.name > b.source.name ? 1 : 0) ||
   (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
@@ -196,12 +264,22 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     const metrics = yield* PipelineMetrics
     const cache = yield* QueryCache
     const modelKey = modelKeyOf(provider)
+    const st = stateTables(sql, config.stateSchema)
+    const { id, idType, table, text } = sourceSql(sql)
     // Config values are validated integers; they still pass through Math.trunc before reaching SQL text.
-    const dims = sql.literal(String(Math.trunc(config.dimensions)))
     const efSearch = String(Math.trunc(config.efSearch))
 
-    const table = (s: Source) => sql(`${s.schema}.${s.tableName}`)
-    const idList = (s: Source, ids: ReadonlyArray<string>) => sql`${ids}::text[]::${sql.literal(s.idType)}[]`
+    const idList = (s: Source, ids: ReadonlyArray<string>) => sql`${ids}::text[]::${idType(s)}[]`
+
+    /** The filters a request puts on a source, checked against its declared filter columns. */
+    const requestedFilters = (request: SearchRequest) => {
+      const list: Array<{ column: string; op: FilterOp; value: string }> = []
+      for (const [key, value] of Object.entries(request.filter ?? {})) {
+        const [column, op = "eq"] = key.split(".") as [string, FilterOp | undefined]
+        list.push({ column, op, value })
+      }
+      return list
+    }
 
     /** The sources a request searches, after its filters; fails on unknown or contradictory types. */
     const resolveSources = (request: SearchRequest) =>
@@ -222,65 +300,90 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
           }
           names = ["atoms"]
         }
+        const filters = requestedFilters(request)
+        for (const f of filters) {
+          const declaring = sources.all.filter((s) => names.includes(s.name) && s.filters.some((d) => d.column === f.column))
+          if (declaring.length === 0) {
+            return yield* new SearchInvalid({
+              message: `No ${asked ? "requested " : ""}source declares the filter column "${f.column}"; add it to "filters" in the source's configuration`
+            })
+          }
+          for (const s of declaring) yield* checkFilter(s.filters.find((d) => d.column === f.column)!, f)
+        }
         return sources.all.filter((s) =>
           names.includes(s.name) &&
           (request.topic_id === undefined || s.topicColumn !== undefined) &&
           (request.since === undefined || s.createdAtColumn !== undefined) &&
-          (request.mode !== "text" || s.tsvectorColumn !== undefined)
+          filters.every((f) => s.filters.some((d) => d.column === f.column))
         )
       })
 
+    const comparison = { eq: "=", gte: ">=", gt: ">", lte: "<=", lt: "<" } as const
+
     /**
-     * Rows this search may see: embedded by the current model and matching the filters.
-     * The model test is written so the btree on embedding_model cannot serve it: that index exists
-     * for the sweeper's stale-row scans, and without statistics (PGlite never runs autovacuum) the
-     * planner guesses the model matches a handful of rows and fetches them all to sort instead of
-     * walking the HNSW index. Nearly every row matches it, so it is a filter, not an access path.
+     * Rows this search may see: embedded by the current model (autoembed's bookkeeping `ae_r`) and
+     * matching the filters on the user's table `t`.
      */
     const filters = (s: Source, request: SearchRequest): Fragment => {
-      const clauses: Array<Fragment> = [sql`(embedding_model || '') = ${modelKey}`, sql`embedding IS NOT NULL`]
-      if (request.topic_id !== undefined && s.topicColumn) clauses.push(sql`${sql(s.topicColumn)} = ${request.topic_id}`)
+      const clauses: Array<Fragment> = [sql`ae_r.source = ${s.name}`, sql`ae_r.model = ${modelKey}`]
+      if (s.storage.kind === "column") clauses.push(sql`t.${sql(s.storage.column)} IS NOT NULL`)
+      if (request.topic_id !== undefined && s.topicColumn) clauses.push(sql`t.${sql(s.topicColumn)} = ${request.topic_id}`)
       if (request.since !== undefined && s.createdAtColumn) {
-        clauses.push(sql`${sql(s.createdAtColumn)} >= ${request.since.toISOString()}::timestamptz`)
+        clauses.push(sql`t.${sql(s.createdAtColumn)} >= ${request.since.toISOString()}::timestamptz`)
       }
-      if (request.atom_type !== undefined) clauses.push(sql`type = ${request.atom_type}`)
+      if (request.atom_type !== undefined) clauses.push(sql`t.type = ${request.atom_type}`)
+      for (const f of requestedFilters(request)) {
+        const declared = s.filters.find((d) => d.column === f.column)!
+        clauses.push(
+          declared.kind === "text"
+            ? sql`t.${sql(f.column)}::text = ${f.value}`
+            : sql`t.${sql(f.column)} ${sql.literal(comparison[f.op])} CAST(${f.value} AS ${sql.literal(declared.type)})`
+        )
+      }
       return sql.and(clauses)
     }
 
+    /** How the index orders: its operator, on a halfvec cast when it is built on one. */
+    const order = (s: Source, column: Fragment, vector: string) => {
+      const op = sql.literal(s.index.operator)
+      const halfvec = s.index.owned ? config.indexKind === "halfvec" : s.index.halfvec
+      const dims = sql.literal(String(Math.trunc(s.dimensions)))
+      return halfvec ? sql`${column}::halfvec(${dims}) ${op} ${vector}::halfvec(${dims})` : sql`${column} ${op} ${vector}::vector`
+    }
+
     /**
-     * Nearest rows by the expression the HNSW index is built on (see `hnswIndexSql`), so the
-     * planner can serve the ORDER BY from the index; the score is always the exact cosine
-     * similarity of the stored vector (1 - cosine distance).
+     * Nearest rows by the expression the HNSW index is built on, so the planner can serve the ORDER
+     * BY from the index; the score is always the exact cosine similarity of the stored vector.
      */
     const vectorQuery = (s: Source, request: SearchRequest, vector: string, depth: number) => {
-      const order = config.indexKind === "halfvec"
-        ? sql`embedding::halfvec(${dims}) <=> ${vector}::halfvec(${dims})`
-        : sql`embedding <=> ${vector}::vector`
+      const from = s.storage.kind === "column"
+        ? sql`${table(s)} t JOIN ${st.rows} ae_r ON ae_r.source = ${s.name} AND ae_r.row_id = t.${id(s)}::text`
+        : sql`${st.vectors(s.name)} ae_v JOIN ${table(s)} t ON t.${id(s)} = ae_v.id
+            JOIN ${st.rows} ae_r ON ae_r.source = ${s.name} AND ae_r.row_id = ae_v.id::text`
+      const column = s.storage.kind === "column" ? sql`t.${sql(s.storage.column)}` : sql`ae_v.embedding`
       return sql<{ id: string; score: number }>`
-        SELECT ${sql(s.idColumn)}::text AS id, 1 - (embedding <=> ${vector}::vector) AS score
-        FROM ${table(s)}
+        SELECT t.${id(s)}::text AS id, 1 - (${column} <=> ${vector}::vector) AS score
+        FROM ${from}
         WHERE ${filters(s, request)}
-        ORDER BY ${order}
+        ORDER BY ${order(s, column, vector)}
         LIMIT ${depth}`
     }
 
-    const textQuery = (s: Source, request: SearchRequest, tsquery: string, depth: number) => {
-      const tsv = sql(s.tsvectorColumn!)
-      return sql<{ id: string; score: number }>`
-        SELECT ${sql(s.idColumn)}::text AS id, ts_rank(${tsv}, ${tsquery}::tsquery, ${sql.literal(String(TEXT_RANK_NORMALIZATION))}) AS score
-        FROM ${table(s)}
-        WHERE ${tsv} @@ ${tsquery}::tsquery AND ${filters(s, request)}
-        ORDER BY score DESC, ${sql(s.idColumn)}
+    const textQuery = (s: Source, request: SearchRequest, tsquery: string, depth: number) =>
+      sql<{ id: string; score: number }>`
+        SELECT t.${id(s)}::text AS id, ts_rank(ae_r.tsv, ${tsquery}::tsquery, ${sql.literal(String(TEXT_RANK_NORMALIZATION))}) AS score
+        FROM ${st.rows} ae_r JOIN ${table(s)} t ON t.${id(s)} = ae_r.row_id::${idType(s)}
+        WHERE ae_r.tsv @@ ${tsquery}::tsquery AND ${filters(s, request)}
+        ORDER BY score DESC, t.${id(s)}
         LIMIT ${depth}`
-    }
 
     /** The query as a tsquery in text form ("" when it has no searchable word). */
-    const toTsquery = (q: string) =>
+    const toTsquery = (q: string, language: string) =>
       Effect.map(
         usesWebSyntax(q)
-          ? sql<{ q: string }>`SELECT websearch_to_tsquery(${TEXT_CONFIG}::regconfig, ${q})::text AS q`
+          ? sql<{ q: string }>`SELECT websearch_to_tsquery(${language}::regconfig, ${q})::text AS q`
           : // plainto_tsquery parses and stems safely; its ANDs become ORs so a document needs only some of the words.
-            sql<{ q: string }>`SELECT replace(plainto_tsquery(${TEXT_CONFIG}::regconfig, ${q})::text, ' & ', ' | ') AS q`,
+            sql<{ q: string }>`SELECT replace(plainto_tsquery(${language}::regconfig, ${q})::text, ' & ', ' | ') AS q`,
         (rows) => rows[0]?.q ?? ""
       )
 
@@ -311,17 +414,18 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
       return [...scores].map(([id, score]) => ({ id, score: score / best }))
     }
 
+    /** Display columns of the ranked rows; the user's table is the only relation in scope of the text. */
     const hydrate = (s: Source, ids: ReadonlyArray<string>) => {
       const nullCol = sql.literal("NULL")
-      const content = s.contentColumn ? sql`${sql(s.contentColumn)}::text` : sql.literal(`(${s.text})`)
+      const content = s.contentColumn ? sql`${sql(s.contentColumn)}::text` : text(s)
       return sql<HydratedRow>`
-        SELECT ${sql(s.idColumn)}::text AS id,
+        SELECT t.${id(s)}::text AS id,
           ${s.titleColumn ? sql`${sql(s.titleColumn)}::text` : nullCol} AS title,
           left(${content}, ${SNIPPET_CHARS * 2}) AS content,
           ${s.topicColumn ? sql(s.topicColumn) : nullCol} AS topic_id,
           ${s.createdAtColumn ? sql(s.createdAtColumn) : nullCol} AS created_at
-        FROM ${table(s)}
-        WHERE ${sql(s.idColumn)} = ANY(${idList(s, ids)})`
+        FROM ${table(s)} t
+        WHERE t.${id(s)} = ANY(${idList(s, ids)})`
     }
 
     const run = (request: SearchRequest, options: SearchOptions) =>
@@ -331,7 +435,10 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
         const wantsText = request.mode !== "vector"
         const depth = request.mode === "hybrid" ? Math.max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_DEPTH_MIN) : request.limit
         const vector = wantsVector && searched.length > 0 ? vectorLiteral(yield* embedQuery(request.q)) : undefined
-        const tsquery = wantsText && searched.some((s) => s.tsvectorColumn) ? yield* toTsquery(request.q) : ""
+        const tsqueries = new Map<string, string>()
+        if (wantsText) {
+          for (const language of new Set(searched.map((s) => s.language))) tsqueries.set(language, yield* toTsquery(request.q, language))
+        }
 
         // Only the vector queries need the transaction: it scopes their SET LOCAL settings. (Under
         // READ COMMITTED one transaction would not give the statements one snapshot anyway.)
@@ -346,10 +453,12 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
                   rows.map((r) => ({ id: r.id, score: Number(r.score) })).sort((a, b) => b.score - a.score)))
             )
           )
-        const textLists = yield* Effect.forEach(searched, (s) =>
-          tsquery !== "" && s.tsvectorColumn
+        const textLists = yield* Effect.forEach(searched, (s) => {
+          const tsquery = tsqueries.get(s.language) ?? ""
+          return tsquery !== ""
             ? Effect.map(textQuery(s, request, tsquery, depth), (rows) => rows.map((r) => ({ id: r.id, score: Number(r.score) })))
-            : Effect.succeed<Array<Candidate>>([]))
+            : Effect.succeed<Array<Candidate>>([])
+        })
 
         const top = searched.flatMap((s, i) => {
           const scored = request.mode === "vector" ? vectorLists[i] : request.mode === "text" ? textLists[i] : fuse([vectorLists[i], textLists[i]])
@@ -405,7 +514,7 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
           return yield* Effect.forEach(searched, (s) =>
             Effect.map(
               sql<{ "QUERY PLAN": string }>`EXPLAIN ${vectorQuery(s, request, vector, request.limit)}`,
-              (rows) => ({ type: s.name, indexName: s.indexName, plan: rows.map((r) => r["QUERY PLAN"]).join("\n") })
+              (rows) => ({ type: s.name, indexName: s.index.name, plan: rows.map((r) => r["QUERY PLAN"]).join("\n") })
             ))
         })
       )

@@ -85,7 +85,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
         const c = counts[s.name]
         const idx = indexes.get(s.name)!
         const index: IndexState = {
-          name: s.indexName,
+          name: s.index.name,
           state: idx.exists ? (idx.valid ? "valid" : "building") : "missing",
           definition: idx.definition,
           matches_config: idx.matchesConfig,

@@ -3,7 +3,9 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { AutoEmbedConfig, type IndexKind } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
-import { findIndexes, hnswIndexSql, quote, type Source, Sources } from "./Sources.js"
+import { findIndexes, hnswIndexSql } from "./Installer.js"
+import { indexSettingsOf, type Source, Sources } from "./Sources.js"
+import { stateTables } from "./State.js"
 
 export interface IndexInfo {
   readonly source: string
@@ -16,8 +18,10 @@ export interface IndexInfo {
   readonly definition: string | null
   /** Set while a bulk load holds the index dropped (or after one died half-way). */
   readonly bulkMark: string | null
-  /** The index exists, is valid and is built as configured. */
+  /** The index exists, is valid and is built as configured (an index of the user's own: valid). */
   readonly matchesConfig: boolean
+  /** autoembed created this index (else it is the user's, which autoembed uses but never changes). */
+  readonly owned: boolean
 }
 
 /**
@@ -69,20 +73,23 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
     const config = yield* AutoEmbedConfig
     const database = yield* Database
     const server = database.kind === "postgres"
+    const st = stateTables(sql, config.stateSchema)
+    const settings = indexSettingsOf(config)
 
     /** The state of these sources' indexes: two catalog queries, however many sources. */
     const infos = (list: ReadonlyArray<Source>) =>
       Effect.gen(function*() {
-        const rows = yield* findIndexes(list)
+        const rows = yield* findIndexes(list.map((s) => s.index))
         const marks = yield* sql<{ source: string; state: string; started_at: Date }>`
-          SELECT source, state, started_at FROM autoembed_index_state WHERE source = ANY(${list.map((s) => s.name)}::text[])`
+          SELECT source, state, started_at FROM ${st.indexState} WHERE source = ANY(${list.map((s) => s.name)}::text[])`
         return list.map((source): IndexInfo => {
-          const row = rows.find((r) => r.schema === source.schema && r.name === source.indexName)
+          const row = rows.find((r) => r.schema === source.index.schema && r.name === source.index.name)
           const mark = marks.find((m) => m.source === source.name)
           const parsed = row ? parseIndexDefinition(row.definition) : null
           return {
             source: source.name,
-            name: source.indexName,
+            name: source.index.name,
+            owned: source.index.owned,
             exists: row !== undefined,
             valid: row?.valid ?? false,
             kind: parsed?.kind ?? null,
@@ -90,8 +97,8 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
             efConstruction: parsed?.efConstruction ?? null,
             definition: row?.definition ?? null,
             bulkMark: mark ? `${mark.state} since ${new Date(mark.started_at).toISOString()}` : null,
-            matchesConfig: row !== undefined && row.valid && parsed!.kind === config.indexKind && parsed!.m === config.hnswM &&
-              parsed!.efConstruction === config.hnswEfConstruction
+            matchesConfig: row !== undefined && row.valid && (!source.index.owned || (parsed!.kind === config.indexKind && parsed!.m === config.hnswM &&
+              parsed!.efConstruction === config.hnswEfConstruction))
           }
         })
       })
@@ -104,9 +111,11 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
 
     /** Marks the source and drops its index, so a bulk load writes without per-row index maintenance. */
     const beginBulk = Effect.fn("VectorIndex.beginBulk")(function*(source: Source) {
-      yield* sql`INSERT INTO autoembed_index_state (source, state, note) VALUES (${source.name}, 'bulk_loading', 'index dropped for a bulk load')
+      // An index of the user's own is theirs: it is never dropped, so such a source loads with it.
+      if (!source.index.owned) return
+      yield* sql`INSERT INTO ${st.indexState} (source, state, note) VALUES (${source.name}, 'bulk_loading', 'index dropped for a bulk load')
         ON CONFLICT (source) DO UPDATE SET state = 'bulk_loading', started_at = now()`
-      yield* sql`DROP INDEX IF EXISTS ${sql(`${source.schema}.${source.indexName}`)}`
+      yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
       yield* Effect.logInfo(`autoembed: ${source.name}: HNSW index dropped for a bulk load; search scans exactly until it is rebuilt`)
     })
 
@@ -116,14 +125,12 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
      * maintenance_work_mem sized to the graph; PGlite builds in place.
      */
     const build = Effect.fn("VectorIndex.build")(function*(source: Source, options: { readonly name?: string } = {}) {
-      const name = options.name ?? source.indexName
+      const spec = source.index
+      const name = options.name ?? spec.name
       const current = yield* info(source)
-      const statement = hnswIndexSql(source.schema, source.tableName, name, {
-        kind: config.indexKind,
-        dimensions: config.dimensions,
-        m: config.hnswM,
-        efConstruction: config.hnswEfConstruction
-      }, server)
+      const [statement] = hnswIndexSql(sql, spec, settings(source), { concurrently: server, name }).compile()
+      const indexed = sql(`${spec.schema}.${spec.table}`)
+      const qualifiedName = sql(`${spec.schema}.${name}`)
       const started = Date.now()
       if (server) {
         yield* Effect.scoped(
@@ -135,10 +142,10 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
               Effect.forEach(["maintenance_work_mem", "max_parallel_maintenance_workers", "min_parallel_table_scan_size"], (key) =>
                 conn.executeRaw(`RESET ${key}`, [])).pipe(Effect.ignore)
             )
-            const dropInvalid = conn.executeRaw(`DROP INDEX CONCURRENTLY IF EXISTS ${quote(source.schema)}.${quote(name)}`, [])
-            if (name === source.indexName && current.exists && !current.valid) yield* dropInvalid
+            const dropInvalid = conn.executeRaw(sql`DROP INDEX CONCURRENTLY IF EXISTS ${qualifiedName}`.compile()[0], [])
+            if (name === spec.name && current.exists && !current.valid) yield* dropInvalid
             const [vectors] = yield* sql<{ n: number }>`
-              SELECT count(*)::int8 AS n FROM ${sql(`${source.schema}.${source.tableName}`)} WHERE embedding IS NOT NULL`
+              SELECT count(*)::int8 AS n FROM ${indexed} WHERE ${sql(spec.column)} IS NOT NULL`
             const plan = buildMemoryPlan(Number(vectors?.n ?? 0), config)
             if (!plan.fits) {
               yield* Effect.logWarning(
@@ -166,19 +173,19 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
                 })
               )
             )
-            yield* conn.executeRaw(`ANALYZE ${quote(source.schema)}.${quote(source.tableName)}`, [])
+            yield* conn.executeRaw(sql`ANALYZE ${indexed}`.compile()[0], [])
           })
         )
       } else {
         yield* sql.withTransaction(
           Effect.gen(function*() {
-            if (name === source.indexName && current.exists && !current.valid) yield* sql`DROP INDEX IF EXISTS ${sql(`${source.schema}.${name}`)}`
+            if (name === spec.name && current.exists && !current.valid) yield* sql`DROP INDEX IF EXISTS ${qualifiedName}`
             yield* sql`SELECT set_config('maintenance_work_mem', '256MB', true)`
             yield* sql.unsafe(statement)
           })
         )
       }
-      if (name === source.indexName) yield* sql`DELETE FROM autoembed_index_state WHERE source = ${source.name}`
+      if (name === spec.name) yield* sql`DELETE FROM ${st.indexState} WHERE source = ${source.name}`
       yield* Effect.logInfo(`autoembed: ${source.name}: HNSW index built in ${((Date.now() - started) / 1000).toFixed(1)} s`)
     })
 
@@ -191,21 +198,24 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
       const rebuilt: Array<string> = []
       for (const source of sources.all) {
         if (options.sources && !options.sources.includes(source.name)) continue
+        // An index of the user's own is theirs to change.
+        if (!source.index.owned || !source.index.create) continue
         const current = yield* info(source)
         if (current.matchesConfig && current.bulkMark === null && !options.force) continue
+        const spec = source.index
         if (server && current.exists && current.valid) {
-          const temporary = `${source.indexName}_new`
-          yield* sql`DROP INDEX IF EXISTS ${sql(`${source.schema}.${temporary}`)}`
+          const temporary = `${spec.name}_new`
+          yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${temporary}`)}`
           yield* build(source, { name: temporary })
           yield* sql.withTransaction(
             Effect.gen(function*() {
-              yield* sql`DROP INDEX IF EXISTS ${sql(`${source.schema}.${source.indexName}`)}`
-              yield* sql`ALTER INDEX ${sql(`${source.schema}.${temporary}`)} RENAME TO ${sql(source.indexName)}`
+              yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${spec.name}`)}`
+              yield* sql`ALTER INDEX ${sql(`${spec.schema}.${temporary}`)} RENAME TO ${sql(spec.name)}`
             })
           )
-          yield* sql`DELETE FROM autoembed_index_state WHERE source = ${source.name}`
+          yield* sql`DELETE FROM ${st.indexState} WHERE source = ${source.name}`
         } else {
-          if (current.exists) yield* sql`DROP INDEX IF EXISTS ${sql(`${source.schema}.${source.indexName}`)}`
+          if (current.exists) yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${spec.name}`)}`
           yield* build(source)
         }
         rebuilt.push(source.name)
