@@ -190,6 +190,24 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
       .toEqual([["messages", 0, 3], ["atoms", 0, 3], ["notes", 0, 3]])
   }, 180_000)
 
+  it("a source removed from the file loses its triggers on the next migrate; adding it back restores them", async () => {
+    const triggersOf = async () =>
+      (await query<{ t: string }>(`SELECT c.relname AS t FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid WHERE NOT tg.tgisinternal ORDER BY 1`))
+        .map((r) => r.t)
+    const { notes: _, ...rest } = CONFIG.sources
+    const smaller = Path.join(work, "smaller.config.json")
+    Fs.writeFileSync(smaller, JSON.stringify({ sources: rest }))
+    const removed = await cli(["migrate"], { AUTOEMBED_CONFIG: smaller })
+    expect(removed.code, removed.stderr).toBe(0)
+    expect(new Set(await triggersOf())).toEqual(new Set(["atoms", "messages"]))
+    // Its vectors stay in autoembed's schema until uninstall: declaring it again finds them all.
+    const back = await cli(["migrate"])
+    expect(back.code, back.stderr).toBe(0)
+    expect(await triggersOf()).toEqual(["atoms", "atoms", "atoms", "messages", "messages", "messages", "notes", "notes", "notes"])
+    const dry = JSON.parse((await cli(["backfill", "--dry-run", "--json"])).stdout)
+    expect(dry.total).toBe(0)
+  }, 120_000)
+
   it.skipIf(serverUrl() === undefined)("rows that psql writes are embedded by a running worker; a column the text does not read re-embeds nothing", async () => {
     const worker = startCli(["worker"], env)
     try {
@@ -263,6 +281,13 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
     } finally {
       await server.close()
     }
+    // The CLI takes the same filters.
+    const cliSearch = await cli(["search", "staging deploy", "--types", "messages", "--filter", "chat_id=43", "--limit", "20", "--json"])
+    expect(cliSearch.code, cliSearch.stderr).toBe(0)
+    const found = JSON.parse(cliSearch.stdout).results as Array<{ id: number }>
+    expect(found.length).toBeGreaterThan(0)
+    const chats = await query<{ chat_id: number }>(`SELECT DISTINCT chat_id::int FROM messages WHERE id IN (${found.map((r) => r.id).join(",")})`)
+    expect(chats).toEqual([{ chat_id: 43 }])
   }, 120_000)
 
   it("uninstall removes every trace and keeps the user's vectors", async () => {

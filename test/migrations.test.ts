@@ -3,7 +3,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"
 import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
 import { Database, DatabaseLive } from "../packages/core/src/Database.js"
-import { installState } from "../packages/core/src/Installer.js"
+import { installState, uninstall } from "../packages/core/src/Installer.js"
 import { Sources } from "../packages/core/src/Sources.js"
 import { testConfig, tier } from "./support/TestDatabase.js"
 
@@ -105,4 +105,25 @@ describe(`migrations (${tier()})`, () => {
       expect(result._tag).toBe("SourceError")
       expect(result.message).toContain("public.messages.embedding is vector(8) but EMBEDDING_DIMENSIONS is 16; set EMBEDDING_DIMENSIONS=8")
     }), 120_000)
+})
+
+describe(`autoembed's schema is configurable (${tier()})`, () => {
+  const Custom = Layer.provideMerge(Sources.layer, DatabaseLive).pipe(Layer.provideMerge(testConfig({ dimensions: 8, stateSchema: "ae_state" })))
+  layer(Custom, { timeout: 120_000 })((it) => {
+    it.effect("AUTOEMBED_SCHEMA puts every table and the trigger function there, and uninstall removes exactly that", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const tables = yield* sql<{ t: string }>`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'ae_state' ORDER BY 1`
+        expect(tables.map((r) => r.t)).toEqual(["backfill_jobs", "index_state", "migrations", "queue", "rows", "sources"])
+        expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])
+        const [m] = yield* sql<{ id: number }>`INSERT INTO messages (content) VALUES ('queued in the configured schema') RETURNING id`
+        expect(yield* sql`SELECT row_id FROM ae_state.queue`).toEqual([{ row_id: String(m.id) }])
+        const removed = yield* uninstall("ae_state", (yield* Database).kind === "postgres")
+        expect(removed.schema).toBe("ae_state")
+        expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'ae_state'`).toEqual([])
+        expect(yield* sql`SELECT tgname FROM pg_trigger WHERE NOT tgisinternal`).toEqual([])
+        // The data stays: the built-in tables are the user's now.
+        expect(yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages`).toEqual([{ n: 1 }])
+      }))
+  })
 })

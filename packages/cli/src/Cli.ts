@@ -181,6 +181,10 @@ const search = Command.make(
     atomType: Options.text("atom-type").pipe(Options.optional),
     since: Options.text("since").pipe(Options.optional, Options.withDescription("ISO date, e.g. 2024-05-01")),
     minScore: Options.text("min-score").pipe(Options.optional),
+    filter: Options.keyValueMap("filter").pipe(
+      Options.optional,
+      Options.withDescription("A filter on a declared column (repeatable): --filter chat_id=42 --filter created_at.gte=2024-05-01")
+    ),
     json
   },
   (o) =>
@@ -195,6 +199,7 @@ const search = Command.make(
       add("atom_type", o.atomType)
       add("since", o.since)
       add("min_score", o.minScore)
+      for (const [key, value] of Option.getOrElse(o.filter, () => new Map<string, string>())) params[`filter.${key}`] = value
       const request = yield* decodeSearchParams(params).pipe(
         Effect.mapError((e) => {
           const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]

@@ -144,7 +144,7 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   retryBaseMs: positiveInt("AUTOEMBED_RETRY_BASE_MS", 200),
   retryMaxMs: positiveInt("AUTOEMBED_RETRY_MAX_MS", 30_000),
   leaseSeconds: positiveInt("AUTOEMBED_LEASE_SECONDS", 120),
-  sweepIntervalMs: positiveInt("AUTOEMBED_SWEEP_INTERVAL_MS", 2_000),
+  sweepIntervalMs: positiveInt("AUTOEMBED_SWEEP_INTERVAL_MS", 10_000),
   efSearch: positiveInt("AUTOEMBED_EF_SEARCH", 100, 1000),
   hnswM: positiveInt("AUTOEMBED_HNSW_M", 16, 100).pipe(
     Config.validate({ message: "AUTOEMBED_HNSW_M must be from 2 to 100", validation: (n) => n >= 2 })

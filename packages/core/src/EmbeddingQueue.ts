@@ -13,6 +13,9 @@ import { type Source, Sources } from "./Sources.js"
 const IDLE_POLL = Duration.seconds(1)
 /** How long the queue pauses after an error that affects every request (bad key, unknown model). */
 const SYSTEMIC_PAUSE_MS = 30_000
+/** Rows a sweep adopts or queues per source and statement before it looks again. */
+const SWEEP_PAGE = 1000
+const ADOPT_EVERY_SWEEPS = 10
 /** How long shutdown waits for in-flight batches before giving their rows back. */
 const DRAIN_TIMEOUT = Duration.seconds(15)
 
@@ -121,14 +124,24 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
       if (n === 0) yield* Effect.race(Queue.take(signal.wakes), Effect.sleep(IDLE_POLL))
     }).pipe(Effect.forever)
 
+    /**
+     * One sweep: pages until a page comes back short, so a restore or a newly attached table is
+     * caught up in one round. Adopting vectors already in place scans the table against the
+     * bookkeeping (160 ms per 100,000 rows here), so it runs at start and every tenth round only.
+     */
+    let sweeps = 0
     const sweepLoop = Effect.gen(function*() {
-      const found = yield* store.discover(model, 1000).pipe(
-        Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), { adopted: 0, queued: 0 }))
-      )
-      if (found.adopted > 0) yield* Effect.logInfo(`autoembed: sweeper adopted ${found.adopted} vectors that were in place before autoembed`)
-      if (found.queued > 0) {
-        yield* Effect.logInfo(`autoembed: sweeper queued ${found.queued} rows that were not pending`)
-        yield* signal.wake
+      const adopt = sweeps++ % ADOPT_EVERY_SWEEPS === 0
+      while (true) {
+        const found = yield* store.discover(model, SWEEP_PAGE, undefined, { adopt }).pipe(
+          Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), { adopted: 0, queued: 0 }))
+        )
+        if (found.adopted > 0) yield* Effect.logInfo(`autoembed: sweeper adopted ${found.adopted} vectors that were in place before autoembed`)
+        if (found.queued > 0) {
+          yield* Effect.logInfo(`autoembed: sweeper queued ${found.queued} rows that were not pending`)
+          yield* signal.wake
+        }
+        if (found.adopted < SWEEP_PAGE && found.queued < SWEEP_PAGE) return
       }
     }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(config.sweepIntervalMs))))
 
