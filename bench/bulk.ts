@@ -10,7 +10,9 @@
  * --full (at 100,000 rows it would take about half an hour). "Sample": one UPDATE per row for a
  * random sample of the loaded table with its full index, i.e. the per-row cost at the end of such
  * a run, which overstates the average; the full run at 10,000 rows shows by how much.
- * Vectors for the baselines are computed before the clock starts (the provider is excluded there).
+ * Each per-row UPDATE also records its row in autoembed.rows (model, hash, full-text vector) in the
+ * same statement, as every vector write does. Vectors for the baselines are computed before the
+ * clock starts (the provider is excluded there).
  *
  * Index builds use --build-workers parallel workers (default: this machine's cores - 1, as the
  * benchmark server runs here; 2 workers on 2 cores built 100,000 rows 10 % slower than 1).
@@ -27,14 +29,17 @@ import {
   embedLocal,
   hnswIndexSql,
   LocalProviderLive,
+  modelKeyOf,
   Search,
   Sources,
   vectorLiteral,
   VectorIndex
 } from "@autoembed/core"
 import { Effect, Layer, Option, Redacted } from "effect"
+import { createHash } from "node:crypto"
 import * as Os from "node:os"
-import { createScratchDatabase, describeServer, elapsedMs, figure, flagValue, fmt, goal, note, now, numberFlag, runIfMain, writeResult } from "./lib.js"
+import { stateTables } from "../packages/core/src/State.js"
+import { createScratchDatabase, describeServer, elapsedMs, figure, flagValue, fmt, goal, note, now, numberFlag, perRowWriter, runIfMain, writeResult } from "./lib.js"
 
 const DIMS = 1024
 const WORDS = (
@@ -82,28 +87,35 @@ const recallAt10 = (queries: ReadonlyArray<string>) =>
     return { recall: hits / queries.length, p50: latencies[Math.floor(latencies.length / 2)] }
   })
 
+const md5 = (text: string) => createHash("md5").update(text).digest("hex")
+
 /** The old backend's backfill from scratch: an empty HNSW index, then one autocommitted UPDATE per row. */
 const fullPerRow = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const config = yield* AutoEmbedConfig
+  const st = stateTables(sql, config.stateSchema)
+  const model = modelKeyOf(yield* EmbeddingProvider)
   const atoms = yield* (yield* Sources).get("atoms")
+  const write = yield* perRowWriter(atoms)
   const all = yield* sql<{ id: number; text: string }>`SELECT id, title || E'\\n\\n' || content AS text FROM atoms ORDER BY id`
-  yield* sql`DROP INDEX IF EXISTS ${sql(atoms.indexName)}`
-  yield* sql`UPDATE atoms SET embedding = NULL, embedding_model = NULL, embedding_hash = NULL, embedded_at = NULL`
-  yield* sql`VACUUM ANALYZE atoms`
-  yield* sql.unsafe(hnswIndexSql(atoms.schema, atoms.tableName, atoms.indexName, {
+  yield* sql`DROP INDEX IF EXISTS ${sql(`${atoms.index.schema}.${atoms.index.name}`)}`
+  yield* sql`UPDATE atoms SET embedding = NULL`
+  yield* sql`DELETE FROM ${st.rows} WHERE source = ${atoms.name}`
+  yield* sql`VACUUM ANALYZE atoms, ${st.rows}`
+  yield* hnswIndexSql(sql, atoms.index, {
     kind: "vector",
     dimensions: DIMS,
     m: config.hnswM,
     efConstruction: config.hnswEfConstruction
-  }))
+  })
   // Only the UPDATEs are timed: each vector is computed just before its statement (computing all
   // 100,000 first would hold a gigabyte of text).
   let ms = 0
   for (const row of all) {
     const vector = vectorLiteral(embedLocal(row.text, DIMS))
+    const hash = md5(row.text)
     const t = now()
-    yield* sql`UPDATE atoms SET embedding = ${vector}::vector, embedded_at = now() WHERE id = ${row.id}`
+    yield* write({ rowId: String(row.id), vector, model, hash })
     ms += elapsedMs(t)
   }
   return all.length / (ms / 1000)
@@ -138,13 +150,18 @@ const runSize = (rows: number, sample: number, full: number, queries: number, bu
         // Baseline: one autocommitted UPDATE per row into the same indexed table, on a sample.
         const ids = yield* sql<{ id: number; content: string }>`SELECT id, 'Note' || E'\\n\\n' || content AS content FROM atoms ORDER BY random() LIMIT ${sample}`
         const vectors = ids.map((r) => vectorLiteral(embedLocal(r.content, DIMS).map((x) => x * 0.999 + 0.0001)))
+        const hashes = ids.map((r) => md5(r.content))
+        const model = modelKeyOf(yield* EmbeddingProvider)
+        const write = yield* perRowWriter(yield* (yield* Sources).get("atoms"))
         const t1 = now()
         for (let i = 0; i < ids.length; i++) {
-          yield* sql`UPDATE atoms SET embedding = ${vectors[i]}::vector, embedded_at = now() WHERE id = ${ids[i].id}`
+          yield* write({ rowId: String(ids[i].id), vector: vectors[i], model, hash: hashes[i] })
         }
         const perRowRate = ids.length / (elapsedMs(t1) / 1000)
-        // Put the sample's true vectors back before measuring recall.
-        yield* sql`UPDATE atoms SET embedding_hash = NULL WHERE id = ANY(${ids.map((r) => r.id)}::bigint[])`
+        // Put the sample's true vectors back before measuring recall: recorded as another model's,
+        // they are stale, and the backfill embeds them again.
+        const st = stateTables(sql, (yield* AutoEmbedConfig).stateSchema)
+        yield* sql`UPDATE ${st.rows} SET model = 'bench/perturbed' WHERE source = 'atoms' AND row_id = ANY(${ids.map((r) => String(r.id))}::text[])`
         yield* backfill.run({ entity_types: ["atoms"], bulk: "off" }).pipe(Effect.ignore)
         const qs = Array.from({ length: queries }, (_, i) => text(rows * 7 + i).split(" ").slice(0, 4).join(" "))
         const vectorRecall = yield* recallAt10(qs)

@@ -10,15 +10,21 @@
  *   copy       `COPY stage FROM STDIN (FORMAT binary)` into a temporary table, then one hash-guarded
  *              `UPDATE ... FROM stage` per 5,000 rows (pg-copy-streams, a dev dependency for this only)
  *
+ * Every variant does writeVectors' work per row: the hash-guarded vector write and, in the same
+ * statement, the row's autoembed.rows record (model, hash, full-text vector, time).
+ *
  *   pnpm bench encoding [--rows 20000] [--runs 3] [--batch 256]
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { EmbeddingStore, type Source, Sources, vectorLiteral } from "@autoembed/core"
+import type { Fragment } from "@effect/sql/Statement"
+import { AutoEmbedConfig, EmbeddingStore, type Source, Sources, vectorLiteral } from "@autoembed/core"
 import { Effect } from "effect"
 import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import copyStreams from "pg-copy-streams"
+import { sourceSql } from "../packages/core/src/SourceSql.js"
+import { stateTables } from "../packages/core/src/State.js"
 import {
   BENCHMARK_MESSAGE_PREFIX,
   elapsedMs,
@@ -45,13 +51,30 @@ type Row = MessageVector
 
 const chunks = <A>(xs: ReadonlyArray<A>, size: number) => Array.from({ length: Math.ceil(xs.length / size) }, (_, i) => xs.slice(i * size, (i + 1) * size))
 
-const textBatch = (rows: ReadonlyArray<Row>) =>
+/**
+ * writeVectors' statement for `messages` around a data-modifying CTE `w` (ae_row, ae_hash, ae_tsv):
+ * the written rows are recorded in autoembed.rows with the model, as writeVectors records them.
+ */
+const recordWritten = (source: Source, written: Fragment) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    yield* sql`
-      UPDATE messages AS t SET embedding = v.e::vector, embedding_model = ${MODEL}, embedding_hash = v.h, embedded_at = now()
+    const rows = stateTables(sql, (yield* AutoEmbedConfig).stateSchema).rows
+    return sql`
+      WITH ${written}
+      INSERT INTO ${rows} AS s (source, row_id, model, hash, tsv, embedded_at)
+      SELECT ${source.name}, w.ae_row, ${MODEL}, w.ae_hash, w.ae_tsv, now() FROM w
+      ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv, embedded_at = EXCLUDED.embedded_at`
+  })
+
+const textBatch = (source: Source) => (rows: ReadonlyArray<Row>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const { hash, text, tsvector } = sourceSql(sql)
+    yield* yield* recordWritten(source, sql`w AS (
+      UPDATE messages AS t SET embedding = v.e::vector
       FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${rows.map((r) => vectorLiteral(r.vector))}::text[]) AS v(id, h, e)
-      WHERE t.id = ANY(${rows.map((r) => r.rowId)}::text[]::bigint[]) AND t.id = v.id::bigint AND md5(coalesce(t.content, '')) = v.h`
+      WHERE t.id = ANY(${rows.map((r) => r.rowId)}::text[]::bigint[]) AND t.id = v.id::bigint AND ${hash(source)} = v.h
+      RETURNING t.id::text AS ae_row, v.h AS ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`)
   })
 
 const binaryBatch = (source: Source) => (rows: ReadonlyArray<Row>) =>
@@ -82,7 +105,8 @@ const copyPayload = (rows: ReadonlyArray<Row>): Array<Buffer> => {
   return out
 }
 
-const copyAll = (url: string, rows: ReadonlyArray<Row>) =>
+/** `update`: the hash-guarded UPDATE from `stage` with its autoembed.rows record, as text and parameters. */
+const copyAll = (url: string, rows: ReadonlyArray<Row>, update: readonly [string, ReadonlyArray<unknown>]) =>
   Effect.promise(async () => {
     const client = new pg.Client({ connectionString: url })
     await client.connect()
@@ -90,11 +114,7 @@ const copyAll = (url: string, rows: ReadonlyArray<Row>) =>
       await client.query(`CREATE TEMP TABLE stage (id bigint, h text, e vector(${DIMS}))`)
       for (const chunk of chunks(rows, COPY_CHUNK)) {
         await pipeline(Readable.from(copyPayload(chunk)), client.query(copyStreams.from("COPY stage FROM STDIN (FORMAT binary)")))
-        await client.query(
-          `UPDATE messages AS t SET embedding = s.e, embedding_model = $1, embedding_hash = s.h, embedded_at = now()
-           FROM stage s WHERE t.id = s.id AND md5(coalesce(t.content, '')) = s.h`,
-          [MODEL]
-        )
+        await client.query(update[0], [...update[1]])
         await client.query("TRUNCATE stage")
       }
     } finally {
@@ -115,26 +135,34 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     const program = Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const source = yield* (yield* Sources).get("messages")
-      yield* sql.unsafe(`DROP INDEX IF EXISTS ${source.indexName}`)
+      const st = stateTables(sql, (yield* AutoEmbedConfig).stateSchema)
+      const { hash, text, tsvector } = sourceSql(sql)
+      yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
       yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql`SET LOCAL session_replication_role = replica`
         yield* sql`INSERT INTO messages (content) SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
       }))
-      const write: Record<(typeof names)[number], Effect.Effect<unknown, unknown, SqlClient.SqlClient | EmbeddingStore>> = {
-        text: Effect.forEach(chunks(rows, batch), textBatch, { discard: true }),
+      const fromStage = (yield* recordWritten(source, sql`w AS (
+        UPDATE messages AS t SET embedding = s.e FROM stage s WHERE t.id = s.id AND ${hash(source)} = s.h
+        RETURNING t.id::text AS ae_row, s.h AS ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`)).compile()
+      const write: Record<(typeof names)[number], Effect.Effect<unknown, unknown, SqlClient.SqlClient | EmbeddingStore | AutoEmbedConfig>> = {
+        text: Effect.forEach(chunks(rows, batch), textBatch(source), { discard: true }),
         binary: Effect.forEach(chunks(rows, batch), binaryBatch(source), { discard: true }),
         "binary×2": Effect.forEach(chunks(rows, batch), binaryBatch(source), { discard: true, concurrency: 2 }),
-        copy: copyAll(target.url!, rows)
+        copy: copyAll(target.url!, rows, fromStage)
       }
       for (let run = 0; run < runs; run++) {
         const order = names.map((_, i) => names[(i + run) % names.length])
         for (const key of order) {
-          yield* sql`UPDATE messages SET embedding = NULL, embedding_model = NULL, embedding_hash = NULL, embedded_at = NULL`
-          yield* sql`VACUUM ANALYZE messages`
+          yield* sql`UPDATE messages SET embedding = NULL`
+          yield* sql`TRUNCATE ${st.rows}`
+          yield* sql`VACUUM ANALYZE messages, ${st.rows}`
           const t = now()
           yield* write[key]
           const ms = elapsedMs(t)
-          const [check] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE embedding IS NOT NULL AND embedding_model = ${MODEL}`
+          const [check] = yield* sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM messages t JOIN ${st.rows} ae_r ON ae_r.source = ${source.name} AND ae_r.row_id = t.id::text
+            WHERE t.embedding IS NOT NULL AND ae_r.model = ${MODEL}`
           if (check.n !== n) throw new Error(`${key}: ${check.n} of ${n} vectors written`)
           rates[key].push(n / (ms / 1000))
           note(`run ${run + 1} ${key}: ${fmt(ms / 1000)} s, ${fmt(n / (ms / 1000), 0)} rows/s`)

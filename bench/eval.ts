@@ -22,7 +22,9 @@ import { vectorLiteral } from "../packages/core/src/VectorEncoding.js"
 import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
 import { Extraction } from "../packages/core/src/Extraction.js"
 import { QueryCache } from "../packages/core/src/QueryCache.js"
-import { hnswIndexSql, Sources } from "../packages/core/src/Sources.js"
+import { hnswIndexSql } from "../packages/core/src/Installer.js"
+import { Sources } from "../packages/core/src/Sources.js"
+import { stateTables } from "../packages/core/src/State.js"
 import { HYBRID_DEPTH_FACTOR, HYBRID_DEPTH_MIN, RRF_K, Search, SearchRequest } from "../packages/core/src/Search.js"
 import { pipelineLayer, waitUntilIdle } from "../test/support/Pipeline.js"
 import { tier } from "../test/support/TestDatabase.js"
@@ -149,6 +151,7 @@ const evaluate = (c: Collection) =>
     const cache = yield* QueryCache
     const sources = yield* Sources
     const config = yield* AutoEmbedConfig
+    const st = stateTables(sql, config.stateSchema)
     const notes: Array<string> = []
 
     // Load: atoms of type "document". Extraction treats the same type + title as the same atom, so a
@@ -191,26 +194,30 @@ const evaluate = (c: Collection) =>
       r.results.map((x) => docOfAtom.get(Number(x.id))!)
     const vectorRequest = (text: string, limit: number) => decode({ q: text, mode: "vector", limit, types: ["atoms"] })
 
-    // Statistics as autovacuum would gather them (PGlite has no autovacuum).
-    yield* sql`ANALYZE atoms`
+    // Statistics as autovacuum would gather them (PGlite has no autovacuum), also of autoembed's
+    // bookkeeping, which Search joins.
+    yield* sql`ANALYZE atoms, ${st.rows}`
     const [plan] = yield* search.explain(vectorRequest(c.queries[0].text, K))
     const usesIndex = plan.plan.includes(`Index Scan using ${plan.indexName}`)
     console.log(`${c.name}: EXPLAIN of Search's vector query ${usesIndex ? "uses" : "does NOT use"} ${plan.indexName}`)
     if (!usesIndex) notes.push("Search's vector query did not use the HNSW index: the HNSW recall figure is not about HNSW")
     const [exactPlan] = yield* search.explain(vectorRequest(c.queries[0].text, K), { exact: true })
     if (exactPlan.plan.includes(plan.indexName)) notes.push("the exact search plan used the HNSW index: the recall figure is invalid")
-    // What the planner picks when left alone (Search turns sequential scans off for vector queries).
+    // What the planner picks when left alone (Search turns sequential scans off for vector queries):
+    // Search's vector query, rows of the current model by the join on autoembed's bookkeeping.
     const vector0 = vectorLiteral(yield* cache.getOrCompute(search.model, "query", c.queries[0].text, Effect.dieMessage("query not cached")))
+    const currentModel = sql`atoms t JOIN ${st.rows} ae_r ON ae_r.source = 'atoms' AND ae_r.row_id = t.id::text
+      WHERE ae_r.source = 'atoms' AND ae_r.model = ${search.model} AND t.embedding IS NOT NULL`
     const plannerQuery = (vector: string) =>
       sql.withTransaction(Effect.zipRight(
         sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)`,
-        sql<Record<string, unknown>>`SELECT id, 1 - (embedding <=> ${vector}::vector) AS score FROM atoms
-          WHERE (embedding_model || '') = ${search.model} AND embedding IS NOT NULL ORDER BY embedding <=> ${vector}::vector LIMIT ${K}`
+        sql<Record<string, unknown>>`SELECT t.id, 1 - (t.embedding <=> ${vector}::vector) AS score FROM ${currentModel}
+          ORDER BY t.embedding <=> ${vector}::vector LIMIT ${K}`
       ))
     const plannerPlan = (yield* sql.withTransaction(Effect.zipRight(
       sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)`,
-      sql<{ "QUERY PLAN": string }>`EXPLAIN SELECT id FROM atoms WHERE (embedding_model || '') = ${search.model} AND embedding IS NOT NULL
-        ORDER BY embedding <=> ${vector0}::vector LIMIT ${K}`
+      sql<{ "QUERY PLAN": string }>`EXPLAIN SELECT t.id FROM ${currentModel}
+        ORDER BY t.embedding <=> ${vector0}::vector LIMIT ${K}`
     ))).map((r) => r["QUERY PLAN"]).join("\n")
     const plannerUsesIndex = plannerPlan.includes(`Index Scan using ${plan.indexName}`)
     console.log(`${c.name}: left alone, the planner ${plannerUsesIndex ? "uses" : "does NOT use"} ${plan.indexName}`)
@@ -263,8 +270,9 @@ const evaluate = (c: Collection) =>
     }
     for (const k of [10, 30, 60, 100]) for (const depth of [10, 20, 50, 100]) scoreFusion(`RRF k=${k}, depth ${depth}`, k, depth)
 
-    // Text query forms and rankings, on the same rows Search reads (raw SQL: these are the variants
-    // that Search does not use, measured to choose the one it does).
+    // Text query forms and rankings, on the same rows and tsvectors Search reads (autoembed's
+    // bookkeeping, current model; raw SQL: these are the variants that Search does not use,
+    // measured to choose the one it does).
     const textVariant = (label: string, form: "or" | "and" | "websearch", rank: string) =>
       Effect.gen(function*() {
         const n: Array<number> = []
@@ -276,9 +284,9 @@ const evaluate = (c: Collection) =>
             ? sql`plainto_tsquery('english', ${q.text})`
             : sql`websearch_to_tsquery('english', ${q.text})`
           const rows = yield* sql<{ id: number }>`
-            SELECT a.id FROM atoms a, (SELECT ${tsq} AS q) t
-            WHERE a.search_tsv @@ t.q
-            ORDER BY ${sql.literal(rank.replace("$tsv", "a.search_tsv").replace("$q", "t.q"))} DESC, a.id
+            SELECT a.id FROM ${st.rows} ae_r JOIN atoms a ON a.id = ae_r.row_id::bigint, (SELECT ${tsq} AS q) t
+            WHERE ae_r.tsv @@ t.q AND ae_r.source = 'atoms' AND ae_r.model = ${search.model} AND a.embedding IS NOT NULL
+            ORDER BY ${sql.literal(rank.replace("$tsv", "ae_r.tsv").replace("$q", "t.q"))} DESC, a.id
             LIMIT ${K}`
           const ranked = rows.map((x) => docOfAtom.get(Number(x.id))!)
           n.push(ndcgAt(ranked, c.qrels.get(q.id)!))
@@ -293,6 +301,8 @@ const evaluate = (c: Collection) =>
     yield* textVariant("text: OR of terms, ts_rank", "or", "ts_rank($tsv, $q)")
     yield* textVariant("text: OR of terms, ts_rank, /(1+log length) (Search)", "or", "ts_rank($tsv, $q, 1)")
     yield* textVariant("text: OR of terms, ts_rank, /length", "or", "ts_rank($tsv, $q, 2)")
+    // The tsvectors in autoembed.rows carry no weights (every lexeme is D; atoms.search_tsv had the
+    // title at A and the body at B), so this variant now ranks exactly as the "(Search)" one.
     yield* textVariant("text: OR of terms, ts_rank, title weight = body weight", "or", "ts_rank('{0.1,0.2,0.4,0.4}', $tsv, $q, 1)")
 
     // HNSW build parameters: rebuild the index in bulk with each and measure recall@10 against the
@@ -300,13 +310,13 @@ const evaluate = (c: Collection) =>
     const indexBuilds: Array<{ label: string; recall: number; buildSeconds: number }> = []
     const atomsSource = yield* sources.get("atoms")
     for (const [m, efConstruction] of [[16, 64], [16, 128], [24, 64]] as const) {
-      yield* sql.unsafe(`DROP INDEX IF EXISTS ${atomsSource.indexName}`)
-      const [, buildMs] = yield* timed(sql.unsafe(hnswIndexSql(atomsSource.schema, atomsSource.tableName, atomsSource.indexName, {
+      yield* sql`DROP INDEX IF EXISTS ${sql(`${atomsSource.index.schema}.${atomsSource.index.name}`)}`
+      const [, buildMs] = yield* timed(hnswIndexSql(sql, atomsSource.index, {
         kind: config.indexKind,
         dimensions: config.dimensions,
         m,
         efConstruction
-      })))
+      }))
       const recalls: Array<number> = []
       for (const q of c.queries) recalls.push(overlap(docIds(yield* search.search(vectorRequest(q.text, K))), exactTop.get(q.id)!))
       indexBuilds.push({ label: `HNSW m=${m}, ef_construction=${efConstruction}, built after the load`, recall: mean(recalls), buildSeconds: buildMs / 1000 })
@@ -436,7 +446,7 @@ const markdown = (
   out.push("### What was tried (ablation on the same rows and query lists)", "")
   out.push(
     "RRF rows fuse the exact top-100 vector list and the top-100 text list of each query in the harness (the same formula as Search); " +
-      "text rows are alternative query forms and rankings run as raw SQL over the same tsvector column.",
+      "text rows are alternative query forms and rankings run as raw SQL over the same tsvectors (autoembed.rows.tsv).",
     ""
   )
   for (const r of reports) {

@@ -3,14 +3,17 @@
  * autoembed layers for a chosen database, statistics, and the one-line figure format.
  * Benchmarks are programs, never tests: they print figures and write bench/results/<name>.json.
  */
-import { AutoEmbedConfig, type AutoEmbedConfigShape, EmbeddingStore, Extraction, makeMigratedDatabaseLayer, PendingSignal, PipelineMetrics, Sources } from "@autoembed/core"
-import { Layer, Option, Redacted } from "effect"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { AutoEmbedConfig, type AutoEmbedConfigShape, EmbeddingStore, Extraction, makeDatabaseLayer, PendingSignal, PipelineMetrics, type Source, Sources } from "@autoembed/core"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
+import { sourceSql } from "../packages/core/src/SourceSql.js"
+import { stateTables } from "../packages/core/src/State.js"
 import { rng } from "../test/fakes/FakeProviderServer.js"
 
 export const repoRoot = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -116,16 +119,41 @@ export const scratchTarget = async (kind: DbKind, label: string) => {
 }
 
 /**
- * Configuration, database (migrated), built-in sources, the store, metrics, the pending signal and
- * extraction: everything but a provider and workers.
+ * Configuration, database, the built-in sources (installed by `Sources.layer`: autoembed's schema
+ * and migrations, the built-in tables, triggers and indexes), the store, metrics, the pending
+ * signal and extraction: everything but a provider and workers.
  */
 export const storeLayer = (config: Partial<AutoEmbedConfigShape>) =>
   Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default).pipe(
     Layer.provideMerge(PendingSignal.Default),
-    Layer.provideMerge(Sources.layer([])),
-    Layer.provideMerge(makeMigratedDatabaseLayer()),
+    Layer.provideMerge(Sources.layer),
+    Layer.provideMerge(makeDatabaseLayer()),
     Layer.provideMerge(AutoEmbedConfig.make({ provider: "local", logLevel: "warning", ...config }))
   )
+
+/**
+ * The per-row baselines' write: one autocommitted statement per row that sets the source's vector
+ * column and records the row in autoembed.rows (model, hash, full-text vector, time), the
+ * bookkeeping EmbeddingStore.writeVectors writes for every row (without its hash guard).
+ * Returns a function of one row; `vector` is pgvector's text form.
+ */
+export const perRowWriter = (source: Source) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* AutoEmbedConfig
+    if (source.storage.kind !== "column") return yield* Effect.dieMessage(`${source.name} has no vector column of its own`)
+    const column = sql(source.storage.column)
+    const rows = stateTables(sql, config.stateSchema).rows
+    const { id, idType, table, text, tsvector } = sourceSql(sql)
+    return (row: { readonly rowId: string; readonly vector: string; readonly model: string; readonly hash: string }) =>
+      sql`
+        WITH w AS (
+          UPDATE ${table(source)} SET ${column} = ${row.vector}::vector WHERE ${id(source)} = ${row.rowId}::${idType(source)}
+          RETURNING ${id(source)}::text AS ae_row, ${tsvector(source, text(source))} AS ae_tsv)
+        INSERT INTO ${rows} (source, row_id, model, hash, tsv, embedded_at)
+        SELECT ${source.name}, w.ae_row, ${row.model}, ${row.hash}, w.ae_tsv, now() FROM w
+        ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv, embedded_at = EXCLUDED.embedded_at`
+  })
 
 // ---------------------------------------------------------------------------------------------
 // Statistics and output

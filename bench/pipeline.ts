@@ -17,12 +17,13 @@
  *
  *   pnpm bench pipeline [--runs 3] [--pglite-runs 1] [--db postgres,pglite]
  */
-import { makeEmbeddingPipeline, makeOllamaProvider, makeOpenAIProvider, EmbeddingProvider, type EmbeddingProviderShape } from "@autoembed/core"
+import { AutoEmbedConfig, makeEmbeddingPipeline, makeOllamaProvider, makeOpenAIProvider, EmbeddingProvider, type EmbeddingProviderShape } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Deferred, Duration, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
+import { stateTables } from "../packages/core/src/State.js"
 import { type DbKind, elapsedMs, figure, flagValue, fmt, fmtSummary, goal, note, now, repoRoot, runIfMain, scratchTarget, storeLayer, summarize, type Summary, writeResult } from "./lib.js"
 
 const DIMS = 64
@@ -94,10 +95,12 @@ const timedRun = (s: Scenario) =>
   Effect.gen(function*() {
     const n = s.rows
     const sql = yield* SqlClient.SqlClient
-    yield* sql`TRUNCATE messages, embedding_queue RESTART IDENTITY CASCADE`
+    const st = stateTables(sql, (yield* AutoEmbedConfig).stateSchema)
+    yield* sql`TRUNCATE messages, ${st.queue}, ${st.rows} RESTART IDENTITY CASCADE`
     yield* sql`INSERT INTO messages (content) SELECT 'pipeline message ' || g || ' about deploys and queues' FROM generate_series(1, ${n}) g`
     yield* sql`VACUUM ANALYZE messages`
-    yield* sql`VACUUM ANALYZE embedding_queue`
+    yield* sql`VACUUM ANALYZE ${st.queue}`
+    yield* sql`VACUUM ANALYZE ${st.rows}`
     const done = yield* Deferred.make<void>()
     let embedded = 0
     let batches = 0

@@ -2,8 +2,11 @@
  * Figure 1, the vector write path: persisting N 1024-d vectors into the `messages` table (our
  * schema, its HNSW cosine index) on the PostgreSQL server.
  *
- *   per-row   one autocommitted `UPDATE ... WHERE id = $1` per row (how the original backend wrote)
- *   batched   `EmbeddingStore.writeVectors` (one hash-guarded `UPDATE ... FROM unnest` per batch)
+ *   per-row   one autocommitted `UPDATE ... WHERE id = $1` per row (how the original backend wrote),
+ *             which also records the row in autoembed.rows (model, hash, full-text vector), as
+ *             writeVectors does
+ *   batched   `EmbeddingStore.writeVectors` (one hash-guarded `UPDATE ... FROM unnest` per batch,
+ *             with its autoembed.rows rows in the same statement)
  *   rebuild   batched writes with the HNSW index dropped, then `CREATE INDEX` (maintenance_work_mem 1GB);
  *             the time includes the index build
  *
@@ -14,8 +17,9 @@
  *   pnpm bench write [--rows 2000] [--runs 3] [--batch 200]
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { AutoEmbedConfig, EmbeddingStore, hnswIndexSql, type Source, Sources, vectorLiteral } from "@autoembed/core"
+import { AutoEmbedConfig, EmbeddingStore, hnswIndexSql, indexSettingsOf, type Source, Sources, vectorLiteral } from "@autoembed/core"
 import { Effect } from "effect"
+import { stateTables } from "../packages/core/src/State.js"
 import {
   BENCHMARK_MESSAGE_PREFIX,
   elapsedMs,
@@ -28,6 +32,7 @@ import {
   note,
   now,
   numberFlag,
+  perRowWriter,
   runIfMain,
   scratchTarget,
   storeLayer,
@@ -56,12 +61,7 @@ const createIndex = (source: Source) =>
     yield* sql.withTransaction(
       Effect.gen(function*() {
         yield* sql`SET LOCAL maintenance_work_mem = '1GB'`
-        yield* sql.unsafe(hnswIndexSql(source.schema, source.tableName, source.indexName, {
-          kind: config.indexKind,
-          dimensions: config.dimensions,
-          m: config.hnswM,
-          efConstruction: config.hnswEfConstruction
-        }))
+        yield* hnswIndexSql(sql, source.index, indexSettingsOf(config)(source))
       })
     )
   })
@@ -80,12 +80,11 @@ export const variants: Record<string, Variant> = {
   perRow: {
     label: "one UPDATE per row, HNSW present",
     indexPresent: true,
-    write: (_source, rows) =>
+    write: (source, rows) =>
       Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
+        const write = yield* perRowWriter(source)
         for (const r of rows) {
-          yield* sql`UPDATE messages SET embedding = ${vectorLiteral(r.vector)}::vector, embedding_model = ${MODEL},
-            embedding_hash = ${r.hash}, embedded_at = now() WHERE id = ${Number(r.rowId)}`
+          yield* write({ rowId: r.rowId, vector: vectorLiteral(r.vector), model: MODEL, hash: r.hash })
         }
       })
   },
@@ -101,18 +100,22 @@ export const variants: Record<string, Variant> = {
   }
 }
 
-/** Empties the table (and its index) and inserts the same N rows again, without the enqueue trigger. */
+/**
+ * Empties the table (and its index), autoembed's queue and bookkeeping, and inserts the same N rows
+ * again, without the enqueue trigger.
+ */
 const resetTable = (source: Source, n: number, indexPresent: boolean) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    yield* sql`TRUNCATE messages, embedding_queue RESTART IDENTITY CASCADE`
+    const st = stateTables(sql, (yield* AutoEmbedConfig).stateSchema)
+    yield* sql`TRUNCATE messages, ${st.queue}, ${st.rows} RESTART IDENTITY CASCADE`
     if (indexPresent) yield* createIndex(source)
-    else yield* sql.unsafe(`DROP INDEX IF EXISTS ${source.indexName}`)
+    else yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
     yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`SET LOCAL session_replication_role = replica`
       yield* sql`INSERT INTO messages (content) SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
     }))
-    yield* sql`VACUUM ANALYZE messages`
+    yield* sql`VACUUM ANALYZE messages, ${st.rows}`
   })
 
 export const main = async (args: ReadonlyArray<string> = []) => {
@@ -138,10 +141,15 @@ export const main = async (args: ReadonlyArray<string> = []) => {
           yield* v.write(source, rows, batch)
           const ms = elapsedMs(t)
           const sql = yield* SqlClient.SqlClient
-          const [check] = yield* sql<{ n: number; idx: number }>`
-            SELECT count(*)::int AS n, (SELECT count(*)::int FROM pg_indexes WHERE indexname = ${source.indexName}) AS idx
+          const st = stateTables(sql, (yield* AutoEmbedConfig).stateSchema)
+          const [check] = yield* sql<{ n: number; recorded: number; idx: number }>`
+            SELECT count(*)::int AS n,
+              (SELECT count(*)::int FROM ${st.rows} WHERE source = ${source.name} AND model = ${MODEL}) AS recorded,
+              (SELECT count(*)::int FROM pg_indexes WHERE schemaname = ${source.index.schema} AND indexname = ${source.index.name}) AS idx
             FROM messages WHERE embedding IS NOT NULL`
-          if (check.n !== n || check.idx !== 1) throw new Error(`${key}: ${check.n} vectors written, index present: ${check.idx}`)
+          if (check.n !== n || check.recorded !== n || check.idx !== 1) {
+            throw new Error(`${key}: ${check.n} vectors written, ${check.recorded} recorded in autoembed.rows, index present: ${check.idx}`)
+          }
           rates[key].push(n / (ms / 1000))
           note(`run ${run + 1} ${key}: ${fmt(ms / 1000)} s, ${fmt(n / (ms / 1000))} rows/s`)
         }
