@@ -1,4 +1,5 @@
-import type { BackfillJob, DryRunReport, StatusReport } from "@autoembed/core"
+import type { BackfillJob, DryRunReport, inspectSources, StatusReport } from "@autoembed/core"
+import type { Effect } from "effect"
 
 /** Human-readable tables and the progress bar; JSON output is the services' own objects. */
 
@@ -65,22 +66,8 @@ export const statusTable = (report: StatusReport): string => {
   return lines.join("\n")
 }
 
-type SourcesReport = {
-  readonly database: string
-  readonly schema: string
-  readonly config_file: string
-  readonly sources: ReadonlyArray<{
-    readonly name: string
-    readonly table: string
-    readonly builtin: boolean
-    readonly storage: string | null
-    readonly rows: number | null
-    readonly missing_vectors: number | null
-    readonly triggers: number
-    readonly index: { readonly name: string; readonly state: string; readonly owned: boolean } | null
-  }>
-  readonly problems: ReadonlyArray<string>
-}
+/** What `inspectSources` reports: the shape core defines, not a copy of it. */
+type SourcesReport = Effect.Effect.Success<typeof inspectSources>
 
 /** `pnpm cli sources`: one block per source; the problems follow on stderr with a non-zero exit. */
 export const sourcesTable = (report: SourcesReport): string => {
