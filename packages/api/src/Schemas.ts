@@ -78,7 +78,8 @@ export const StatusResponse = Schema.Struct({
     concurrency: Schema.Int,
     batch_size: Schema.Int,
     paused_for_ms: Schema.Number,
-    last_error: Schema.NullOr(Schema.String)
+    last_error: Schema.NullOr(Schema.String),
+    listening: Schema.Boolean
   }),
   throughput: Schema.Struct({
     last_minute_per_second: Schema.Number,

@@ -43,6 +43,8 @@ export interface AutoEmbedConfigShape {
   readonly leaseSeconds: number
   /** How often the sweeper looks for pending rows nobody has queued. */
   readonly sweepIntervalMs: number
+  /** How often an idle worker looks for claimable rows when no notification woke it. */
+  readonly pollIntervalMs: number
   readonly efSearch: number
   readonly hnswM: number
   readonly hnswEfConstruction: number
@@ -145,6 +147,7 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   retryMaxMs: positiveInt("AUTOEMBED_RETRY_MAX_MS", 30_000),
   leaseSeconds: positiveInt("AUTOEMBED_LEASE_SECONDS", 120),
   sweepIntervalMs: positiveInt("AUTOEMBED_SWEEP_INTERVAL_MS", 10_000),
+  pollIntervalMs: positiveInt("AUTOEMBED_POLL_INTERVAL_MS", 1000, 600_000),
   efSearch: positiveInt("AUTOEMBED_EF_SEARCH", 100, 1000),
   hnswM: positiveInt("AUTOEMBED_HNSW_M", 16, 100).pipe(
     Config.validate({ message: "AUTOEMBED_HNSW_M must be from 2 to 100", validation: (n) => n >= 2 })

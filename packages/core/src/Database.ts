@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Context, Data, Duration, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Context, Data, Duration, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
 import pg from "pg"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { makePgliteClient } from "./PgliteClient.js"
@@ -15,8 +15,14 @@ export interface DatabaseShape {
   readonly kind: "pglite" | "postgres"
   /** Where the data lives, safe to log (no password). */
   readonly description: string
-  /** Notifications sent with NOTIFY (or pg_notify in a trigger) on `channel`. */
+  /**
+   * Notifications sent with NOTIFY (or pg_notify in a trigger) on `channel`. The stream fails when
+   * its connection is lost (notifications may have been missed meanwhile); reconnecting is the
+   * caller's choice, by retrying the stream.
+   */
   readonly listen: (channel: string) => Stream.Stream<string, SqlError>
+  /** Whether a LISTEN connection is up now (status shows whether wake-ups are live). */
+  readonly listening: Effect.Effect<boolean>
 }
 
 /** The database in use. The `SqlClient` beside it is what all code queries through. */
@@ -51,6 +57,45 @@ const reasonOf = (cause: unknown): string => {
   return m.length > 120 ? m.slice(0, 120) + "…" : m
 }
 
+/**
+ * A LISTEN on its own connection. @effect/sql-pg's `listen` swallows the connection's errors, so a
+ * database restart silenced wake-ups for the life of the process; this stream fails instead, and
+ * the caller reconnects. TCP keep-alive finds a connection that died without a word.
+ */
+const listenOn = (url: string, channel: string, live: Ref.Ref<number>): Stream.Stream<string, SqlError> =>
+  Stream.asyncPush<string, SqlError>((emit) =>
+    Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: "autoembed-listen" })
+          const lost = (cause: unknown) => emit.fail(new SqlError({ message: "The LISTEN connection was lost", cause }))
+          client.on("error", lost)
+          client.on("end", () => lost(new Error("connection ended")))
+          client.on("notification", (msg) => {
+            if (msg.channel === channel) emit.single(msg.payload ?? "")
+          })
+          try {
+            await client.connect()
+            await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`)
+          } catch (e) {
+            client.removeAllListeners()
+            client.on("error", () => undefined)
+            await client.end().catch(() => undefined)
+            throw e
+          }
+          return client
+        },
+        catch: (cause) => new SqlError({ message: "Cannot open the LISTEN connection", cause })
+      }).pipe(Effect.tap(() => Ref.update(live, (n) => n + 1))),
+      (client) =>
+        Effect.promise(() => {
+          client.removeAllListeners()
+          client.on("error", () => undefined)
+          return client.end().catch(() => undefined)
+        }).pipe(Effect.timeoutOption(1000), Effect.zipRight(Ref.update(live, (n) => n - 1)))
+    )
+  )
+
 const postgres = (url: Redacted.Redacted<string>) => {
   const where = describeUrl(Redacted.value(url))
   return Layer.unwrapScoped(
@@ -70,11 +115,12 @@ const postgres = (url: Redacted.Redacted<string>) => {
           })
         )
       )
-      const client = Context.get(context, PgClient.PgClient)
+      const live = yield* Ref.make(0)
       const database: DatabaseShape = {
         kind: "postgres",
         description: where,
-        listen: (channel) => client.listen(channel)
+        listen: (channel) => listenOn(Redacted.value(url), channel, live),
+        listening: Ref.get(live).pipe(Effect.map((n) => n > 0))
       }
       return Layer.succeedContext(Context.add(context, Database, database))
     })
@@ -101,7 +147,9 @@ const embedded = (dataDir: string) =>
               Effect.promise(() => db.listen(channel, (payload) => emit.single(payload))),
               (unlisten) => Effect.promise(() => unlisten()).pipe(Effect.ignore)
             )
-          )
+          ),
+        // In-process: nothing to lose.
+        listening: Effect.succeed(true)
       }
       return Context.make(SqlClient.SqlClient, sql).pipe(Context.add(Database, database))
     })

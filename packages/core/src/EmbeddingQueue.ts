@@ -7,10 +7,9 @@ import { type ClaimedItem, EmbeddingStore, type LoadedRow, modelKeyOf } from "./
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { providerRetrySchedule } from "./RetryPolicy.js"
+import { outageSchedule, sqlReason } from "./SqlFailure.js"
 import { type Source, Sources } from "./Sources.js"
 
-/** How often an idle worker looks for claimable rows when nothing woke it. */
-const IDLE_POLL = Duration.seconds(1)
 /** How long the queue pauses after an error that affects every request (bad key, unknown model). */
 const SYSTEMIC_PAUSE_MS = 30_000
 /** Rows a sweep adopts or queues per source and statement before it looks again. */
@@ -40,6 +39,8 @@ export interface QueueStats {
   readonly batchSize: number
   readonly pausedForMs: number
   readonly lastError: string | null
+  /** A LISTEN connection is up: notifications wake the workers at once (else they poll). */
+  readonly listening: boolean
 }
 
 const describe = (e: ProviderError) => `${e.reason}: ${e.message}`.slice(0, 1000)
@@ -92,11 +93,28 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     const stopping = yield* Ref.make(false)
     const retryPolicy = providerRetrySchedule({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs, retries: config.retries })
 
+    // Claim tokens this worker holds, with how many of their rows are not finished yet. After a
+    // failed claim, leases of this worker under any other token are ones it never heard of.
+    const held = new Map<string, number>()
+    const hold = (items: ReadonlyArray<ClaimedItem>) => items.forEach((i) => held.set(i.token, (held.get(i.token) ?? 0) + 1))
+    const letGo = (items: ReadonlyArray<ClaimedItem>) =>
+      items.forEach((i) => {
+        const n = (held.get(i.token) ?? 1) - 1
+        if (n <= 0) held.delete(i.token)
+        else held.set(i.token, n)
+      })
+    let claimFailed = false
+
     const pause = (ms: number) => Ref.update(pausedUntil, (t) => Math.max(t, Date.now() + ms))
 
     /** Leases ready rows up to the prefetch target; returns how many were claimed. */
     const fill = Effect.gen(function*() {
       if ((yield* Ref.get(stopping)) || (yield* Ref.get(pausedUntil)) > Date.now()) return 0
+      if (claimFailed) {
+        const released = yield* store.releaseUnheld(workerId, [...held.keys()])
+        claimFailed = false
+        if (released > 0) yield* Effect.logInfo(`autoembed: gave back ${released} rows a failed claim had leased`)
+      }
       const budget = options.maxClaims === undefined ? Infinity : options.maxClaims - (yield* Ref.get(claimedTotal))
       const free = Math.min(prefetch - Math.max(0, yield* Queue.size(queue)), budget)
       if (free <= 0) return 0
@@ -107,6 +125,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
       const first = hints.length > 0 ? yield* store.claimKeys(hints, workerId) : []
       const rest = free - first.length > 0 ? yield* store.claimReady(free - first.length, workerId, only) : []
       const claimed = [...first, ...rest]
+      hold(claimed)
       yield* Ref.update(claimedTotal, (n) => n + claimed.length)
       if (claimed.length > 0) yield* Queue.offerAll(queue, claimed)
       return claimed.length
@@ -119,9 +138,13 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         return
       }
       const n = yield* fill.pipe(
-        Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: claiming failed; will retry", e.message), 0))
+        Effect.catchAll((e) =>
+          Effect.sync(() => {
+            claimFailed = true
+          }).pipe(Effect.zipRight(Effect.logWarning(`autoembed: claiming failed; will retry (${e.message})`)), Effect.as(0))
+        )
       )
-      if (n === 0) yield* Effect.race(Queue.take(signal.wakes), Effect.sleep(IDLE_POLL))
+      if (n === 0) yield* Effect.race(Queue.take(signal.wakes), Effect.sleep(Duration.millis(config.pollIntervalMs)))
     }).pipe(Effect.forever)
 
     /**
@@ -145,11 +168,44 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
       }
     }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(config.sweepIntervalMs))))
 
-    const listenLoop = database.listen("autoembed_pending").pipe(
-      Stream.runForEach(() => signal.wake),
-      Effect.retry(Schedule.spaced(Duration.seconds(5))),
+    /**
+     * Wake-ups from the triggers' NOTIFY. A lost connection is reopened on a schedule (quick, then
+     * every 2 s) for the life of the worker; each (re)start wakes the claimer once, since
+     * notifications sent meanwhile are lost.
+     */
+    let listenLost = false
+    const listenLoop = signal.wake.pipe(
+      Effect.zipRight(database.listen("autoembed_pending").pipe(
+        Stream.tap(() =>
+          listenLost
+            ? Effect.sync(() => {
+              listenLost = false
+            }).pipe(Effect.zipRight(Effect.logInfo("autoembed: LISTEN connection is back; wake-ups are live again")))
+            : Effect.void
+        ),
+        Stream.runForEach(() => signal.wake)
+      )),
+      Effect.tapError((e) =>
+        listenLost ? Effect.void : Effect.sync(() => {
+          listenLost = true
+        }).pipe(Effect.zipRight(Effect.logWarning(`autoembed: LISTEN failed (${sqlReason(e)}); reconnecting, polling every ${config.pollIntervalMs} ms meanwhile`)))
+      ),
+      Effect.retry(outageSchedule(Duration.infinity)),
       Effect.catchAllCause(() => Effect.void)
     )
+
+    /**
+     * Releases rows whose batch failed, waiting (up to half a lease) for the database to answer.
+     * Rows already completed or released are not touched: the claim token no longer matches.
+     */
+    const giveBack = (items: ReadonlyArray<ClaimedItem>) =>
+      store.release(items, { delayMs: 0, countAttempt: false }).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`autoembed: ${items.length} rows stay leased until their lease ends (${e.message})`))
+      )
+
+    /** At shutdown: a release may not wait out an outage (the drain is bounded); the lease covers the rest. */
+    const releaseNow = (items: ReadonlyArray<ClaimedItem>) =>
+      store.release(items, { delayMs: 0, countAttempt: false }).pipe(Effect.timeoutOption(Duration.seconds(2)), Effect.ignore)
 
     /** Embeds a group of rows; a permanent failure of a group of several is split in two. */
     const embedPairs = (source: Source, pairs: ReadonlyArray<Pair>, outcome: BatchOutcome): Effect.Effect<void, never> =>
@@ -204,7 +260,15 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         } else {
           yield* store.release(items, { delayMs: config.retryBaseMs * 2 ** item.attempts, error: describe(e), countAttempt: true })
         }
-      }).pipe(Effect.catchAll((e) => Effect.logWarning("autoembed: writing a batch failed; its rows stay pending", e.message)))
+      }).pipe(
+        // The database stayed away longer than a statement waits (half a lease): give the rows back
+        // as soon as it answers again, rather than leave them to the lease.
+        Effect.catchAll((e) =>
+          Effect.logWarning(`autoembed: writing a batch failed; its rows go back to the queue (${e.message})`).pipe(
+            Effect.zipRight(giveBack(pairs.map((p) => p.item)))
+          )
+        )
+      )
 
     const processBatch = (batch: ReadonlyArray<ClaimedItem>) =>
       Effect.gen(function*() {
@@ -237,10 +301,12 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         yield* metrics.recordBatch({ ...outcome, latencyMs: Date.now() - started })
         if (options.onBatch) yield* options.onBatch(outcome)
       }).pipe(
-        Effect.catchAll((e) => Effect.logWarning("autoembed: a batch failed; its rows stay pending", e.message)),
+        Effect.catchAll((e) =>
+          Effect.logWarning(`autoembed: a batch failed; its rows go back to the queue (${e.message})`).pipe(Effect.zipRight(giveBack(batch)))
+        ),
         // Interrupted mid-batch (shutdown): give the rows back at once instead of waiting out the lease.
-        Effect.onInterrupt(() => Effect.ignore(store.release(batch, { delayMs: 0, countAttempt: false }))),
-        Effect.ensuring(Ref.update(inFlight, (n) => n - batch.length))
+        Effect.onInterrupt(() => releaseNow(batch)),
+        Effect.ensuring(Ref.update(inFlight, (n) => n - batch.length).pipe(Effect.zipRight(Effect.sync(() => letGo(batch)))))
       )
 
     const workers = Stream.fromQueue(queue).pipe(
@@ -261,7 +327,8 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         yield* Fiber.interrupt(background)
         // Rows claimed but not started go straight back.
         const waiting = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
-        yield* Effect.ignore(store.release(waiting, { delayMs: 0, countAttempt: false }))
+        yield* releaseNow(waiting)
+        letGo(waiting)
         yield* Effect.gen(function*() {
           while ((yield* Ref.get(inFlight)) > 0) yield* Effect.sleep(Duration.millis(20))
         }).pipe(Effect.timeoutOption(DRAIN_TIMEOUT))
@@ -289,7 +356,8 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
           concurrency: config.concurrency,
           batchSize: config.batchSize,
           pausedForMs: Math.max(0, (yield* Ref.get(pausedUntil)) - Date.now()),
-          lastError: yield* Ref.get(lastError)
+          lastError: yield* Ref.get(lastError),
+          listening: yield* database.listening
         }
         return stats
       })

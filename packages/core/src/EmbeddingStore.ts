@@ -1,12 +1,14 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as Statement from "@effect/sql/Statement"
 import type { Fragment } from "@effect/sql/Statement"
-import { Effect } from "effect"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Duration, Effect } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
 import type { RowKey } from "./PendingSignal.js"
 import { sourceSql } from "./SourceSql.js"
 import { type Source, Sources } from "./Sources.js"
+import { nameFailure, resilient } from "./SqlFailure.js"
 import { stateTables } from "./State.js"
 import { vectorArrayBinary, vectorLiteral } from "./VectorEncoding.js"
 
@@ -53,6 +55,12 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const config = yield* AutoEmbedConfig
     const database = yield* Database
     const leaseSeconds = config.leaseSeconds
+    // A worker's statement waits out an outage for half a lease: its rows stay held meanwhile, and
+    // what it already did (vectors paid for) is not lost to the lease running out.
+    const retried = (name: string) => resilient(`EmbeddingStore.${name}`, Duration.seconds(leaseSeconds / 2))
+    // A claim is not retried (it may have committed before the connection dropped: see releaseUnheld).
+    const named = (name: string) => <A, R>(self: Effect.Effect<A, SqlError, R>) =>
+      self.pipe(Effect.mapError(nameFailure(`EmbeddingStore.${name}`)), Effect.withSpan(`EmbeddingStore.${name}`))
 
     // The `vector` type's oid, looked up on the first write (the extension may be created after
     // this service), for the binary vector[] parameter on PostgreSQL.
@@ -107,7 +115,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           ORDER BY next_attempt_at
           LIMIT ${limit}
           FOR UPDATE SKIP LOCKED`)
-      }).pipe(Effect.withSpan("EmbeddingStore.claimReady"))
+      }).pipe(named("claimReady"))
 
     /** Claims these rows if they are ready (the hook's fresh ids go first). */
     const claimKeys = (keys: ReadonlyArray<RowKey>, workerId: string) =>
@@ -119,7 +127,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
             ON q.source = k.source AND q.row_id = k.row_id
           WHERE q.failed_at IS NULL AND q.next_attempt_at <= now()
           FOR UPDATE OF q SKIP LOCKED`)
-      }).pipe(Effect.withSpan("EmbeddingStore.claimKeys"))
+      }).pipe(named("claimKeys"))
 
     const keyArrays = (items: ReadonlyArray<ClaimedItem>) => ({
       sources: items.map((i) => i.source),
@@ -141,7 +149,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           RETURNING q.source, q.row_id`
         const held = new Set(rows.map((r) => `${r.source}\u0000${r.row_id}`))
         return items.filter((i) => held.has(`${i.source}\u0000${i.rowId}`))
-      }).pipe(Effect.withSpan("EmbeddingStore.renew"))
+      }).pipe(retried("renew"))
 
     /** Current text of these rows; rows that no longer exist are absent. */
     const loadTexts = (source: Source, rowIds: ReadonlyArray<string>, model: string) =>
@@ -156,7 +164,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           ) x
           LEFT JOIN ${st.rows} s ON s.source = ${source.name} AND s.row_id = x.ae_id`
         return rows.map((r): LoadedRow => ({ rowId: r.row_id, text: r.text ?? "", hash: r.hash, upToDate: r.up_to_date }))
-      }).pipe(Effect.withSpan("EmbeddingStore.loadTexts"))
+      }).pipe(retried("loadTexts"))
 
     /** Records what the written rows were embedded from, in the same statement as the vectors. */
     const recordRows = (source: Source, model: string, written: Fragment) => sql<{ row_id: string }>`
@@ -196,7 +204,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
               ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding)`
         const done = yield* recordRows(source, model, written)
         return done.map((r) => r.row_id)
-      }).pipe(Effect.withSpan("EmbeddingStore.writeVectors"))
+      }).pipe(retried("writeVectors"))
 
     /** Removes finished queue rows, only where no newer change re-queued them meanwhile. */
     const complete = (items: ReadonlyArray<ClaimedItem>) =>
@@ -207,7 +215,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           DELETE FROM ${st.queue} q
           USING unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
           WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
-      }).pipe(Effect.withSpan("EmbeddingStore.complete"))
+      }).pipe(retried("complete"))
 
     /** Gives rows back for a later attempt (after `delayMs`), recording the error. */
     const release = (items: ReadonlyArray<ClaimedItem>, options: { delayMs: number; error?: string; countAttempt: boolean }) =>
@@ -222,7 +230,23 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
               last_error = coalesce(${options.error ?? null}, q.last_error)
           FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
           WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
-      }).pipe(Effect.withSpan("EmbeddingStore.release"))
+      }).pipe(retried("release"))
+
+    /**
+     * Gives back every lease of `workerId` except the claims it still holds (`held` tokens). A claim
+     * whose connection dropped after the UPDATE committed leased rows the worker never heard of;
+     * without this they would wait out the whole lease after a database blip.
+     */
+    const releaseUnheld = (workerId: string, held: ReadonlyArray<string>) =>
+      Effect.map(
+        sql<{ n: number }>`
+          WITH r AS (
+            UPDATE ${st.queue} SET locked_until = NULL, locked_by = NULL, claim_token = NULL, next_attempt_at = now()
+            WHERE locked_by = ${workerId} AND claim_token IS NOT NULL AND NOT (claim_token = ANY(${held}::text[]))
+            RETURNING 1
+          ) SELECT count(*)::int AS n FROM r`,
+        (rows) => rows[0]?.n ?? 0
+      ).pipe(retried("releaseUnheld"))
 
     /** Marks rows failed with their error; they stay out of the way until `retryFailed`. */
     const fail = (items: ReadonlyArray<ClaimedItem>, error: string) =>
@@ -235,7 +259,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
               attempts = q.attempts + 1, last_error = ${error}, last_attempt_at = now()
           FROM unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)
           WHERE q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
-      }).pipe(Effect.withSpan("EmbeddingStore.fail"))
+      }).pipe(retried("fail"))
 
     /** Queue rows whose source row is gone (deleted while pending): dropped, not retried. */
     const drop = (items: ReadonlyArray<ClaimedItem>) => complete(items)
@@ -314,7 +338,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           queued += yield* queueMissing(s, model, limit)
         }
         return { adopted, queued }
-      }).pipe(Effect.withSpan("EmbeddingStore.discover"))
+      }).pipe(named("discover"))
 
     /** Puts failed rows back in the queue with a fresh attempt count. */
     const retryFailed = (only: ReadonlyArray<string> = sources.names) =>
@@ -327,7 +351,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
             RETURNING 1
           ) SELECT count(*)::int AS n FROM r`,
         (rows) => rows[0]?.n ?? 0
-      ).pipe(Effect.withSpan("EmbeddingStore.retryFailed"))
+      ).pipe(named("retryFailed"))
 
     /** Exact per-source counts, from the user's table, autoembed's bookkeeping and the (small) queue table. */
     const counts = (model: string, options: { withTotal: boolean } = { withTotal: true }) =>
@@ -368,7 +392,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
             oldestPendingSeconds: r.oldest === null ? null : Math.round(r.oldest)
           }
           return [s.name, c] as const
-        })).pipe(Effect.map((entries) => Object.fromEntries(entries) as Record<string, SourceCounts>), Effect.withSpan("EmbeddingStore.counts"))
+        })).pipe(Effect.map((entries) => Object.fromEntries(entries) as Record<string, SourceCounts>), named("counts"))
 
     /** The last errors recorded on queue rows, newest first. */
     const recentErrors = (limit = 5) =>
@@ -385,6 +409,7 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       writeVectors,
       complete,
       release,
+      releaseUnheld,
       fail,
       drop,
       discover,

@@ -4,7 +4,8 @@ import { Data, Effect } from "effect"
 import type { IndexKind } from "./AutoEmbedConfig.js"
 import { DatabaseError } from "./Database.js"
 import { migrations } from "./migrations/index.js"
-import { type Source, sqlReason, type VectorIndexSpec } from "./SourceCatalog.js"
+import { type Source, type VectorIndexSpec } from "./SourceCatalog.js"
+import { sqlReason } from "./SqlFailure.js"
 import { migrationsTable, stateTables } from "./State.js"
 
 /** The vector column of a source does not have the configured number of dimensions. */

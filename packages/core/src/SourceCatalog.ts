@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 import type { SourceConfig } from "./SourceConfig.js"
+import { sqlReason } from "./SqlFailure.js"
 import { vectorTableName } from "./State.js"
 
 /** How a filter column compares: numbers and dates take ranges, the rest equality. */
@@ -318,12 +319,3 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
     return { source, problems: [] as Array<string> }
   })
 
-/** The database's own words for a failed statement: its message and SQLSTATE, not the client's wrapper. */
-export const sqlReason = (error: unknown): string => {
-  let c: any = error
-  for (let i = 0; i < 6 && c; i++) {
-    if (typeof c.code === "string" && typeof c.message === "string") return `${c.message} (SQLSTATE ${c.code})`
-    c = c.cause
-  }
-  return String((error as any)?.cause?.message ?? (error as any)?.message ?? error).split("\n")[0]
-}

@@ -42,6 +42,8 @@ export interface StatusReport {
     readonly batch_size: number
     readonly paused_for_ms: number
     readonly last_error: string | null
+    /** Notifications wake the workers at once; false while LISTEN reconnects (they poll meanwhile) or without workers. */
+    readonly listening: boolean
   }
   readonly throughput: {
     readonly last_minute_per_second: number
@@ -109,6 +111,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       }
       if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")
       const st = Option.getOrUndefined(stats)
+      if (st !== undefined && !st.listening) notes.push(`wake-ups are down (the LISTEN connection is reconnecting); workers poll every ${config.pollIntervalMs} ms meanwhile`)
       const result: StatusReport = {
         sources: sourcesReport,
         queue: {
@@ -120,7 +123,8 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           concurrency: st?.concurrency ?? config.concurrency,
           batch_size: st?.batchSize ?? config.batchSize,
           paused_for_ms: st?.pausedForMs ?? 0,
-          last_error: st?.lastError ?? null
+          last_error: st?.lastError ?? null,
+          listening: st?.listening ?? false
         },
         throughput: {
           last_minute_per_second: Math.round((sum(6) / 60) * 100) / 100,
