@@ -1,3 +1,4 @@
+import { isConflict, isConnectionLoss, sqlReason, sqlStateOf } from "@autoembed/core"
 import { Cause, Option, ParseResult } from "effect"
 
 /** Every status the API answers an error with; the OpenAPI document lists the same set. */
@@ -36,27 +37,6 @@ export interface Mapped {
 const MAX_DETAILS = 2000
 
 const truncate = (s: string, max: number) => (s.length <= max ? s : s.slice(0, max) + "…")
-
-/** An error and its causes, outermost first (at most six deep: drivers wrap a few times, never more). */
-const causeChain = (e: unknown): Array<{ code?: unknown; message?: unknown }> => {
-  const chain = []
-  for (let c: any = e; c && chain.length < 6; c = c.cause) chain.push(c)
-  return chain
-}
-
-/** Network-level failures reaching the database (no SQLSTATE): the database, not the request or a bug. */
-const CONNECTION_CODES = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/
-const CONNECTION_MESSAGES = /connection (terminated|refused|closed)|timeout exceeded when trying to connect/i
-const connectionProblem = (e: unknown): boolean =>
-  causeChain(e).some((c) =>
-    (typeof c.code === "string" && CONNECTION_CODES.test(c.code)) || (typeof c.message === "string" && CONNECTION_MESSAGES.test(c.message))
-  )
-
-const SQL_STATE = /^[0-9A-Z]{5}$/
-
-/** The SQLSTATE of a database error, searched through its causes (pg and PGlite both set `code`). */
-const sqlState = (e: unknown): string | undefined =>
-  causeChain(e).map((c) => c.code).find((code): code is string => typeof code === "string" && SQL_STATE.test(code))
 
 const internal = (detail: string): Mapped => ({
   error: new ApiError(500, "internal_error", "Internal error; the server log has the details under this request id"),
@@ -100,17 +80,24 @@ export const mapError = (e: unknown): Mapped => {
     }
     case "SqlError":
     case "DatabaseError": {
-      const state = sqlState(e)
-      const detail = `${message} ${state ?? ""} ${String((e as { cause?: unknown }).cause ?? "")}`.slice(0, 1000)
+      const state = sqlStateOf(e)
+      const detail = `${message} ${state === undefined ? "" : `(SQLSTATE ${state}) `}${sqlReason(e)}`.slice(0, 1000)
       // 23505/23503: a concurrent write of the same key, or a row deleted meanwhile (e.g. two ingests of one external_id).
       if (state === "23505" || state === "23503") return { error: new ApiError(409, "conflict", "A concurrent write changed the same rows; retry the request"), log: { level: "warning", detail } }
+      // Deadlock or serialization failure that outlasted core's retries: a race with another client, not an outage.
+      if (isConflict(e)) {
+        return {
+          error: new ApiError(409, "write_conflict", "Concurrent requests kept writing the same rows; retry the request", { sqlstate: state }, { "retry-after": "1" }),
+          log: { level: "warning", detail }
+        }
+      }
       // Class 22 (data exception): a value the schema let through but PostgreSQL refuses, such as a NUL character in text.
       if (state !== undefined && state.startsWith("22")) {
         return { error: new ApiError(422, "invalid_value", "The database refused a value in the request (for example a NUL character in text)", { sqlstate: state }), log: { level: "warning", detail } }
       }
-      // Class 40 (serialization, deadlock), 53 (resources), 57 (shutdown), 08 (connection): the database, not the request.
-      if ((state === undefined && connectionProblem(e)) || (state !== undefined && /^(08|40|53|57)/.test(state)) || tagged._tag === "DatabaseError") {
-        return { error: new ApiError(503, "database_unavailable", "The database is unavailable; retry later", null, { "retry-after": "5" }), log: { level: "error", detail } }
+      // Connection lost, too many connections, shutting down or recovering: the database, not the request.
+      if (isConnectionLoss(e) || (state !== undefined && /^(53|57)/.test(state)) || tagged._tag === "DatabaseError") {
+        return { error: new ApiError(503, "database_unavailable", "The database is unavailable; retry later", state === undefined ? null : { sqlstate: state }, { "retry-after": "5" }), log: { level: "error", detail } }
       }
       return internal(detail)
     }

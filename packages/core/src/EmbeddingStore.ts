@@ -42,6 +42,9 @@ export interface SourceCounts {
   readonly oldestPendingSeconds: number | null
 }
 
+const compareKeys = (a: RowKey, b: RowKey): number =>
+  a.source < b.source ? -1 : a.source > b.source ? 1 : a.rowId < b.rowId ? -1 : a.rowId > b.rowId ? 1 : 0
+
 const newToken = () => `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`
 
 /**
@@ -129,12 +132,16 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           FOR UPDATE OF q SKIP LOCKED`)
       }).pipe(named("claimKeys"))
 
-    const keyArrays = (items: ReadonlyArray<ClaimedItem>) => ({
-      sources: items.map((i) => i.source),
-      ids: items.map((i) => i.rowId),
-      versions: items.map((i) => i.version),
-      tokens: items.map((i) => i.token)
-    })
+    /** In key order, so that two statements over overlapping rows lock them in the same order (no deadlock). */
+    const keyArrays = (unordered: ReadonlyArray<ClaimedItem>) => {
+      const items = [...unordered].sort(compareKeys)
+      return {
+        sources: items.map((i) => i.source),
+        ids: items.map((i) => i.rowId),
+        versions: items.map((i) => i.version),
+        tokens: items.map((i) => i.token)
+      }
+    }
 
     /** Extends the lease of items still held by their claim; returns those (a lost lease drops the item). */
     const renew = (items: ReadonlyArray<ClaimedItem>) =>

@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Data, Effect, Schema } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { PendingSignal, type RowKey } from "./PendingSignal.js"
+import { conflictSchedule, isConflict } from "./SqlFailure.js"
 import { stateTables } from "./State.js"
 
 const Text = (max: number) => Schema.String.pipe(Schema.minLength(1), Schema.maxLength(max))
@@ -73,6 +74,20 @@ const builtinOff = new BuiltinDisabled({
     "set AUTOEMBED_BUILTIN=true (or \"builtin\": true in the file) to use it beside them"
 })
 
+const byExternalId = (a: MessageInput, b: MessageInput): number => {
+  const x = a.external_id ?? null
+  const y = b.external_id ?? null
+  if (x === null || y === null) return x === y ? 0 : x === null ? 1 : -1
+  return x < y ? -1 : x > y ? 1 : 0
+}
+
+/**
+ * A transaction that lost a race with a concurrent one (deadlock, serialization failure) runs
+ * again from the start: a client should not see a 5xx because another client wrote the same rows.
+ */
+const retryConflicts = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
+  Effect.retry(transaction, { schedule: conflictSchedule, while: isConflict })
+
 /**
  * Persists messages and extraction results. Pending-embedding state is written by the tables'
  * triggers in the same transaction; after commit the hook wakes the queue with the ids, never
@@ -93,8 +108,19 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
         ...(ids.messageIds ?? []).map((id): RowKey => ({ source: "messages", rowId: String(id) }))
       ])
 
+    /**
+     * Writes in a fixed order (by external_id, then the rest), so two requests sharing ids lock the
+     * same rows in the same order instead of deadlocking; ids come back in the request's order.
+     */
     const insertMessages = (messages: ReadonlyArray<MessageInput>) =>
-      Effect.forEach(messages, (m) =>
+      Effect.gen(function*() {
+        const order = messages.map((_, i) => i).sort((a, b) => byExternalId(messages[a], messages[b]) || a - b)
+        const ids = new Array<number>(messages.length)
+        for (const i of order) ids[i] = yield* insertMessage(messages[i])
+        return ids
+      })
+
+    const insertMessage = (m: MessageInput) =>
         Effect.map(
           sql<{ id: number }>`
             INSERT INTO messages (content, chat_id, author, sent_at, external_id, importance)
@@ -106,12 +132,12 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
               updated_at = CASE WHEN messages.content IS DISTINCT FROM EXCLUDED.content THEN now() ELSE messages.updated_at END
             RETURNING id`,
           (rows) => rows[0].id
-        ))
+        )
 
     /** Saves a batch of messages (an `external_id` seen before updates that message instead of duplicating it). */
     const ingestMessages = Effect.fn("Extraction.ingestMessages")(function*(request: IngestMessagesRequest) {
       yield* requireBuiltin
-      const ids = yield* sql.withTransaction(insertMessages(request.messages))
+      const ids = yield* sql.withTransaction(insertMessages(request.messages)).pipe(retryConflicts)
       yield* afterExtraction({ messageIds: ids })
       return { ids }
     })
@@ -131,7 +157,8 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
           // Topics: upsert by name; atoms may name a topic not listed, which is created too.
           const topicNames = [...new Set([...request.topics.map((t) => t.name), ...request.atoms.flatMap((a) => (a.topic ? [a.topic] : []))])]
           const topicIds = new Map<string, number>()
-          for (const name of topicNames) {
+          // In sorted order: concurrent extractions upsert shared topics in one order (no deadlock between them).
+          for (const name of [...topicNames].sort()) {
             const description = request.topics.find((t) => t.name === name)?.description ?? null
             const [row] = yield* sql<{ id: number }>`
               INSERT INTO topics (name, description) VALUES (${name}, ${description})
@@ -218,10 +245,10 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
               SELECT 'messages', id::text FROM messages WHERE id = ANY(${messageIds}::bigint[]) AND embedding IS NULL
               ON CONFLICT DO NOTHING`
           }
-          const result: ExtractionResult = { topic_ids: [...topicIds.values()], atom_ids: atomIds, message_ids: messageIds }
+          const result: ExtractionResult = { topic_ids: topicNames.map((name) => topicIds.get(name)!), atom_ids: atomIds, message_ids: messageIds }
           return result
         })
-      )
+      ).pipe(retryConflicts)
       yield* afterExtraction({ atomIds: result.atom_ids, messageIds: result.message_ids })
       return result
     })
