@@ -214,7 +214,8 @@ const search = Command.make(
         const snippet = r.content.replace(/\s+/g, " ").slice(0, 160)
         return `${head}\n      ${snippet}`
       })
-      yield* Console.log([`${result.mode} search for "${result.query}" (${result.model})`, "", ...lines].join("\n"))
+      const degraded = result.degraded === undefined ? [] : [`(text results only: ${result.degraded})`]
+      yield* Console.log([`${result.mode} search for "${result.query}" (${result.model})`, ...degraded, "", ...lines].join("\n"))
     }).pipe(Effect.provide(services()))
 ).pipe(Command.withDescription("Semantic, full-text or hybrid search over embedded rows"))
 

@@ -2,7 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment } from "@effect/sql/Statement"
 import { Effect, Schema } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
-import { EmbeddingProvider } from "./EmbeddingProvider.js"
+import { EmbeddingProvider, type ProviderError } from "./EmbeddingProvider.js"
 import { modelKeyOf } from "./EmbeddingStore.js"
 import { vectorLiteral } from "./VectorEncoding.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
@@ -159,7 +159,12 @@ export const SearchResponse = Schema.Struct({
   query: Schema.String,
   mode: SearchMode,
   model: Schema.String,
-  results: Schema.Array(SearchResult)
+  results: Schema.Array(SearchResult),
+  /**
+   * Set when a hybrid search answered from its text half alone because the provider could not
+   * embed the query (outage, rate limit): "vector leg unavailable: <reason>".
+   */
+  degraded: Schema.optional(Schema.String)
 })
 export type SearchResponse = typeof SearchResponse.Type
 
@@ -428,13 +433,33 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
         WHERE t.${id(s)} = ANY(${idList(s, ids)})`
     }
 
+    type QueryVector = { readonly vector?: string; readonly degraded?: string }
+    /**
+     * The query's vector. Hybrid search does not need it to answer: when the provider cannot embed
+     * the query, it answers from its text half and says so; vector search fails (503 in the API).
+     */
+    const queryVector = (request: SearchRequest): Effect.Effect<QueryVector, ProviderError> =>
+      embedQuery(request.q).pipe(
+        Effect.map((v): QueryVector => ({ vector: vectorLiteral(v) })),
+        Effect.catchTag("ProviderError", (e) =>
+          request.mode === "hybrid"
+            ? Effect.as(
+              Effect.logWarning(`autoembed: hybrid search answered from text only (${e.reason}: ${e.message})`),
+              { degraded: `vector leg unavailable: ${e.reason}: ${e.message}`.slice(0, 500) }
+            )
+            : Effect.fail(e)
+        )
+      )
+
     const run = (request: SearchRequest, options: SearchOptions) =>
       Effect.gen(function*() {
         const searched = yield* resolveSources(request)
         const wantsVector = request.mode !== "text"
         const wantsText = request.mode !== "vector"
         const depth = request.mode === "hybrid" ? Math.max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_DEPTH_MIN) : request.limit
-        const vector = wantsVector && searched.length > 0 ? vectorLiteral(yield* embedQuery(request.q)) : undefined
+        const embedded = wantsVector && searched.length > 0 ? yield* queryVector(request) : undefined
+        const vector = embedded?.vector
+        const degraded = embedded?.degraded
         const tsqueries = new Map<string, string>()
         if (wantsText) {
           for (const language of new Set(searched.map((s) => s.language))) tsqueries.set(language, yield* toTsquery(request.q, language))
@@ -489,7 +514,8 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
             created_at: isoOf(row.created_at)
           }]
         })
-        return { query: request.q, mode: request.mode, model: modelKey, results: ranked } satisfies SearchResponse
+        const response: SearchResponse = { query: request.q, mode: request.mode, model: modelKey, results: ranked }
+        return degraded === undefined ? response : { ...response, degraded }
       })
 
     /** Runs a decoded search request (see `SearchRequest`). */
