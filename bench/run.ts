@@ -9,13 +9,14 @@ import { main as encoding } from "./encoding.js"
 import { main as hook } from "./hook.js"
 import { fmt } from "./lib.js"
 import { main as memory } from "./memory.js"
+import { main as outage } from "./outage.js"
 import { main as pipeline } from "./pipeline.js"
 import { main as search } from "./search.js"
 import { main as write } from "./write.js"
 
 /** In run order: quick ones first, the 100,000-row search last. */
-const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = { hook, write, encoding, pipeline, memory, search, bulk }
-/** Issue 11's bulk figures (100,000 rows, about 10 minutes) run on their own: `pnpm bench bulk`. */
+const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = { hook, write, encoding, pipeline, memory, search, bulk, outage }
+/** Issue 11's bulk figures (100,000 rows, about 10 minutes) and the outage figure run on their own: `pnpm bench bulk`, `pnpm bench outage`. */
 const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search"]
 
 const [name, ...rest] = process.argv.slice(2)

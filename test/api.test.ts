@@ -124,6 +124,8 @@ describe("API with workers and no token", () => {
     expect(text).toMatch(/^autoembed_batch_duration_seconds_bucket\{le="\+Inf"\} [1-9]\d*$/m)
     expect(text).toMatch(/^autoembed_search_duration_seconds_count [1-9]\d*$/m)
     expect(text).toMatch(/^autoembed_queue_depth \d+$/m)
+    // The workers of this process listen for NOTIFY (PGlite in-process, or PostgreSQL's LISTEN connection).
+    expect(text).toMatch(/^autoembed_wakeups_live 1$/m)
     expect(text).toMatch(/^autoembed_provider_errors_total\{reason="RateLimited"\} 0$/m)
     expect(text).toMatch(/^autoembed_rows\{source="messages",state="embedded"\} \d+$/m)
     expect(text).toMatch(/^autoembed_http_requests_total\{method="GET",route="\/v1\/search",status="200"\} \d+$/m)

@@ -80,7 +80,8 @@ export const renderMetrics = (http: HttpMetrics) =>
       ...metric("autoembed_queue_depth", "gauge", "Claimed rows waiting in this process's in-memory queue.", [["", Option.match(stats, { onNone: () => 0, onSome: (q) => Math.max(0, q.depth) })]]),
       ...metric("autoembed_queue_capacity", "gauge", "Bound of the in-memory queue.", [["", Option.match(stats, { onNone: () => 0, onSome: (q) => q.capacity })]]),
       ...metric("autoembed_queue_in_flight", "gauge", "Rows being embedded right now by this process.", [["", Option.match(stats, { onNone: () => 0, onSome: (q) => q.inFlight })]]),
-      ...metric("autoembed_workers_running", "gauge", "1 when this process runs embedding workers.", [["", Option.isSome(stats) ? 1 : 0]])
+      ...metric("autoembed_workers_running", "gauge", "1 when this process runs embedding workers.", [["", Option.isSome(stats) ? 1 : 0]]),
+      ...metric("autoembed_wakeups_live", "gauge", "1 while this process's workers are woken by LISTEN/NOTIFY; 0 while it reconnects (they poll) or without workers.", [["", Option.match(stats, { onNone: () => 0, onSome: (q) => (q.listening ? 1 : 0) })]])
     ]
     if (Option.isSome(status)) {
       const rows: Array<[string, number]> = []

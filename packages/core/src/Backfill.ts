@@ -1,5 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Context, Duration, Effect, FiberSet, Ref, Schema, Scope } from "effect"
+import { Cause, Context, Duration, Effect, FiberSet, Ref, Schema, Scope } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import type { Database } from "./Database.js"
 import type { PendingSignal } from "./PendingSignal.js"
@@ -8,6 +8,7 @@ import { EmbeddingProvider } from "./EmbeddingProvider.js"
 import { type BatchOutcome, makeEmbeddingPipeline } from "./EmbeddingQueue.js"
 import { EmbeddingStore, modelKeyOf } from "./EmbeddingStore.js"
 import { Sources } from "./Sources.js"
+import { sqlReason } from "./SqlFailure.js"
 import { stateTables } from "./State.js"
 import { VectorIndex } from "./VectorIndex.js"
 
@@ -305,7 +306,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         Effect.catchAllCause((cause) =>
           Effect.gen(function*() {
             const ref = jobs.get(id)!
-            const job = { ...(yield* Ref.get(ref)), state: "failed" as const, error: String(cause).slice(0, 500), finished_at: new Date().toISOString() }
+            const job = { ...(yield* Ref.get(ref)), state: "failed" as const, error: sqlReason(Cause.squash(cause)).slice(0, 500), finished_at: new Date().toISOString() }
             yield* Ref.set(ref, job)
             yield* persistJob(job, request)
           })
