@@ -66,7 +66,8 @@ describe.skipIf(!serverUrl())("worker processes on one PostgreSQL database", () 
     const byWorker = new Set(ok.filter((r) => r.inputs[0] !== PROBE).map((r) => r.authorization))
     expect(byWorker.size).toBeGreaterThanOrEqual(2)
     expect(await count("SELECT count(*) AS n FROM autoembed.queue")).toBe(0)
-    for (const w of workers) expect(await w.exited).toBe(130)
+    // A stop request is how a worker is meant to end: exit 0 after its drain.
+    for (const w of workers) expect(await w.exited).toBe(0)
   }, 180_000)
 
   it("a worker killed with SIGKILL mid-work loses nothing: after a restart every row is embedded", async () => {

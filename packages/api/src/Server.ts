@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs"
 import type { AddressInfo } from "node:net"
-import { AutoEmbedConfig, type AutoEmbedConfigShape, loadSampleDataIfEmpty } from "@autoembed/core"
+import { AutoEmbedConfig, type AutoEmbedConfigShape, drainTimeoutSetting, loadSampleDataIfEmpty } from "@autoembed/core"
 import { serve, type ServerType } from "@hono/node-server"
-import { Option } from "effect"
+import { Effect, Either, Option } from "effect"
 import { makeApp } from "./App.js"
+import { HARD_EXIT_GRACE_MS, processStop, type StopReason } from "./Lifecycle.js"
 import { type Level, makeLog } from "./Log.js"
 import { type ApiRuntime, makeRuntime, StartupFailure } from "./Runtime.js"
 
@@ -27,11 +28,12 @@ export interface RunningServer {
   readonly host: string
   readonly port: number
   readonly runtime: ApiRuntime
-  /** Stops accepting, lets in-flight requests finish (10 s at most), then disposes the runtime (drains workers, closes the database). */
+  /**
+   * Stops accepting, lets in-flight requests finish (AUTOEMBED_DRAIN_TIMEOUT_MS at most), then
+   * disposes the runtime (drains workers, closes the database).
+   */
   readonly close: () => Promise<void>
 }
-
-const DRAIN_TIMEOUT_MS = 10_000
 
 const version = (): string => {
   try {
@@ -52,6 +54,21 @@ const listen = (server: ServerType, host: string, port: number) =>
       server.off("error", onError)
       resolve(server.address() as AddressInfo)
     })
+  })
+
+/** Stops accepting and waits for in-flight requests, at most `drainMs`; then cuts the connections still open. */
+const closeHttp = (server: ServerType, drainMs: number) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      if ("closeAllConnections" in server) server.closeAllConnections()
+      resolve()
+    }, drainMs)
+    server.close(() => {
+      clearTimeout(timer)
+      resolve()
+    })
+    // Idle keep-alive sockets would hold close() open; busy ones finish their request first.
+    if ("closeIdleConnections" in server) server.closeIdleConnections()
   })
 
 /** Builds the runtime, loads sample data if asked, and listens. Throws `StartupFailure` (one line, exit code) when it cannot. */
@@ -85,18 +102,7 @@ export const startServer = async (options: ServerOptions): Promise<RunningServer
     let closing: Promise<void> | undefined
     const close = () =>
       (closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            if ("closeAllConnections" in server) server.closeAllConnections()
-            resolve()
-          }, DRAIN_TIMEOUT_MS)
-          server.close(() => {
-            clearTimeout(timer)
-            resolve()
-          })
-          // Idle keep-alive sockets would hold close() open; busy ones finish their request first.
-          if ("closeIdleConnections" in server) server.closeIdleConnections()
-        })
+        await closeHttp(server, config.drainTimeoutMs)
         await runtime.dispose()
       })())
     return { url, host: config.host, port: address.port, runtime, close }
@@ -107,12 +113,30 @@ export const startServer = async (options: ServerOptions): Promise<RunningServer
 }
 
 /**
- * Runs until SIGTERM or SIGINT, then shuts down gracefully. Used by `pnpm start` (`{ workers: true,
- * sampleData: true }`), `pnpm cli serve` (`{ workers: false }`) and `pnpm cli worker`
- * (`{ workers: true, api: false }`). A start-up failure prints one line to stderr and exits with
- * 2 (configuration, provider) or 1 (database, other).
+ * The bound of a whole shutdown: in-flight requests (one drain), the workers' batches (another, when
+ * this process runs workers), and a grace period for closing the database.
+ */
+const hardExitBound = (drainMs: number, options: ServerOptions) => drainMs * (options.workers ? 2 : 1) + HARD_EXIT_GRACE_MS
+
+/** AUTOEMBED_DRAIN_TIMEOUT_MS before the configuration is loaded; a bad value is reported by start-up itself. */
+const drainBeforeStart = (options: ServerOptions): number =>
+  options.config?.drainTimeoutMs ?? Either.getOrElse(Effect.runSync(Effect.either(drainTimeoutSetting)), () => 15_000)
+
+const stderrNote = (message: string) => process.stderr.write(`autoembed: ${message}\n`)
+
+/**
+ * Runs until SIGTERM, SIGINT or the exit of its parent process, then shuts down gracefully (once:
+ * further signals are logged and ignored; a shutdown that overruns its bound exits with code 1).
+ * Used by `pnpm start` (`{ workers: true, sampleData: true }`) and `pnpm cli serve`
+ * (`{ workers: false }`); `{ workers: true, api: false }` serves only health and metrics. A start-up
+ * failure prints one line to stderr and exits with 2 (configuration, provider) or 1 (database, other).
  */
 export const runServer = async (options: ServerOptions): Promise<void> => {
+  const stop = processStop()
+  // Before start-up: the workers may claim rows while the server starts, and a signal then must release them too.
+  stop.install({ hardExitAfterMs: hardExitBound(drainBeforeStart(options), options), log: stderrNote })
+  stop.watchParent()
+  const requested = new Promise<StopReason>((resolve) => stop.onStop(resolve))
   let running: RunningServer
   try {
     running = await startServer(options)
@@ -124,6 +148,7 @@ export const runServer = async (options: ServerOptions): Promise<void> => {
   const { url } = running
   const config = await running.runtime.runPromise(AutoEmbedConfig)
   const log = makeLog(config.logLevel as Level)
+  stop.install({ hardExitAfterMs: hardExitBound(config.drainTimeoutMs, options), log: (m) => log.write("warning", m) })
   if (options.api !== false) {
     log.write("info", `autoembed listening on ${url}`, {
       page: `${url}/`,
@@ -134,21 +159,13 @@ export const runServer = async (options: ServerOptions): Promise<void> => {
   } else {
     log.write("info", `autoembed worker running; health on ${url}/healthz, metrics on ${url}/metrics`)
   }
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      process.off("SIGTERM", onTerm)
-      process.off("SIGINT", onInt)
-      log.write("info", `${signal}: shutting down (finishing requests, draining workers)`)
-      running.close().then(resolve, (e) => {
-        process.stderr.write(`autoembed: shutdown failed: ${String((e as Error)?.message ?? e).split("\n")[0]}\n`)
-        process.exitCode = 1
-        resolve()
-      })
-    }
-    const onTerm = () => stop("SIGTERM")
-    const onInt = () => stop("SIGINT")
-    process.once("SIGTERM", onTerm)
-    process.once("SIGINT", onInt)
-  })
+  const reason = await requested
+  log.write("info", `${reason}: shutting down (finishing requests, draining workers)`)
+  try {
+    await running.close()
+  } catch (e) {
+    process.stderr.write(`autoembed: shutdown failed: ${String((e as Error)?.message ?? e).split("\n")[0]}\n`)
+    process.exitCode = 1
+  }
   log.write("info", "autoembed stopped")
 }

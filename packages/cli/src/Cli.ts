@@ -13,6 +13,7 @@ import {
   uninstall as uninstallAll,
   VectorIndex
 } from "@autoembed/core"
+import { processStop, type StopReason } from "@autoembed/api/lifecycle"
 import { Args, Command, Options, Prompt } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult } from "effect"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
@@ -244,13 +245,24 @@ const serve = Command.make("serve", {}, () =>
   })
 ).pipe(Command.withDescription("Run the HTTP API only (run the embedding workers with `worker`)"))
 
+/**
+ * Waits for SIGTERM, SIGINT or the exit of the parent process. The worker then returns normally:
+ * its services drain (batches in flight finish, claimed rows go back) and it exits with 0.
+ */
+const untilStopRequested = Effect.async<StopReason>((resume) => {
+  const stop = processStop()
+  stop.watchParent()
+  return Effect.sync(stop.onStop((reason) => resume(Effect.succeed(reason))))
+})
+
 const worker = Command.make("worker", {}, () =>
   Effect.gen(function*() {
     const status = yield* Effect.flatMap(Status, (s) => s.report())
     yield* Console.log(
       `autoembed worker ${status.queue.worker_id} embedding with ${status.provider.model_key} on ${status.database.description}; Ctrl-C or SIGTERM stops it gracefully.`
     )
-    return yield* Effect.never
+    const reason = yield* untilStopRequested
+    yield* Console.log(`${reason}: stopping (batches in flight finish, claimed rows go back to the queue)`)
   }).pipe(Effect.provide(services({ workers: true })))
 ).pipe(Command.withDescription("Run embedding workers only (scale out: claims are safe across processes)"))
 

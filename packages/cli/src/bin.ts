@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-import { startupErrorMessage } from "@autoembed/core"
+import { HARD_EXIT_GRACE_MS, processStop } from "@autoembed/api/lifecycle"
+import { drainTimeoutSetting, startupErrorMessage } from "@autoembed/core"
 import { Command } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
-import { Cause, Effect, Exit, Fiber, Logger, LogLevel } from "effect"
+import { Cause, Effect, Either, Exit, Fiber, Logger, LogLevel } from "effect"
 import { CliExit, root } from "./Cli.js"
 
 /** Tags of errors that are configuration or connectivity problems: one line, exit code 2. */
@@ -15,18 +16,24 @@ const program = cli(process.argv).pipe(
   Logger.withMinimumLogLevel(process.env.AUTOEMBED_LOG_LEVEL === "debug" ? LogLevel.Debug : LogLevel.Warning)
 )
 
+// Installed for the life of the process: a second Ctrl-C or SIGTERM during the drain is logged and
+// ignored instead of killing the process with rows still claimed. A bad value is reported by the command.
+const drainMs = Either.getOrElse(Effect.runSync(Effect.either(drainTimeoutSetting)), () => 15_000)
+const stop = processStop()
+stop.install({ hardExitAfterMs: drainMs + HARD_EXIT_GRACE_MS, log: (message) => process.stderr.write(`autoembed: ${message}\n`) })
+
 let interrupted = false
 const controller = Effect.runFork(program)
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    interrupted = true
-    // Interrupting runs the finalizers: claimed rows go back to the queue at once.
-    Effect.runFork(Fiber.interrupt(controller))
-  })
-}
+// `worker` and `serve` wait for the stop request and end normally; any other command is interrupted.
+stop.whenUnhandled(() => {
+  interrupted = true
+  // Interrupting runs the finalizers: claimed rows go back to the queue at once.
+  Effect.runFork(Fiber.interrupt(controller))
+})
 
 controller.addObserver((exit) => {
-  if (Exit.isSuccess(exit)) process.exit(0)
+  // `serve` sets exitCode 1 when its shutdown failed.
+  if (Exit.isSuccess(exit)) process.exit(Number(process.exitCode ?? 0))
   if (interrupted || Cause.isInterruptedOnly(exit.cause)) {
     process.stderr.write("Interrupted; claimed rows were released and a new run resumes where this one stopped.\n")
     process.exit(130)

@@ -25,6 +25,11 @@ export interface AutoEmbedConfigShape {
   readonly apiToken: Option.Option<Redacted.Redacted<string>>
   readonly protectReads: boolean
   readonly sampleData: boolean
+  /**
+   * Bound of each stage of a graceful shutdown: in-flight HTTP requests, then the workers' batches.
+   * A process still running 5 s after its stages' bounds exits with code 1.
+   */
+  readonly drainTimeoutMs: number
   /** Texts per provider request. */
   readonly batchSize: number
   /** How long the batcher waits to fill a batch. */
@@ -109,6 +114,12 @@ const url = (name: string, fallback: string) =>
     })
   )
 
+/**
+ * AUTOEMBED_DRAIN_TIMEOUT_MS on its own: the CLI arms its shutdown bound before a command has read
+ * the whole configuration.
+ */
+export const drainTimeoutSetting = positiveInt("AUTOEMBED_DRAIN_TIMEOUT_MS", 15_000, 600_000)
+
 export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   databaseUrl: optionalSecret("DATABASE_URL").pipe(
     Config.validate({
@@ -137,6 +148,7 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   apiToken: optionalSecret("AUTOEMBED_API_TOKEN"),
   protectReads: Config.boolean("AUTOEMBED_PROTECT_READS").pipe(Config.withDefault(false)),
   sampleData: Config.boolean("AUTOEMBED_SAMPLE_DATA").pipe(Config.withDefault(true)),
+  drainTimeoutMs: drainTimeoutSetting,
   batchSize: positiveInt("AUTOEMBED_BATCH_SIZE", 64, 2048),
   batchWindowMs: nonNegativeInt("AUTOEMBED_BATCH_WINDOW_MS", 20),
   concurrency: positiveInt("AUTOEMBED_CONCURRENCY", 4, 256),
