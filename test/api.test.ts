@@ -165,9 +165,35 @@ describe("API without workers, with a token and protected reads", () => {
     await expectError(missing, 401)
     await expectError(await fetch(`${server.url}/v1/search?q=x`), 401)
     expect((await fetch(`${server.url}/v1/embeddings/status`, { headers: auth })).status).toBe(200)
-    // Operations routes stay open for probes and scrapers.
+    // Probes stay open; /metrics carries row and error counts, so it is a read route like status.
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
-    expect((await fetch(`${server.url}/metrics`)).status).toBe(200)
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(200)
+    await expectError(await fetch(`${server.url}/metrics`), 401, "unauthorized")
+    await expectError(await fetch(`${server.url}/metrics`, { headers: { authorization: "Bearer wrong" } }), 401, "unauthorized")
+    const metrics = await fetch(`${server.url}/metrics`, { headers: auth })
+    expect(metrics.status).toBe(200)
+    expect(await metrics.text()).toMatch(/^# HELP autoembed_/m)
+  })
+
+  it("every route answers without a token exactly as /openapi.json says: write and read routes 401, open routes not", async () => {
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as any
+    const seen: Record<string, Array<string>> = { write: [], read: [], none: [] }
+    for (const [path, operations] of Object.entries<any>(doc.paths)) {
+      for (const [method, op] of Object.entries<any>(operations)) {
+        const url = server.url + path.replace("{id}", "bf_unknown").replace("{name}", "app.js")
+        const res = await fetch(url, method === "post" ? json({}) : { method: "GET" })
+        await res.arrayBuffer()
+        const kind = op["x-autoembed-auth"] as "write" | "read" | "none"
+        seen[kind].push(`${method} ${path}`)
+        if (kind === "none") expect(res.status, `${method} ${path}`).not.toBe(401)
+        else expect(res.status, `${method} ${path}`).toBe(401)
+        // The document's security agrees: none for open routes, the bearer scheme (optional for reads) otherwise.
+        expect(op.security, `${method} ${path}`).toEqual(kind === "none" ? undefined : kind === "write" ? [{ bearer: [] }] : [{ bearer: [] }, {}])
+      }
+    }
+    expect(seen.none.sort()).toEqual(["get /", "get /docs", "get /healthz", "get /openapi.json", "get /readyz", "get /static/{name}"])
+    expect(seen.read).toContain("get /metrics")
+    expect(doc.info.description).toMatch(/Open routes never need it: GET \/healthz, GET \/readyz, GET \/openapi\.json, GET \/docs, GET \/, GET \/static\/\{name\}\./)
   })
 
   it("backfills rows written while no worker ran, to 100%, with progress", async () => {

@@ -108,9 +108,9 @@ export const routes: ReadonlyArray<RouteSpec> = [
     responses: { 200: { description: "Ready", schema: S.ReadyResponse }, 503: err("Not ready; details has the database and provider checks") }
   },
   {
-    method: "get", path: "/metrics", operationId: "metrics", tag: "operations", auth: "none",
+    method: "get", path: "/metrics", operationId: "metrics", tag: "operations", auth: "read",
     summary: "Prometheus metrics of this process: embeddings, queue, batch and search latency, provider errors, rows per state",
-    responses: { 200: { description: "Prometheus text exposition format 0.0.4", contentType: "text/plain; version=0.0.4" } }
+    responses: { 200: { description: "Prometheus text exposition format 0.0.4", contentType: "text/plain; version=0.0.4" }, ...auth401 }
   },
   {
     method: "get", path: "/openapi.json", operationId: "openapi", tag: "operations", auth: "none",
@@ -150,6 +150,15 @@ const withoutUndefined = (ast: SchemaAST.AST): SchemaAST.AST => {
 }
 
 export const honoPath = (path: string) => path.replace(/\{(\w+)\}/g, ":$1")
+
+const listRoutes = (auth: RouteSpec["auth"]) =>
+  routes.filter((r) => r.auth === auth).map((r) => `${r.method.toUpperCase()} ${r.path}`).join(", ")
+
+/** Which routes need the token, in words (test/api.test.ts checks that every route answers as its entry says). */
+const authDescription = () =>
+  `With AUTOEMBED_API_TOKEN set, write routes always need "Authorization: Bearer <token>": ${listRoutes("write")}. ` +
+  `Read routes need it only with AUTOEMBED_PROTECT_READS=true: ${listRoutes("read")}. ` +
+  `Open routes never need it: ${listRoutes("none")}. Each operation's x-autoembed-auth says which kind it is.`
 
 /** OpenAPI 3.1 document built from the same Effect Schemas that decode the requests. */
 export const openApiDocument = (options: { readonly version: string; readonly serverUrl?: string }) => {
@@ -203,7 +212,8 @@ export const openApiDocument = (options: { readonly version: string; readonly se
       ...(r.body
         ? { requestBody: { required: r.body.required, content: { "application/json": { schema: toJson(r.body.schema) } } } }
         : {}),
-      ...(r.auth === "write" ? { security: [{ bearer: [] }] } : r.auth === "read" ? { security: [{ bearer: [] }, {}] } : {})
+      ...(r.auth === "write" ? { security: [{ bearer: [] }] } : r.auth === "read" ? { security: [{ bearer: [] }, {}] } : {}),
+      "x-autoembed-auth": r.auth
     }
     paths[r.path] = { ...(paths[r.path] ?? {}), [r.method]: operation }
   }
@@ -216,7 +226,7 @@ export const openApiDocument = (options: { readonly version: string; readonly se
       description:
         "Keeps pgvector embeddings of PostgreSQL rows up to date and serves semantic search. Errors are always " +
         "{\"error\": {\"code\", \"message\", \"details\", \"request_id\"}}; every response carries x-request-id. " +
-        "Read routes need the token only when AUTOEMBED_PROTECT_READS=true. 405 answers a known path with another method."
+        "405 answers a known path with another method. " + authDescription()
     },
     ...(options.serverUrl ? { servers: [{ url: options.serverUrl }] } : {}),
     tags: [

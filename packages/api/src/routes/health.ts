@@ -29,8 +29,12 @@ const timed = <E, R>(effect: Effect.Effect<unknown, E, R>, what: string) =>
     return check
   })
 
-/** /healthz (the process), /readyz (database and provider), /metrics (Prometheus). */
-export const healthRoutes = (app: Hono<ApiEnv>, { run, http }: RouteDeps) => {
+/**
+ * /healthz (the process) and /readyz (database and provider) stay open for probes, which carry no
+ * token. /metrics (Prometheus) is a read route: its row and error counts need the token with
+ * AUTOEMBED_PROTECT_READS=true (Prometheus sends one with `authorization: { credentials: ... }`).
+ */
+export const healthRoutes = (app: Hono<ApiEnv>, { run, http, auth }: RouteDeps) => {
   let providerCheck: { check: Check; at: number } | undefined
 
   app.get("/healthz", (c) => c.json({ status: "ok" as const }))
@@ -55,7 +59,7 @@ export const healthRoutes = (app: Hono<ApiEnv>, { run, http }: RouteDeps) => {
     return c.json({ status: "ready" as const, ...report })
   })
 
-  app.get("/metrics", async (c) => {
+  app.get("/metrics", auth.read, async (c) => {
     const text = await run(renderMetrics(http))
     return c.body(text, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" })
   })
