@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs"
+import type { ServerOptions as HttpServerOptions } from "node:http"
 import type { AddressInfo } from "node:net"
 import { AutoEmbedConfig, type AutoEmbedConfigShape, drainTimeoutSetting, loadSampleDataIfEmpty } from "@autoembed/core"
 import { serve, type ServerType } from "@hono/node-server"
@@ -56,6 +57,28 @@ const listen = (server: ServerType, host: string, port: number) =>
     })
   })
 
+/** How often Node looks for requests over their headers or request timeout (its default, 30 s, would let a trickled body outlive a 1 s bound by 29 s). */
+const TIMEOUT_CHECK_MS = 500
+
+/**
+ * Bounds on slow clients: the headers within AUTOEMBED_HTTP_HEADERS_TIMEOUT_MS and the whole request,
+ * body included, within AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS (Node answers 408 and closes), an idle
+ * keep-alive connection within AUTOEMBED_HTTP_IDLE_TIMEOUT_MS.
+ */
+const httpServerOptions = (config: AutoEmbedConfigShape): HttpServerOptions => ({
+  headersTimeout: config.httpHeadersTimeoutMs,
+  requestTimeout: config.httpRequestTimeoutMs,
+  keepAliveTimeout: config.httpIdleTimeoutMs,
+  connectionsCheckingInterval: TIMEOUT_CHECK_MS
+})
+
+/**
+ * A connection on which no byte moves for this long is destroyed: the backstop for what the request
+ * timeout does not cover (a client that does not read its response, a handler that never answers).
+ * No answer legitimately takes longer than receiving the request plus one provider call.
+ */
+const socketIdleBound = (config: AutoEmbedConfigShape) => config.httpRequestTimeoutMs + config.providerTimeoutMs
+
 /** Stops accepting and waits for in-flight requests, at most `drainMs`; then cuts the connections still open. */
 const closeHttp = (server: ServerType, drainMs: number) =>
   new Promise<void>((resolve) => {
@@ -91,7 +114,8 @@ export const startServer = async (options: ServerOptions): Promise<RunningServer
       version: version(),
       mode: api ? "api" : "worker"
     })
-    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port })
+    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port, serverOptions: httpServerOptions(config) })
+    server.setTimeout(socketIdleBound(config))
     const address = await listen(server, config.host, config.port)
     if (api && !isLoopback(config.host) && Option.isNone(config.apiToken)) {
       log.write("warning", `listening on ${config.host} without AUTOEMBED_API_TOKEN: anyone who can reach this address can write and start backfills`)

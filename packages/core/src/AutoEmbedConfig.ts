@@ -30,6 +30,12 @@ export interface AutoEmbedConfigShape {
    * A process still running 5 s after its stages' bounds exits with code 1.
    */
   readonly drainTimeoutMs: number
+  /** How long a client may take to send the request headers. */
+  readonly httpHeadersTimeoutMs: number
+  /** How long a client may take to send the whole request, body included. */
+  readonly httpRequestTimeoutMs: number
+  /** How long an idle keep-alive connection stays open. */
+  readonly httpIdleTimeoutMs: number
   /** Texts per provider request. */
   readonly batchSize: number
   /** How long the batcher waits to fill a batch. */
@@ -149,6 +155,9 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   protectReads: Config.boolean("AUTOEMBED_PROTECT_READS").pipe(Config.withDefault(false)),
   sampleData: Config.boolean("AUTOEMBED_SAMPLE_DATA").pipe(Config.withDefault(true)),
   drainTimeoutMs: drainTimeoutSetting,
+  httpHeadersTimeoutMs: positiveInt("AUTOEMBED_HTTP_HEADERS_TIMEOUT_MS", 10_000, 600_000),
+  httpRequestTimeoutMs: positiveInt("AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS", 30_000, 3_600_000),
+  httpIdleTimeoutMs: positiveInt("AUTOEMBED_HTTP_IDLE_TIMEOUT_MS", 5_000, 600_000),
   batchSize: positiveInt("AUTOEMBED_BATCH_SIZE", 64, 2048),
   batchWindowMs: nonNegativeInt("AUTOEMBED_BATCH_WINDOW_MS", 20),
   concurrency: positiveInt("AUTOEMBED_CONCURRENCY", 4, 256),
@@ -194,6 +203,11 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   builtin: Config.succeed(true),
   configFile: Config.succeed(Option.none<string>())
 }).pipe(
+  Config.validate({
+    // Node refuses a headers timeout above the request timeout; name the settings instead.
+    message: "AUTOEMBED_HTTP_HEADERS_TIMEOUT_MS must not be larger than AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS",
+    validation: (c) => c.httpHeadersTimeoutMs <= c.httpRequestTimeoutMs
+  }),
   Config.validate({
     message: "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
     validation: (c) => c.dimensions <= (c.indexKind === "vector" ? 2000 : 4000)
