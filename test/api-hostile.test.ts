@@ -61,7 +61,13 @@ const cases: ReadonlyArray<Case> = [
   { name: "unknown field", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: JSON.stringify({ messages: [{ content: "x" }], mesages: [] }), status: 422 },
   { name: "importance out of range", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: msg({ content: "x", importance: 2 }), status: 422 },
   { name: "unparseable sent_at", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: msg({ content: "x", sent_at: "last tuesday" }), status: 422 },
-  { name: "NUL character in content", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: msg({ content: "nul \u0000 byte" }), status: 422 },
+  { name: "NUL character in content", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: msg({ content: "nul \u0000 byte" }), status: 422, code: "validation_failed" },
+  // JSON.stringify writes a lone surrogate as the escape "\ud800", as a hostile client would.
+  { name: "lone high surrogate in content", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: msg({ content: "lone \ud800 surrogate" }), status: 422, code: "validation_failed" },
+  { name: "lone low surrogate in author", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: msg({ content: "x", author: "a\udc00" }), status: 422, code: "validation_failed" },
+  { name: "pair in the wrong order", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: "{\"messages\":[{\"content\":\"\\ude80\\ud83d\"}]}", status: 422, code: "validation_failed" },
+  { name: "lone surrogate in a key", method: "POST", path: "/v1/messages", headers: JSON_AUTH, body: "{\"messages\":[{\"content\":\"x\"}],\"\\ud800\":1}", status: 422, code: "validation_failed" },
+  { name: "lone surrogate in an atom title", method: "POST", path: "/v1/extractions", headers: JSON_AUTH, body: JSON.stringify({ atoms: [{ type: "insight", title: "t\ud800", content: "c" }] }), status: 422, code: "validation_failed" },
 
   // Search parameters
   { name: "search without q", path: "/v1/search", status: 422 },
@@ -74,6 +80,22 @@ const cases: ReadonlyArray<Case> = [
   { name: "infinite limit", path: "/v1/search?q=x&limit=1e999", status: 422 },
   { name: "fractional limit", path: "/v1/search?q=x&limit=2.5", status: 422 },
   { name: "20-digit limit", path: "/v1/search?q=x&limit=99999999999999999999", status: 422 },
+  // Numbers are plain decimal digits; Number() would take all of these.
+  { name: "hexadecimal limit", path: "/v1/search?q=x&limit=0x10", status: 422, code: "validation_failed" },
+  { name: "limit with a plus sign", path: "/v1/search?q=x&limit=%2B5", status: 422 },
+  { name: "limit with a raw plus (a space once decoded)", path: "/v1/search?q=x&limit=+5", status: 422 },
+  { name: "limit with a leading space", path: "/v1/search?q=x&limit=%205", status: 422 },
+  { name: "limit with a trailing space", path: "/v1/search?q=x&limit=5%20", status: 422 },
+  { name: "limit written 5.0", path: "/v1/search?q=x&limit=5.0", status: 422 },
+  { name: "limit in exponent form", path: "/v1/search?q=x&limit=1e1", status: 422 },
+  { name: "limit 1e3", path: "/v1/search?q=x&limit=1e3", status: 422 },
+  { name: "binary limit", path: "/v1/search?q=x&limit=0b101", status: 422 },
+  { name: "empty limit", path: "/v1/search?q=x&limit=", status: 422 },
+  { name: "hexadecimal topic_id", path: "/v1/search?q=x&topic_id=0x1", status: 422 },
+  { name: "topic_id 1.0", path: "/v1/search?q=x&topic_id=1.0", status: 422 },
+  { name: "hexadecimal min_score", path: "/v1/search?q=x&min_score=0x0", status: 422 },
+  { name: "min_score in exponent form", path: "/v1/search?q=x&min_score=5e-1", status: 422 },
+  { name: "min_score with a plus sign", path: "/v1/search?q=x&min_score=%2B0.5", status: 422 },
   { name: "unknown mode", path: "/v1/search?q=x&mode=semantic", status: 422 },
   { name: "unknown type", path: "/v1/search?q=x&types=invoices", status: 422, code: "invalid_request" },
   { name: "SQL in types", path: `/v1/search?q=x&types=${encodeURIComponent("atoms;DROP TABLE atoms;--")}`, status: 422 },
@@ -163,7 +185,7 @@ describe("hostile requests", () => {
       "'; DROP TABLE messages; --",
       "Robert'); DELETE FROM atoms WHERE ('1'='1",
       "Ünïcödé 数据库迁移 失败 🚀 — مرحبا",
-      "lone surrogate \ud800 and zero-width \u200b joiner"
+      "zero-width \u200b joiner and a pair written as escapes \ud83d\ude80"
     ]
     const res = await fetch(`${server.url}/v1/messages`, {
       method: "POST",
@@ -177,6 +199,34 @@ describe("hostile requests", () => {
     }
     const status = (await (await fetch(`${server.url}/v1/embeddings/status`)).json()) as any
     expect(status.sources.messages.total).toBeGreaterThanOrEqual(4)
+  })
+
+  it("refusals of text and numbers name the field", async () => {
+    const refused = async (res: Response) => {
+      expect(res.status).toBe(422)
+      return ((await res.json()) as any).error
+    }
+    const post = (path: string, body: string) => fetch(server.url + path, { method: "POST", headers: JSON_AUTH, body })
+    const surrogate = await refused(await post("/v1/messages", JSON.stringify({ messages: [{ content: "ok" }, { content: "x", author: "a\udc00" }] })))
+    expect(surrogate.message).toBe("messages[1].author contains a lone UTF-16 surrogate (half of a pair, such as \\ud800), which is not Unicode text")
+    expect(surrogate.details).toEqual({ field: "messages[1].author" })
+    const nul = await refused(await post("/v1/extractions", JSON.stringify({ topics: [{ name: "t", description: "nul\u0000" }] })))
+    expect(nul.message).toBe("topics[0].description contains a NUL character (\\u0000), which PostgreSQL text cannot hold")
+    const key = await refused(await post("/v1/messages", "{\"messages\":[{\"content\":\"x\"}],\"\\ud800\":1}"))
+    expect(key.details).toEqual({ field: "a key in the body" })
+    for (const [param, field] of [["limit=0x10", "limit"], ["topic_id=%2B5", "topic_id"], ["min_score=1e-1", "min_score"]]) {
+      const error = await refused(await fetch(`${server.url}/v1/search?q=x&${param}`))
+      expect(error.details, param).toContain(`${field} must be a`)
+    }
+  })
+
+  it("plain decimal numbers and valid pairs written as escapes are accepted", async () => {
+    for (const query of ["limit=5", "limit=100", "limit=007", "topic_id=1", "min_score=0.5", "min_score=-0.25", "min_score=.5", "min_score=1"]) {
+      const res = await fetch(`${server.url}/v1/search?q=x&${query}`)
+      expect(res.status, query).toBe(200)
+    }
+    const res = await fetch(`${server.url}/v1/messages`, { method: "POST", headers: JSON_AUTH, body: "{\"messages\":[{\"content\":\"\\ud83d\\ude80 launch\"}]}" })
+    expect(res.status).toBe(201)
   })
 
   it("keeps serving afterwards", async () => {

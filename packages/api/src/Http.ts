@@ -63,11 +63,53 @@ const bodyText = async (c: Context<ApiEnv>): Promise<string> => {
   }
 }
 
+/**
+ * Half of a UTF-16 surrogate pair on its own. JSON lets a client write one ("\ud800"), but it is not
+ * Unicode text: it would reach PostgreSQL as U+FFFD, silently changing what was sent.
+ */
+const LONE_SURROGATE = /\p{Cs}/u
+
+/** Why a string cannot be stored as sent, if it cannot: PostgreSQL text holds neither NUL nor lone surrogates. */
+const textProblem = (s: string): string | undefined =>
+  s.includes("\u0000")
+    ? "contains a NUL character (\\u0000), which PostgreSQL text cannot hold"
+    : LONE_SURROGATE.test(s)
+    ? "contains a lone UTF-16 surrogate (half of a pair, such as \\ud800), which is not Unicode text"
+    : undefined
+
+const fieldPath = (path: string, key: string | number) =>
+  typeof key === "number" ? `${path}[${key}]` : path === "" ? key : `${path}.${key}`
+
+/** The first string or object key in a parsed body that cannot be stored as sent, named by its path (messages[0].content). */
+export const unstorableText = (value: unknown, path = ""): { readonly field: string; readonly problem: string } | undefined => {
+  if (typeof value === "string") {
+    const problem = textProblem(value)
+    return problem === undefined ? undefined : { field: path === "" ? "the body" : path, problem }
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = unstorableText(value[i], fieldPath(path, i))
+      if (found) return found
+    }
+    return undefined
+  }
+  if (value !== null && typeof value === "object") {
+    for (const [key, item] of Object.entries(value)) {
+      const keyProblem = textProblem(key)
+      if (keyProblem !== undefined) return { field: `a key in ${path === "" ? "the body" : path}`, problem: keyProblem }
+      const found = unstorableText(item, fieldPath(path, key))
+      if (found) return found
+    }
+  }
+  return undefined
+}
+
 const isJson = (type: string) => /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type.trim())
 
 /**
  * Reads a JSON body and decodes it with `schema`: 415 for another media type, 400 for bad JSON
- * or a missing body, 422 (via the ParseError) for a body that does not match. Unknown fields are
+ * or a missing body, 422 for text that cannot be stored as sent (NUL, lone surrogates; the message
+ * names the field) and (via the ParseError) for a body that does not match. Unknown fields are
  * refused, so a misspelt option is an error instead of silently ignored.
  */
 export const readJson = async <A, I>(
@@ -96,6 +138,10 @@ export const readJson = async <A, I>(
     } catch (e) {
       throw new ApiError(400, "invalid_json", "The body is not valid JSON", { parser: String((e as Error).message).slice(0, 200) })
     }
+  }
+  const unstorable = unstorableText(value)
+  if (unstorable) {
+    throw new ApiError(422, "validation_failed", `${unstorable.field} ${unstorable.problem}`, { field: unstorable.field })
   }
   const decoded = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(value)
   if (Either.isLeft(decoded)) throw decoded.left
