@@ -25,8 +25,8 @@ import { createScratchDatabase, describeServer, figure, fmt, note, numberFlag, r
 const DIMS = 64
 
 export const main = async (args: ReadonlyArray<string>) => {
-  const rows = numberFlag(args, "--rows", 20_000)
-  const outageMs = numberFlag(args, "--outage-seconds", 10) * 1000
+  const rows = numberFlag(args, "rows", 20_000)
+  const outageMs = numberFlag(args, "outage-seconds", 10) * 1000
   const scratch = await createScratchDatabase("outage")
   const proxy = await startFaultProxy(scratch.url)
   const direct = new pg.Client({ connectionString: scratch.url })

@@ -12,12 +12,13 @@ import { main as memory } from "./memory.js"
 import { main as outage } from "./outage.js"
 import { main as pipeline } from "./pipeline.js"
 import { main as search } from "./search.js"
+import { main as text } from "./text.js"
 import { main as write } from "./write.js"
 
 /** In run order: quick ones first, the 100,000-row search last. */
-const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = { hook, write, encoding, pipeline, memory, search, bulk, outage }
+const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = { hook, write, encoding, pipeline, memory, search, text, bulk, outage }
 /** Issue 11's bulk figures (100,000 rows, about 10 minutes) and the outage figure run on their own: `pnpm bench bulk`, `pnpm bench outage`. */
-const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search"]
+const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search", "text"]
 
 const [name, ...rest] = process.argv.slice(2)
 const selected = name === undefined || name === "all" ? defaults : [name]

@@ -24,7 +24,7 @@ describe(`migrations (${tier()})`, () => {
         // autoembed's own state is in its schema, and only there.
         const tables = yield* sql<{ table_schema: string; table_name: string }>`
           SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = 'autoembed' ORDER BY table_name`
-        expect(tables.map((t) => t.table_name)).toEqual(["backfill_jobs", "index_state", "migrations", "queue", "rows", "sources"])
+        expect(tables.map((t) => t.table_name)).toEqual(["backfill_jobs", "bm25_stats", "bm25_terms", "index_state", "migrations", "queue", "rows", "sources"])
         const columns = yield* sql<{ column_name: string }>`
           SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = 'public' AND column_name LIKE 'embedding%'`
         expect(columns.map((c) => c.column_name)).toEqual(["embedding"])
@@ -114,7 +114,7 @@ describe(`autoembed's schema is configurable (${tier()})`, () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const tables = yield* sql<{ t: string }>`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'ae_state' ORDER BY 1`
-        expect(tables.map((r) => r.t)).toEqual(["backfill_jobs", "index_state", "migrations", "queue", "rows", "sources"])
+        expect(tables.map((r) => r.t)).toEqual(["backfill_jobs", "bm25_stats", "bm25_terms", "index_state", "migrations", "queue", "rows", "sources"])
         expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])
         const [m] = yield* sql<{ id: number }>`INSERT INTO messages (content) VALUES ('queued in the configured schema') RETURNING id`
         expect(yield* sql`SELECT row_id FROM ae_state.queue`).toEqual([{ row_id: String(m.id) }])

@@ -57,6 +57,8 @@ export interface AutoEmbedConfigShape {
   /** How often an idle worker looks for claimable rows when no notification woke it. */
   readonly pollIntervalMs: number
   readonly efSearch: number
+  /** Weight of the vector leg in hybrid search (the text leg has 1 − it); see Search's fusion. */
+  readonly hybridVectorWeight: number
   readonly hnswM: number
   readonly hnswEfConstruction: number
   readonly indexKind: IndexKind
@@ -170,6 +172,10 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   sweepIntervalMs: positiveInt("AUTOEMBED_SWEEP_INTERVAL_MS", 10_000),
   pollIntervalMs: positiveInt("AUTOEMBED_POLL_INTERVAL_MS", 1000, 600_000),
   efSearch: positiveInt("AUTOEMBED_EF_SEARCH", 100, 1000),
+  hybridVectorWeight: Config.number("AUTOEMBED_HYBRID_VECTOR_WEIGHT").pipe(
+    Config.withDefault(0.4),
+    Config.validate({ message: "AUTOEMBED_HYBRID_VECTOR_WEIGHT must be a number from 0 to 1", validation: (n) => n >= 0 && n <= 1 })
+  ),
   hnswM: positiveInt("AUTOEMBED_HNSW_M", 16, 100).pipe(
     Config.validate({ message: "AUTOEMBED_HNSW_M must be from 2 to 100", validation: (n) => n >= 2 })
   ),

@@ -16,6 +16,12 @@ export const stateTables = (sql: SqlClient.SqlClient, schema: string) => ({
   /** What was installed for each source (tables, triggers, owned indexes), for uninstall and removal. */
   registry: sql(`${schema}.sources`),
   enqueue: sql(`${schema}.enqueue`),
+  /** BM25's corpus statistics: documents and total length per source, document frequency per lexeme. */
+  bm25Stats: sql(`${schema}.bm25_stats`),
+  bm25Terms: sql(`${schema}.bm25_terms`),
+  bm25Apply: sql(`${schema}.bm25_apply`),
+  /** A tsvector's length for BM25: its number of positions (indexed words). */
+  tsvLength: sql(`${schema}.tsv_length`),
   /** The table that holds a source's vectors when it has no vector column of its own. */
   vectors: (source: string) => sql(`${schema}.${vectorTableName(source)}`)
 })
