@@ -120,7 +120,9 @@ describe(`pnpm cli (${tier()})`, () => {
       [["status"], { AUTOEMBED_INDEX_BUILD_WORKERS: "-1" }, 2, /AUTOEMBED_INDEX_BUILD_WORKERS must be a whole number from 0 to 64/],
       [["status"], { AUTOEMBED_INDEX_BUILD_MEMORY_MB: "8" }, 2, /AUTOEMBED_INDEX_BUILD_MEMORY_MB must be from 16/],
       [["status"], { EMBEDDING_PROVIDER: "ollama", OLLAMA_HOST: "http://127.0.0.1:9" }, 2, /OLLAMA_HOST/],
-      [["search", ""], {}, 1, /q must not be empty/]
+      [["search", ""], {}, 1, /q must not be empty/],
+      // The same decoding as GET /v1/search: numbers in plain decimal digits only.
+      [["search", "deploy", "--limit", "0x10"], {}, 1, /limit must be a whole number in decimal digits/]
     ]
     for (const [args, extra, code, message] of cases) {
       const run = startCli(args, { ...env, ...extra })

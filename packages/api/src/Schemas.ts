@@ -1,37 +1,9 @@
-import { SearchParams } from "@autoembed/core"
 import { Schema } from "effect"
 
 /**
- * Schemas the HTTP layer adds to core's: the retry-failed body, strict numbers in the search query,
- * and response shapes that exist in core only as TypeScript interfaces, so the OpenAPI document
- * can describe them.
+ * Schemas the HTTP layer adds to core's: the retry-failed body, and response shapes that exist in
+ * core only as TypeScript interfaces, so the OpenAPI document can describe them.
  */
-
-/** Plain decimal digits: Number() (core's NumberFromString) also takes 0x10, +5, " 5", 5.0 and 1e3. */
-const DECIMAL = {
-  integer: { pattern: /^-?\d{1,15}$/, what: "a whole number in decimal digits, such as 10" },
-  decimal: { pattern: /^-?(\d{1,15}(\.\d{1,15})?|\.\d{1,15})$/, what: "a decimal number such as 0.5" }
-} as const
-
-/** Refuses a query parameter in `fields` that is not written as plain decimal digits, naming it. */
-const decimalQueryNumbers = (fields: Readonly<Record<string, keyof typeof DECIMAL>>) =>
-  Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
-    Schema.filter((query) => {
-      for (const [name, kind] of Object.entries(fields)) {
-        const value = query[name]
-        if (value !== undefined && !DECIMAL[kind].pattern.test(value)) {
-          return { path: [name], message: `${name} must be ${DECIMAL[kind].what}` }
-        }
-      }
-      return true
-    })
-  )
-
-/** GET /v1/search's query: core's SearchParams, after its numbers are checked to be plain decimals. */
-export const StrictSearchParams = Schema.compose(
-  decimalQueryNumbers({ limit: "integer", topic_id: "integer", min_score: "decimal" }),
-  SearchParams
-)
 
 export const RetryFailedRequest = Schema.Struct({
   entity_types: Schema.optional(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(63))).pipe(Schema.minItems(1), Schema.maxItems(50)))

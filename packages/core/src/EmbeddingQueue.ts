@@ -15,8 +15,6 @@ const SYSTEMIC_PAUSE_MS = 30_000
 /** Rows a sweep adopts or queues per source and statement before it looks again. */
 const SWEEP_PAGE = 1000
 const ADOPT_EVERY_SWEEPS = 10
-/** How long shutdown waits for in-flight batches before giving their rows back. */
-const DRAIN_TIMEOUT = Duration.seconds(15)
 
 interface Pair {
   readonly item: ClaimedItem
@@ -331,7 +329,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         letGo(waiting)
         yield* Effect.gen(function*() {
           while ((yield* Ref.get(inFlight)) > 0) yield* Effect.sleep(Duration.millis(20))
-        }).pipe(Effect.timeoutOption(DRAIN_TIMEOUT))
+        }).pipe(Effect.timeoutOption(Duration.millis(baseConfig.drainTimeoutMs)))
         yield* Fiber.interrupt(workerFiber)
         yield* Queue.shutdown(queue)
       })

@@ -118,14 +118,19 @@ const CommaList = Schema.transform(Schema.String, Schema.Array(Schema.String), {
   decode: (s) => s.split(",").map((t) => t.trim()).filter((t) => t !== ""),
   encode: (a) => a.join(",")
 })
-const fromString = <A, R>(schema: Schema.Schema<A, number, R>) => Schema.compose(Schema.NumberFromString, schema)
+/** Plain decimal digits only: NumberFromString is Number(), which also takes 0x10, +5, " 5", 5.0 and 1e3. */
+const digits = (pattern: RegExp, message: string) => Schema.String.pipe(Schema.pattern(pattern, { message: () => message }))
+const IntDigits = (name: string) => digits(/^-?\d{1,15}$/, `${name} must be a whole number in decimal digits, such as 10`)
+const DecimalDigits = (name: string) => digits(/^-?(\d{1,15}(\.\d{1,15})?|\.\d{1,15})$/, `${name} must be a decimal number such as 0.5`)
+const fromDigits = <A, R>(text: Schema.Schema<string>, schema: Schema.Schema<A, number, R>) =>
+  Schema.compose(Schema.compose(text, Schema.NumberFromString), schema)
 
 const QueryFields = Schema.Struct({
   ...SearchRequest.fields,
-  limit: Schema.optionalWith(fromString(Limit), { default: () => 10 }),
+  limit: Schema.optionalWith(fromDigits(IntDigits("limit"), Limit), { default: () => 10 }),
   types: Schema.optional(Schema.compose(CommaList, Types)),
-  topic_id: Schema.optional(fromString(TopicId)),
-  min_score: Schema.optional(fromString(MinScore))
+  topic_id: Schema.optional(fromDigits(IntDigits("topic_id"), TopicId)),
+  min_score: Schema.optional(fromDigits(DecimalDigits("min_score"), MinScore))
 })
 
 /**
