@@ -10,6 +10,9 @@
  * each run through `Search.search` in text mode with BM25 and with ts_rank, alternately, after a
  * warm-up pass. Timed: the whole search (tsquery, ranking, hydration), no provider.
  *
+ * Upkeep: 80 batches of 64 new rows recorded in autoembed.rows as writeVectors records them,
+ * alternately with the BM25 statistics triggers enabled and disabled.
+ *
  *   pnpm bench text [--rows 100000] [--queries 200]
  */
 import { EmbeddingProvider, makeLocalProvider, modelKeyOf, QueryCache, Search, SearchRequest } from "@autoembed/core"
