@@ -21,12 +21,9 @@ export class StartupFailure extends Error {
   }
 }
 
-const CONFIG_TAGS = new Set(["ConfigurationError", "ProviderStartupError", "DimensionMismatch", "SourceError"])
-
 export const startupFailure = (cause: Cause.Cause<unknown>): StartupFailure => {
   const error = Cause.squash(cause)
-  const tag = (error as { _tag?: string })?._tag
-  return new StartupFailure(AutoEmbed.startupErrorMessage(error), tag !== undefined && CONFIG_TAGS.has(tag) ? 2 : 1)
+  return new StartupFailure(AutoEmbed.startupErrorMessage(error), AutoEmbed.exitCodeOf(error))
 }
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs"
 import type { ServerOptions as HttpServerOptions } from "node:http"
 import type { AddressInfo } from "node:net"
-import { AutoEmbedConfig, type AutoEmbedConfigShape, drainTimeoutSetting, loadSampleDataIfEmpty } from "@autoembed/core"
+import { AutoEmbedConfig, type AutoEmbedConfigShape, drainTimeoutSetting, EXIT_CODES, loadSampleDataIfEmpty } from "@autoembed/core"
 import { serve, type ServerType } from "@hono/node-server"
 import { Effect, Either, Option } from "effect"
 import { makeApp } from "./App.js"
@@ -49,7 +49,7 @@ const isLoopback = (host: string) => host === "localhost" || host === "::1" || /
 const listen = (server: ServerType, host: string, port: number) =>
   new Promise<AddressInfo>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) =>
-      reject(new StartupFailure(`Cannot listen on ${host}:${port} (${e.code ?? e.message}); set PORT or HOST to a free address`, 2))
+      reject(new StartupFailure(`Cannot listen on ${host}:${port} (${e.code ?? e.message}); set PORT or HOST to a free address`, EXIT_CODES.configuration))
     server.once("error", onError)
     server.once("listening", () => {
       server.off("error", onError)
@@ -153,7 +153,8 @@ const stderrNote = (message: string) => process.stderr.write(`autoembed: ${messa
  * further signals are logged and ignored; a shutdown that overruns its bound exits with code 1).
  * Used by `pnpm start` (`{ workers: true, sampleData: true }`) and `pnpm cli serve`
  * (`{ workers: false }`); `{ workers: true, api: false }` serves only health and metrics. A start-up
- * failure prints one line to stderr and exits with 2 (configuration, provider) or 1 (database, other).
+ * failure prints one line to stderr and exits with core's `exitCodeOf`: 2 for what the user fixes in
+ * settings or the environment (configuration, the database's address or rights, the provider), 1 otherwise.
  */
 export const runServer = async (options: ServerOptions): Promise<void> => {
   const stop = processStop()
@@ -165,7 +166,7 @@ export const runServer = async (options: ServerOptions): Promise<void> => {
   try {
     running = await startServer(options)
   } catch (e) {
-    const failure = e instanceof StartupFailure ? e : new StartupFailure(String((e as Error)?.message ?? e).split("\n")[0], 1)
+    const failure = e instanceof StartupFailure ? e : new StartupFailure(String((e as Error)?.message ?? e).split("\n")[0], EXIT_CODES.failed)
     process.stderr.write(`autoembed: ${failure.message}\n`)
     process.exit(failure.exitCode)
   }

@@ -1,13 +1,10 @@
 #!/usr/bin/env node
 import { HARD_EXIT_GRACE_MS, processStop } from "@autoembed/api/lifecycle"
-import { drainTimeoutSetting, startupErrorMessage } from "@autoembed/core"
-import { Command } from "@effect/cli"
+import { drainTimeoutSetting, EXIT_CODES, exitCodeOf, startupErrorMessage } from "@autoembed/core"
+import { Command, ValidationError } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
 import { Cause, Effect, Either, Exit, Fiber, Logger, LogLevel } from "effect"
 import { CliExit, root } from "./Cli.js"
-
-/** Tags of errors that are configuration or connectivity problems: one line, exit code 2. */
-const CONFIG_ERRORS = new Set(["ConfigurationError", "DatabaseError", "DimensionMismatch", "ProviderStartupError", "SourceError"])
 
 const cli = Command.run(root, { name: "autoembed", version: "0.1.0" })
 
@@ -36,28 +33,22 @@ controller.addObserver((exit) => {
   if (Exit.isSuccess(exit)) process.exit(Number(process.exitCode ?? 0))
   if (interrupted || Cause.isInterruptedOnly(exit.cause)) {
     process.stderr.write("Interrupted; claimed rows were released and a new run resumes where this one stopped.\n")
-    process.exit(130)
+    process.exit(EXIT_CODES.interrupted)
   }
   const failure = Cause.failureOption(exit.cause)
   if (failure._tag === "Some") {
-    const error = failure.value as any
+    const error = failure.value
     if (error instanceof CliExit) {
       process.stderr.write(`${error.message}\n`)
       process.exit(error.code)
     }
     // @effect/cli has already printed its own message for a usage mistake.
-    if (error && typeof error === "object" && "_tag" in error && String(error._tag).includes("ValidationError") === false && !CONFIG_ERRORS.has(error._tag) && error._tag in { MissingValue: 1, InvalidValue: 1, CommandMismatch: 1, CorrectedFlag: 1, MultipleValuesDetected: 1, NoBuiltInMatch: 1, MissingFlag: 1, MissingSubcommand: 1, InvalidArgument: 1, UnclusteredFlag: 1, HelpRequested: 1 }) {
-      process.exit(1)
-    }
-    if (error && typeof error === "object" && CONFIG_ERRORS.has(error._tag)) {
-      process.stderr.write(`${startupErrorMessage(error)}\n`)
-      process.exit(2)
-    }
-    if (error && typeof error === "object" && typeof error.message === "string") {
-      process.stderr.write(`${error.message.split("\n")[0]}\n`)
-      process.exit(1)
-    }
-    process.exit(1)
+    if (ValidationError.isValidationError(error)) process.exit(EXIT_CODES.failed)
+    const code = exitCodeOf(error)
+    // A configuration error has one line per problem (all worth reading); anything else, its first line.
+    const message = code === EXIT_CODES.configuration ? startupErrorMessage(error) : String((error as { message?: unknown })?.message ?? "").split("\n")[0]
+    if (message !== "") process.stderr.write(`${message}\n`)
+    process.exit(code)
   }
   process.stderr.write(`autoembed: unexpected error: ${Cause.pretty(exit.cause).split("\n")[0]}\n`)
   process.exit(1)

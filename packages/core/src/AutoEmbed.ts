@@ -3,8 +3,8 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Option } from "effect"
 import { AutoEmbedConfig, type AutoEmbedConfigShape, ConfigurationError, readConfig } from "./AutoEmbedConfig.js"
 import { Backfill } from "./Backfill.js"
-import type { Database, DatabaseError } from "./Database.js"
-import type { EmbeddingProvider, ProviderStartupError } from "./EmbeddingProvider.js"
+import { type Database, DatabaseError } from "./Database.js"
+import { type EmbeddingProvider, ProviderStartupError } from "./EmbeddingProvider.js"
 import { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { EmbeddingStore } from "./EmbeddingStore.js"
 import { Extraction } from "./Extraction.js"
@@ -14,10 +14,10 @@ import { PipelineMetrics } from "./PipelineMetrics.js"
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./QueryCache.js"
 import { Search } from "./Search.js"
-import type { DimensionMismatch } from "./Installer.js"
-import type { SourceConfigInput } from "./SourceConfig.js"
+import { DimensionMismatch } from "./Installer.js"
+import { ConfigFileError, type SourceConfigInput } from "./SourceConfig.js"
 import { sqlReason } from "./SqlFailure.js"
-import { type SourceError, Sources } from "./Sources.js"
+import { SourceError, Sources } from "./Sources.js"
 import { Status } from "./Status.js"
 import { VectorIndex } from "./VectorIndex.js"
 
@@ -118,3 +118,16 @@ export const startupErrorMessage = (error: unknown): string => {
   if (e && typeof e.message === "string" && e.message.length > 0) return e.message.split("\n")[0]
   return String(error)
 }
+
+/**
+ * The exit codes of every autoembed process (server, worker, CLI), one table: 2 for what the user
+ * fixes in settings or the environment (a setting, the configuration file, a declared source, the
+ * database's address or rights, the provider, the dimensions), 1 for anything else.
+ */
+export const EXIT_CODES = { ok: 0, failed: 1, configuration: 2, interrupted: 130 } as const
+
+const configurationErrors = [ConfigurationError, ConfigFileError, SourceError, DatabaseError, ProviderStartupError, DimensionMismatch]
+
+export const exitCodeOf = (error: unknown): number =>
+  configurationErrors.some((type) => error instanceof type) ? EXIT_CODES.configuration : EXIT_CODES.failed
+

@@ -1,7 +1,7 @@
 /** @autoembed/core: keeps pgvector embeddings of PostgreSQL rows correct and searchable. */
 export * as AutoEmbed from "./AutoEmbed.js"
 export type { AutoEmbedOptions, AutoEmbedServices, AutoEmbedStartupError } from "./AutoEmbed.js"
-export { startupErrorMessage } from "./AutoEmbed.js"
+export { EXIT_CODES, exitCodeOf, startupErrorMessage } from "./AutoEmbed.js"
 export * from "./AutoEmbedConfig.js"
 export * from "./Backfill.js"
 export * from "./Database.js"
