@@ -209,15 +209,30 @@ describe("hostile requests", () => {
     const post = (path: string, body: string) => fetch(server.url + path, { method: "POST", headers: JSON_AUTH, body })
     const surrogate = await refused(await post("/v1/messages", JSON.stringify({ messages: [{ content: "ok" }, { content: "x", author: "a\udc00" }] })))
     expect(surrogate.message).toBe("messages[1].author contains a lone UTF-16 surrogate (half of a pair, such as \\ud800), which is not Unicode text")
-    expect(surrogate.details).toEqual({ field: "messages[1].author" })
+    expect(surrogate.details).toEqual([{ path: "messages[1].author", message: "contains a lone UTF-16 surrogate (half of a pair, such as \\ud800), which is not Unicode text" }])
     const nul = await refused(await post("/v1/extractions", JSON.stringify({ topics: [{ name: "t", description: "nul\u0000" }] })))
     expect(nul.message).toBe("topics[0].description contains a NUL character (\\u0000), which PostgreSQL text cannot hold")
     const key = await refused(await post("/v1/messages", "{\"messages\":[{\"content\":\"x\"}],\"\\ud800\":1}"))
-    expect(key.details).toEqual({ field: "a key in the body" })
+    expect(key.details[0].path).toBe("a key in the body")
     for (const [param, field] of [["limit=0x10", "limit"], ["topic_id=%2B5", "topic_id"], ["min_score=1e-1", "min_score"]]) {
       const error = await refused(await fetch(`${server.url}/v1/search?q=x&${param}`))
-      expect(error.details, param).toContain(`${field} must be a`)
+      expect(error.details[0].path, param).toBe(field)
+      expect(error.message, param).toMatch(new RegExp(`^${field} must be a`))
     }
+  })
+
+  it("a body that does not match the schema answers a flat list of problems, the first in the message", async () => {
+    const res = await fetch(server.url + "/v1/messages", {
+      method: "POST",
+      headers: JSON_AUTH,
+      body: JSON.stringify({ messages: [{ content: "fine" }, { content: 5, importance: 3 }] })
+    })
+    expect(res.status).toBe(422)
+    const error = ((await res.json()) as any).error
+    expect(error.code).toBe("validation_failed")
+    expect(error.details.map((d: { path: string }) => d.path)).toEqual(["messages[1].content", "messages[1].importance"])
+    expect(error.message).toMatch(/^messages\[1\]\.content: Expected string, actual 5$/)
+    for (const d of error.details) expect(d.message).not.toMatch(/\n|Encoded side/)
   })
 
   it("plain decimal numbers and valid pairs written as escapes are accepted", async () => {

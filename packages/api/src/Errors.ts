@@ -34,7 +34,32 @@ export interface Mapped {
 }
 
 /** Schema messages quote the offending value; a 1 MB value must not come back whole. */
-const MAX_DETAILS = 2000
+const MAX_MESSAGE = 300
+/** A body of 1,000 bad messages is not answered with 1,000 problems. */
+const MAX_PROBLEMS = 20
+
+/** One problem of a validation failure: where (`messages[1].author`, "" for the whole input) and what. */
+export interface FieldProblem {
+  readonly path: string
+  readonly message: string
+}
+
+/** A path as a client writes it: `messages[1].author`. */
+export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>((out, key) => (typeof key === "number" ? `${out}[${key}]` : out === "" ? String(key) : `${out}.${String(key)}`), "")
+
+/**
+ * A ParseError as a flat list, instead of the tree dump ("(Struct (Encoded side) <-> ...)"): one
+ * problem per path (a union such as null-or-number fails once per member; the first one says it).
+ */
+const fieldProblems = (e: ParseResult.ParseError): Array<FieldProblem> => {
+  const byPath = new Map<string, string>()
+  for (const issue of ParseResult.ArrayFormatter.formatErrorSync(e)) {
+    const path = formatPath(issue.path)
+    if (!byPath.has(path)) byPath.set(path, truncate(issue.message, MAX_MESSAGE))
+  }
+  return [...byPath].slice(0, MAX_PROBLEMS).map(([path, message]) => ({ path, message }))
+}
 
 const truncate = (s: string, max: number) => (s.length <= max ? s : s.slice(0, max) + "…")
 
@@ -50,7 +75,10 @@ const internal = (detail: string): Mapped => ({
 export const mapError = (e: unknown): Mapped => {
   if (e instanceof ApiError) return { error: e }
   if (ParseResult.isParseError(e)) {
-    return { error: new ApiError(422, "validation_failed", "The request does not match the schema", truncate(ParseResult.TreeFormatter.formatErrorSync(e), MAX_DETAILS)) }
+    const problems = fieldProblems(e)
+    const first = problems[0]
+    const message = first === undefined ? "The request does not match the schema" : first.path === "" || first.message.startsWith(first.path) ? first.message : `${first.path}: ${first.message}`
+    return { error: new ApiError(422, "validation_failed", truncate(message, 500), problems) }
   }
   const tagged = e as { _tag?: unknown; message?: unknown; details?: unknown }
   const message = typeof tagged?.message === "string" ? tagged.message : ""

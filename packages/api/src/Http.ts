@@ -141,7 +141,7 @@ export const readJson = async <A, I>(
   }
   const unstorable = unstorableText(value)
   if (unstorable) {
-    throw new ApiError(422, "validation_failed", `${unstorable.field} ${unstorable.problem}`, { field: unstorable.field })
+    throw new ApiError(422, "validation_failed", `${unstorable.field} ${unstorable.problem}`, [{ path: unstorable.field, message: unstorable.problem }])
   }
   const decoded = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(value)
   if (Either.isLeft(decoded)) throw decoded.left
