@@ -11,6 +11,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
 import pg from "pg"
 import { sourceSql } from "../packages/core/src/SourceSql.js"
 import { stateTables } from "../packages/core/src/State.js"
@@ -236,13 +237,22 @@ export const randomUnitVector = (dims: number, normal: () => number) => normaliz
 export const elapsedMs = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6
 export const now = () => process.hrtime.bigint()
 
-/** The value after `--name` in a benchmark's arguments, or the fallback. */
+/**
+ * The value of `--name` in a benchmark's arguments (`--name value` or `--name=value`), or the
+ * fallback. node:util's parseArgs, not a hand-written scan; other flags are left to their bench.
+ */
 export const flagValue = (args: ReadonlyArray<string>, name: string, fallback: string): string => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback
+  const { values } = parseArgs({ args: [...args], options: { [name]: { type: "string" } }, strict: false, allowPositionals: true })
+  const value = values[name]
+  return typeof value === "string" ? value : fallback
 }
 
-export const numberFlag = (args: ReadonlyArray<string>, name: string, fallback: number): number => Number(flagValue(args, name, String(fallback)))
+/** A numeric flag; a value that is not a number stops the benchmark with one line naming the flag. */
+export const numberFlag = (args: ReadonlyArray<string>, name: string, fallback: number): number => {
+  const value = Number(flagValue(args, name, String(fallback)))
+  if (!Number.isFinite(value)) throw new Error(`--${name} must be a number`)
+  return value
+}
 
 /** Runs a benchmark's main when its file is executed directly (not imported by run.ts). */
 /** Runs a benchmark's main when its file is executed directly rather than through bench/run.ts. */
