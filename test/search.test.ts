@@ -1,6 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Either, Layer, Schema } from "effect"
+import { Effect, Either, Fiber, Layer, Schema } from "effect"
 import type { EmbeddingProviderShape } from "../packages/core/src/EmbeddingProvider.js"
 import { vectorLiteral } from "../packages/core/src/VectorEncoding.js"
 import { Extraction } from "../packages/core/src/Extraction.js"
@@ -378,5 +378,28 @@ describe(`search (${tier()})`, () => {
         expect(failed).toBe("boom")
         expect(yield* cache.getOrCompute("m", "query", "z", compute(7))).toEqual([7])
       }))
+
+    it.effect("concurrent misses on one query make one provider call; an interrupted first caller hands over", () =>
+      Effect.gen(function*() {
+        const cache = yield* makeQueryCache(10)
+        let calls = 0
+        const slow = (v: number) => Effect.sleep("50 millis").pipe(Effect.zipRight(Effect.sync(() => (calls++, [v]))))
+        const results = yield* Effect.all(Array.from({ length: 5 }, () => cache.getOrCompute("m", "query", "same", slow(1))), { concurrency: "unbounded" })
+        expect(results).toEqual(Array.from({ length: 5 }, () => [1]))
+        expect(calls).toBe(1)
+        // The same failure reaches every waiter, and is not cached.
+        const failures = yield* Effect.all(
+          Array.from({ length: 3 }, () => Effect.flip(cache.getOrCompute("m", "query", "bad", Effect.sleep("20 millis").pipe(Effect.zipRight(Effect.fail("down")))))),
+          { concurrency: "unbounded" }
+        )
+        expect(failures).toEqual(["down", "down", "down"])
+        // The first caller is interrupted mid-call: the waiter computes for itself.
+        const first = yield* Effect.fork(cache.getOrCompute("m", "query", "handover", slow(2)))
+        yield* Effect.sleep("10 millis")
+        const second = yield* Effect.fork(cache.getOrCompute("m", "query", "handover", slow(3)))
+        yield* Effect.sleep("10 millis")
+        yield* Fiber.interrupt(first)
+        expect(yield* Fiber.join(second)).toEqual([3])
+      }).pipe(Effect.timeout("5 seconds")))
   })
 })

@@ -1,4 +1,4 @@
-import { Effect, Layer } from "effect"
+import { Deferred, Effect, Exit, FiberId, Layer } from "effect"
 import type { EmbedKind } from "./EmbeddingProvider.js"
 
 /** Default bound: 1,000 query vectors of 1024 floats is about 8 MB. */
@@ -14,8 +14,9 @@ export interface QueryCacheStats {
 /**
  * A bounded LRU of query vectors keyed by model key + kind + text, so a repeated search does not
  * call the provider again. The key includes the model, so switching models never reuses a vector.
- * Failures are not cached. Two concurrent misses on the same text may both call the provider;
- * that costs one extra call and keeps the cache free of locks.
+ * Failures are not cached. Concurrent misses on the same key make one provider call: the first
+ * computes, the others wait for its result (a burst of the same search, a page polling, costs one
+ * embedding, not one each); if the first is interrupted, a waiter computes instead.
  */
 export const makeQueryCache = (capacity: number = QUERY_CACHE_CAPACITY) =>
   Effect.sync(() => {
@@ -23,6 +24,7 @@ export const makeQueryCache = (capacity: number = QUERY_CACHE_CAPACITY) =>
     // A Map iterates in insertion order: re-inserting on a hit moves the key to the young end,
     // so the first key is always the least recently used.
     const entries = new Map<string, ReadonlyArray<number>>()
+    const inFlight = new Map<string, Deferred.Deferred<ReadonlyArray<number>, unknown>>()
     let hits = 0
     let misses = 0
     const keyOf = (modelKey: string, kind: EmbedKind, text: string) => `${modelKey}\u0000${kind}\u0000${text}`
@@ -52,16 +54,33 @@ export const makeQueryCache = (capacity: number = QUERY_CACHE_CAPACITY) =>
         kind: EmbedKind,
         text: string,
         compute: Effect.Effect<ReadonlyArray<number>, E, R>
-      ): Effect.Effect<ReadonlyArray<number>, E, R> =>
-        Effect.suspend(() => {
+      ): Effect.Effect<ReadonlyArray<number>, E, R> => {
+        const key = keyOf(modelKey, kind, text)
+        const lookup: Effect.Effect<ReadonlyArray<number>, E, R> = Effect.suspend(() => {
           const cached = get(modelKey, kind, text)
           if (cached !== undefined) {
             hits++
             return Effect.succeed(cached)
           }
+          const pending = inFlight.get(key)
+          if (pending !== undefined) {
+            hits++
+            // The same key's computation fails with the same error type; interrupted, compute here.
+            return Effect.flatMap(Deferred.await(pending).pipe(Effect.exit), (exit) =>
+              Exit.isInterrupted(exit) ? lookup : (exit as Exit.Exit<ReadonlyArray<number>, E>))
+          }
           misses++
-          return Effect.tap(compute, (vector) => Effect.sync(() => set(modelKey, kind, text, vector)))
-        }),
+          const deferred = Deferred.unsafeMake<ReadonlyArray<number>, unknown>(FiberId.none)
+          inFlight.set(key, deferred)
+          return compute.pipe(
+            Effect.tap((vector) => Effect.sync(() => set(modelKey, kind, text, vector))),
+            Effect.onExit((exit) =>
+              Effect.sync(() => inFlight.delete(key)).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
+            )
+          )
+        })
+        return lookup
+      },
       stats: Effect.sync((): QueryCacheStats => ({ size: entries.size, capacity: bound, hits, misses })),
       clear: Effect.sync(() => {
         entries.clear()
