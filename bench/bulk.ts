@@ -19,7 +19,6 @@
  *
  *   pnpm bench bulk [--sizes 10000,100000] [--sample 1000] [--full 10000] [--queries 50] [--build-workers N]
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import {
   AutoEmbed,
   AutoEmbedConfig,
@@ -32,14 +31,29 @@ import {
   modelKeyOf,
   Search,
   Sources,
-  vectorLiteral,
-  VectorIndex
+  VectorIndex,
+  vectorLiteral
 } from "@autoembed/core"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Os from "node:os"
 import { stateTables } from "../packages/core/src/State.js"
-import { createScratchDatabase, describeServer, elapsedMs, figure, flagValue, fmt, goal, note, now, numberFlag, perRowWriter, runIfMain, writeResult } from "./lib.js"
+import {
+  createScratchDatabase,
+  describeServer,
+  elapsedMs,
+  figure,
+  flagValue,
+  fmt,
+  goal,
+  note,
+  now,
+  numberFlag,
+  perRowWriter,
+  runIfMain,
+  writeResult
+} from "./lib.js"
 
 const DIMS = 1024
 const WORDS = (
@@ -97,7 +111,9 @@ const fullPerRow = Effect.gen(function*() {
   const model = modelKeyOf(yield* EmbeddingProvider)
   const atoms = yield* (yield* Sources).get("atoms")
   const write = yield* perRowWriter(atoms)
-  const all = yield* sql<{ id: number; text: string }>`SELECT id, title || E'\\n\\n' || content AS text FROM atoms ORDER BY id`
+  const all = yield* sql<
+    { id: number; text: string }
+  >`SELECT id, title || E'\\n\\n' || content AS text FROM atoms ORDER BY id`
   yield* sql`DROP INDEX IF EXISTS ${sql(`${atoms.index.schema}.${atoms.index.name}`)}`
   yield* sql`UPDATE atoms SET embedding = NULL`
   yield* sql`DELETE FROM ${st.rows} WHERE source = ${atoms.name}`
@@ -144,11 +160,15 @@ const runSize = (rows: number, sample: number, full: number, queries: number, bu
           })
         const job = yield* backfill.run({ entity_types: ["atoms"], bulk: "on" }, onProgress)
         const bulkSeconds = elapsedMs(t0) / 1000
-        if (job.state !== "succeeded" || job.succeeded !== rows) throw new Error(`bulk run ended ${job.state} with ${job.succeeded}/${rows}`)
+        if (job.state !== "succeeded" || job.succeeded !== rows) {
+          throw new Error(`bulk run ended ${job.state} with ${job.succeeded}/${rows}`)
+        }
         const bulkRate = rows / bulkSeconds
 
         // Baseline: one autocommitted UPDATE per row into the same indexed table, on a sample.
-        const ids = yield* sql<{ id: number; content: string }>`SELECT id, 'Note' || E'\\n\\n' || content AS content FROM atoms ORDER BY random() LIMIT ${sample}`
+        const ids = yield* sql<
+          { id: number; content: string }
+        >`SELECT id, 'Note' || E'\\n\\n' || content AS content FROM atoms ORDER BY random() LIMIT ${sample}`
         const vectors = ids.map((r) => vectorLiteral(embedLocal(r.content, DIMS).map((x) => x * 0.999 + 0.0001)))
         const hashes = ids.map((r) => md5(r.content))
         const model = modelKeyOf(yield* EmbeddingProvider)
@@ -161,7 +181,9 @@ const runSize = (rows: number, sample: number, full: number, queries: number, bu
         // Put the sample's true vectors back before measuring recall: recorded as another model's,
         // they are stale, and the backfill embeds them again.
         const st = stateTables(sql, (yield* AutoEmbedConfig).stateSchema)
-        yield* sql`UPDATE ${st.rows} SET model = 'bench/perturbed' WHERE source = 'atoms' AND row_id = ANY(${ids.map((r) => String(r.id))}::text[])`
+        yield* sql`UPDATE ${st.rows} SET model = 'bench/perturbed' WHERE source = 'atoms' AND row_id = ANY(${
+          ids.map((r) => String(r.id))
+        }::text[])`
         yield* backfill.run({ entity_types: ["atoms"], bulk: "off" }).pipe(Effect.ignore)
         const qs = Array.from({ length: queries }, (_, i) => text(rows * 7 + i).split(" ").slice(0, 4).join(" "))
         const vectorRecall = yield* recallAt10(qs)
@@ -173,7 +195,15 @@ const runSize = (rows: number, sample: number, full: number, queries: number, bu
           yield* Effect.flatMap(VectorIndex, (v) => v.reindex({ sources: ["atoms"] }))
           const seconds = elapsedMs(t2) / 1000
           return { seconds, ...(yield* recallAt10(qs)) }
-        }).pipe(Effect.provide(layerFor(scratch.url, { indexKind: "halfvec", efSearch: config.efSearch, indexBuildWorkers: Option.some(buildWorkers) })))
+        }).pipe(
+          Effect.provide(
+            layerFor(scratch.url, {
+              indexKind: "halfvec",
+              efSearch: config.efSearch,
+              indexBuildWorkers: Option.some(buildWorkers)
+            })
+          )
+        )
         // Last, as it replaces every vector: the full per-row backfill from scratch.
         const fullRate = rows <= full ? yield* fullPerRow : null
         return {
@@ -202,24 +232,46 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const queries = numberFlag(args, "queries", 50)
   const full = numberFlag(args, "full", 10000)
   const buildWorkers = numberFlag(args, "build-workers", Math.max(1, Os.cpus().length - 1))
-  console.log(`bulk backfill vs one UPDATE per row, ${DIMS}-d, Local provider, ${describeServer()}; per-row: full run up to ${full} rows, and a ${sample}-row sample`)
+  console.log(
+    `bulk backfill vs one UPDATE per row, ${DIMS}-d, Local provider, ${describeServer()}; per-row: full run up to ${full} rows, and a ${sample}-row sample`
+  )
   const results = []
   for (const rows of sizes) {
     const r = await Effect.runPromise(runSize(rows, sample, full, queries, buildWorkers))
     results.push(r)
-    note(`${fmt(rows, 0)} rows: queue + embed + write ${fmt(r.loadSeconds, 1)} s, index build ${fmt(r.buildSeconds, 1)} s`)
+    note(
+      `${fmt(rows, 0)} rows: queue + embed + write ${fmt(r.loadSeconds, 1)} s, index build ${fmt(r.buildSeconds, 1)} s`
+    )
     if (r.fullRate !== null && r.fullRatio !== null) {
       figure(
-        `bulk backfill ${fmt(rows, 0)} rows: ${fmt(r.bulkRate, 0)} rows/s end to end (${fmt(r.bulkSeconds, 1)} s incl. index build) vs a full per-row backfill into the indexed table ${fmt(r.fullRate, 0)} rows/s = ${fmt(r.fullRatio, 1)}x (${goal(r.fullRatio >= 10)}, goal >= 10x)`
+        `bulk backfill ${fmt(rows, 0)} rows: ${fmt(r.bulkRate, 0)} rows/s end to end (${
+          fmt(r.bulkSeconds, 1)
+        } s incl. index build) vs a full per-row backfill into the indexed table ${fmt(r.fullRate, 0)} rows/s = ${
+          fmt(r.fullRatio, 1)
+        }x (${goal(r.fullRatio >= 10)}, goal >= 10x)`
       )
     }
     figure(
-      `bulk backfill ${fmt(rows, 0)} rows: ${fmt(r.bulkRate, 0)} rows/s end to end vs one UPDATE per row on a ${r.sample}-row sample of the full index ${fmt(r.perRowRate, 0)} rows/s = ${fmt(r.ratio, 1)}x (${goal(r.ratio >= 10)}, goal >= 10x)`
+      `bulk backfill ${fmt(rows, 0)} rows: ${
+        fmt(r.bulkRate, 0)
+      } rows/s end to end vs one UPDATE per row on a ${r.sample}-row sample of the full index ${
+        fmt(r.perRowRate, 0)
+      } rows/s = ${fmt(r.ratio, 1)}x (${goal(r.ratio >= 10)}, goal >= 10x)`
     )
-    figure(`recall@10 of the built vector index vs exact at ${fmt(rows, 0)} rows, ef_search 100: ${fmt(r.vectorRecall.recall, 3)} (${goal(r.vectorRecall.recall >= 0.95)}); p50 ${fmt(r.vectorRecall.p50, 1)} ms`)
-    figure(`recall@10 of a halfvec index (reindex ${fmt(r.halfvec.seconds, 1)} s) at ${fmt(rows, 0)} rows: ${fmt(r.halfvec.recall, 3)} (${goal(r.halfvec.recall >= 0.95)}); p50 ${fmt(r.halfvec.p50, 1)} ms`)
+    figure(
+      `recall@10 of the built vector index vs exact at ${fmt(rows, 0)} rows, ef_search 100: ${
+        fmt(r.vectorRecall.recall, 3)
+      } (${goal(r.vectorRecall.recall >= 0.95)}); p50 ${fmt(r.vectorRecall.p50, 1)} ms`
+    )
+    figure(
+      `recall@10 of a halfvec index (reindex ${fmt(r.halfvec.seconds, 1)} s) at ${fmt(rows, 0)} rows: ${
+        fmt(r.halfvec.recall, 3)
+      } (${goal(r.halfvec.recall >= 0.95)}); p50 ${fmt(r.halfvec.p50, 1)} ms`
+    )
   }
-  note("per-row UPDATEs hit the same HNSW index a bulk run builds once; the sample is drawn at random from the loaded table")
+  note(
+    "per-row UPDATEs hit the same HNSW index a bulk run builds once; the sample is drawn at random from the loaded table"
+  )
   writeResult("bulk", { dims: DIMS, sample, queries, results })
   return results
 }

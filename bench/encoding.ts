@@ -15,9 +15,9 @@
  *
  *   pnpm bench encoding [--rows 20000] [--runs 3] [--batch 256]
  */
+import { AutoEmbedConfig, EmbeddingStore, type Source, Sources, vectorLiteral } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment } from "@effect/sql/Statement"
-import { AutoEmbedConfig, EmbeddingStore, type Source, Sources, vectorLiteral } from "@autoembed/core"
 import { Effect } from "effect"
 import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
@@ -49,7 +49,8 @@ const COPY_CHUNK = 5000
 
 type Row = MessageVector
 
-const chunks = <A>(xs: ReadonlyArray<A>, size: number) => Array.from({ length: Math.ceil(xs.length / size) }, (_, i) => xs.slice(i * size, (i + 1) * size))
+const chunks = <A>(xs: ReadonlyArray<A>, size: number) =>
+  Array.from({ length: Math.ceil(xs.length / size) }, (_, i) => xs.slice(i * size, (i + 1) * size))
 
 /**
  * writeVectors' statement for `messages` around a data-modifying CTE `w` (ae_row, ae_hash, ae_tsv):
@@ -70,11 +71,16 @@ const textBatch = (source: Source) => (rows: ReadonlyArray<Row>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const { hash, text, tsvector } = sourceSql(sql)
-    yield* yield* recordWritten(source, sql`w AS (
+    yield* yield* recordWritten(
+      source,
+      sql`w AS (
       UPDATE messages AS t SET embedding = v.e::vector
-      FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${rows.map((r) => vectorLiteral(r.vector))}::text[]) AS v(id, h, e)
+      FROM unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${
+        rows.map((r) => vectorLiteral(r.vector))
+      }::text[]) AS v(id, h, e)
       WHERE t.id = ANY(${rows.map((r) => r.rowId)}::text[]::bigint[]) AND t.id = v.id::bigint AND ${hash(source)} = v.h
-      RETURNING t.id::text AS ae_row, v.h AS ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`)
+      RETURNING t.id::text AS ae_row, v.h AS ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`
+    )
   })
 
 const binaryBatch = (source: Source) => (rows: ReadonlyArray<Row>) =>
@@ -113,7 +119,10 @@ const copyAll = (url: string, rows: ReadonlyArray<Row>, update: readonly [string
     try {
       await client.query(`CREATE TEMP TABLE stage (id bigint, h text, e vector(${DIMS}))`)
       for (const chunk of chunks(rows, COPY_CHUNK)) {
-        await pipeline(Readable.from(copyPayload(chunk)), client.query(copyStreams.from("COPY stage FROM STDIN (FORMAT binary)")))
+        await pipeline(
+          Readable.from(copyPayload(chunk)),
+          client.query(copyStreams.from("COPY stage FROM STDIN (FORMAT binary)"))
+        )
         await client.query(update[0], [...update[1]])
         await client.query("TRUNCATE stage")
       }
@@ -127,7 +136,11 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const runs = numberFlag(args, "runs", 3)
   const batch = numberFlag(args, "batch", 256)
   const target = await scratchTarget("postgres", "encoding")
-  console.log(`encoding: ${n.toLocaleString("en-US")} rows × ${DIMS}-d per variant, HNSW index dropped, ${runs} runs, batches of ${batch}, on ${target.label}`)
+  console.log(
+    `encoding: ${
+      n.toLocaleString("en-US")
+    } rows × ${DIMS}-d per variant, HNSW index dropped, ${runs} runs, batches of ${batch}, on ${target.label}`
+  )
   try {
     const rows = messageVectors(n, DIMS, 7)
     const names = ["text", "binary", "binary×2", "copy"] as const
@@ -142,10 +155,16 @@ export const main = async (args: ReadonlyArray<string> = []) => {
         yield* sql`SET LOCAL session_replication_role = replica`
         yield* sql`INSERT INTO messages (content) SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
       }))
-      const fromStage = (yield* recordWritten(source, sql`w AS (
+      const fromStage = (yield* recordWritten(
+        source,
+        sql`w AS (
         UPDATE messages AS t SET embedding = s.e FROM stage s WHERE t.id = s.id AND ${hash(source)} = s.h
-        RETURNING t.id::text AS ae_row, s.h AS ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`)).compile()
-      const write: Record<(typeof names)[number], Effect.Effect<unknown, unknown, SqlClient.SqlClient | EmbeddingStore | AutoEmbedConfig>> = {
+        RETURNING t.id::text AS ae_row, s.h AS ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`
+      )).compile()
+      const write: Record<
+        (typeof names)[number],
+        Effect.Effect<unknown, unknown, SqlClient.SqlClient | EmbeddingStore | AutoEmbedConfig>
+      > = {
         text: Effect.forEach(chunks(rows, batch), textBatch(source), { discard: true }),
         binary: Effect.forEach(chunks(rows, batch), binaryBatch(source), { discard: true }),
         "binary×2": Effect.forEach(chunks(rows, batch), binaryBatch(source), { discard: true, concurrency: 2 }),
@@ -174,7 +193,11 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     const s = Object.fromEntries(names.map((k) => [k, summarize(rates[k])]))
     const ratio = (k: string) => summarize(rates[k].map((r, i) => r / rates.text[i]))
     for (const k of names.slice(1)) {
-      figure(`encoding.${k}: ${fmt(s[k].median, 0)} rows/s vs text ${fmt(s.text.median, 0)} rows/s = ${fmtSummary(ratio(k), 2, "×")}; ${n.toLocaleString("en-US")} rows × ${DIMS}-d, no HNSW index; postgres`)
+      figure(
+        `encoding.${k}: ${fmt(s[k].median, 0)} rows/s vs text ${fmt(s.text.median, 0)} rows/s = ${
+          fmtSummary(ratio(k), 2, "×")
+        }; ${n.toLocaleString("en-US")} rows × ${DIMS}-d, no HNSW index; postgres`
+      )
     }
     const result = {
       database: target.label,

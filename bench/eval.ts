@@ -18,14 +18,14 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { vectorLiteral } from "../packages/core/src/VectorEncoding.js"
 import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
 import { Extraction } from "../packages/core/src/Extraction.js"
-import { QueryCache } from "../packages/core/src/QueryCache.js"
 import { hnswIndexSql } from "../packages/core/src/Installer.js"
+import { QueryCache } from "../packages/core/src/QueryCache.js"
+import { HYBRID_DEPTH_FACTOR, HYBRID_DEPTH_MIN, Search, SearchRequest } from "../packages/core/src/Search.js"
 import { Sources } from "../packages/core/src/Sources.js"
 import { stateTables } from "../packages/core/src/State.js"
-import { HYBRID_DEPTH_FACTOR, HYBRID_DEPTH_MIN, Search, SearchRequest } from "../packages/core/src/Search.js"
+import { vectorLiteral } from "../packages/core/src/VectorEncoding.js"
 import { pipelineLayer, waitUntilIdle } from "../test/support/Pipeline.js"
 import { tier } from "../test/support/TestDatabase.js"
 
@@ -106,14 +106,23 @@ const f1 = (x: number) => x.toFixed(1)
 /** The same fusion as Search (RRF, normalised), for the ablation over k and depth. */
 const rrf = (lists: ReadonlyArray<ReadonlyArray<string>>, k: number, depth: number): Array<string> => {
   const scores = new Map<string, number>()
-  for (const list of lists) list.slice(0, depth).forEach((id, r) => scores.set(id, (scores.get(id) ?? 0) + 1 / (k + r + 1)))
+  for (const list of lists) {
+    list.slice(0, depth).forEach((id, r) => scores.set(id, (scores.get(id) ?? 0) + 1 / (k + r + 1)))
+  }
   return [...scores].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([id]) => id)
 }
 
 /** Weighted RRF: list i adds weight_i / (k + rank). */
-const weightedRrf = (lists: ReadonlyArray<ReadonlyArray<string>>, weights: ReadonlyArray<number>, k: number, depth: number): Array<string> => {
+const weightedRrf = (
+  lists: ReadonlyArray<ReadonlyArray<string>>,
+  weights: ReadonlyArray<number>,
+  k: number,
+  depth: number
+): Array<string> => {
   const scores = new Map<string, number>()
-  lists.forEach((list, i) => list.slice(0, depth).forEach((id, r) => scores.set(id, (scores.get(id) ?? 0) + weights[i] / (k + r + 1))))
+  lists.forEach((list, i) =>
+    list.slice(0, depth).forEach((id, r) => scores.set(id, (scores.get(id) ?? 0) + weights[i] / (k + r + 1)))
+  )
   return [...scores].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([id]) => id)
 }
 
@@ -123,7 +132,12 @@ interface Scored {
 }
 
 /** Convex combination of min-max normalised scores (Bruch et al. 2022): α·vector + (1 − α)·text, absent = 0. */
-const convex = (vector: ReadonlyArray<Scored>, text: ReadonlyArray<Scored>, alpha: number, depth: number): Array<string> => {
+const convex = (
+  vector: ReadonlyArray<Scored>,
+  text: ReadonlyArray<Scored>,
+  alpha: number,
+  depth: number
+): Array<string> => {
   const normalised = (list: ReadonlyArray<Scored>) => {
     const top = list.slice(0, depth)
     const max = Math.max(...top.map((x) => x.score))
@@ -149,7 +163,10 @@ interface ModeFigures {
 /** Search's modes, and text and hybrid again with ts_rank in place of BM25 (the ranking before it). */
 const MODES = ["vector", "text", "hybrid", "text, ts_rank", "hybrid, ts_rank"] as const
 type Mode = typeof MODES[number]
-const asRequested = (mode: Mode) => ({ mode: mode.split(",")[0] as "vector" | "text" | "hybrid", textRanking: mode.endsWith("ts_rank") ? "ts_rank" as const : "bm25" as const })
+const asRequested = (mode: Mode) => ({
+  mode: mode.split(",")[0] as "vector" | "text" | "hybrid",
+  textRanking: mode.endsWith("ts_rank") ? "ts_rank" as const : "bm25" as const
+})
 
 interface Report {
   readonly name: string
@@ -165,7 +182,9 @@ interface Report {
   /** Vector search as PostgreSQL's planner would run it without Search's enable_seqscan = off. */
   readonly plannerChoice: { readonly usesIndex: boolean; readonly p50: number; readonly p95: number }
   readonly plan: string
-  readonly indexBuilds: ReadonlyArray<{ readonly label: string; readonly recall: number; readonly buildSeconds: number }>
+  readonly indexBuilds: ReadonlyArray<
+    { readonly label: string; readonly recall: number; readonly buildSeconds: number }
+  >
   readonly ablation: ReadonlyArray<{ readonly label: string; readonly ndcg: number; readonly recall: number }>
   readonly notes: ReadonlyArray<string>
 }
@@ -173,7 +192,10 @@ interface Report {
 const decode = Schema.decodeUnknownSync(SearchRequest)
 
 const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.map(Effect.zip(Effect.sync(() => performance.now()), effect), ([t0, a]) => [a, performance.now() - t0] as const)
+  Effect.map(
+    Effect.zip(Effect.sync(() => performance.now()), effect),
+    ([t0, a]) => [a, performance.now() - t0] as const
+  )
 
 const evaluate = (c: Collection) =>
   Effect.gen(function*() {
@@ -194,7 +216,11 @@ const evaluate = (c: Collection) =>
     const atoms = c.docs.map((d) => {
       const empty = d.title.trim() === "" && d.text.trim() === ""
       if (empty) placeholders++
-      const title = empty ? `(empty document ${d.id})` : d.title.trim() === "" ? d.text.slice(0, 80) : d.title.slice(0, 500)
+      const title = empty
+        ? `(empty document ${d.id})`
+        : d.title.trim() === ""
+        ? d.text.slice(0, 80)
+        : d.title.slice(0, 500)
       const content = d.text.trim() === "" ? "(no text)" : d.text.slice(0, 50_000)
       const n = (seen.get(title.toLowerCase()) ?? 0) + 1
       seen.set(title.toLowerCase(), n)
@@ -202,7 +228,11 @@ const evaluate = (c: Collection) =>
     })
     const duplicates = [...seen.values()].reduce((s, n) => s + n - 1, 0)
     if (placeholders > 0) notes.push(`${placeholders} empty documents loaded with placeholder text`)
-    if (duplicates > 0) notes.push(`${duplicates} documents repeat another's title; they are typed document_2.. so they stay separate atoms`)
+    if (duplicates > 0) {
+      notes.push(
+        `${duplicates} documents repeat another's title; they are typed document_2.. so they stay separate atoms`
+      )
+    }
 
     const docOfAtom = new Map<number, string>()
     const [, loadMs] = yield* timed(Effect.forEach(
@@ -217,13 +247,23 @@ const evaluate = (c: Collection) =>
     }
     console.log(`${c.name}: loaded ${c.docs.length} documents as atoms in ${f1(loadMs / 1000)} s; embedding...`)
     const [left, embedMs] = yield* timed(waitUntilIdle(Duration.minutes(20)))
-    if (left > 0) return yield* Effect.dieMessage(`${c.name}: ${left} rows still pending after 20 minutes`)
+    if (left > 0) {
+      return yield* Effect.dieMessage(`${c.name}: ${left} rows still pending after 20 minutes`)
+    }
     const [missing] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM atoms WHERE embedding IS NULL`
-    if (missing.n > 0) return yield* Effect.dieMessage(`${c.name}: ${missing.n} atoms without a vector`)
-    console.log(`${c.name}: embedded ${c.docs.length} atoms in ${f1(embedMs / 1000)} s (${f1(c.docs.length / (embedMs / 1000))} rows/s)`)
+    if (missing.n > 0) {
+      return yield* Effect.dieMessage(`${c.name}: ${missing.n} atoms without a vector`)
+    }
+    console.log(
+      `${c.name}: embedded ${c.docs.length} atoms in ${f1(embedMs / 1000)} s (${
+        f1(c.docs.length / (embedMs / 1000))
+      } rows/s)`
+    )
 
     const docIds = (r: { readonly results: ReadonlyArray<{ readonly id: number | string }> }) =>
-      r.results.map((x) => docOfAtom.get(Number(x.id))!)
+      r.results.map((x) =>
+        docOfAtom.get(Number(x.id))!
+      )
     const vectorRequest = (text: string, limit: number) => decode({ q: text, mode: "vector", limit, types: ["atoms"] })
 
     // Statistics as autovacuum would gather them (PGlite has no autovacuum), also of autoembed's
@@ -232,12 +272,18 @@ const evaluate = (c: Collection) =>
     const [plan] = yield* search.explain(vectorRequest(c.queries[0].text, K))
     const usesIndex = plan.plan.includes(`Index Scan using ${plan.indexName}`)
     console.log(`${c.name}: EXPLAIN of Search's vector query ${usesIndex ? "uses" : "does NOT use"} ${plan.indexName}`)
-    if (!usesIndex) notes.push("Search's vector query did not use the HNSW index: the HNSW recall figure is not about HNSW")
+    if (!usesIndex) {
+      notes.push("Search's vector query did not use the HNSW index: the HNSW recall figure is not about HNSW")
+    }
     const [exactPlan] = yield* search.explain(vectorRequest(c.queries[0].text, K), { exact: true })
-    if (exactPlan.plan.includes(plan.indexName)) notes.push("the exact search plan used the HNSW index: the recall figure is invalid")
+    if (exactPlan.plan.includes(plan.indexName)) {
+      notes.push("the exact search plan used the HNSW index: the recall figure is invalid")
+    }
     // What the planner picks when left alone (Search turns sequential scans off for vector queries):
     // Search's vector query, rows of the current model by the join on autoembed's bookkeeping.
-    const vector0 = vectorLiteral(yield* cache.getOrCompute(search.model, "query", c.queries[0].text, Effect.dieMessage("query not cached")))
+    const vector0 = vectorLiteral(
+      yield* cache.getOrCompute(search.model, "query", c.queries[0].text, Effect.dieMessage("query not cached"))
+    )
     const currentModel = sql`atoms t JOIN ${st.rows} ae_r ON ae_r.source = 'atoms' AND ae_r.row_id = t.id::text
       WHERE ae_r.source = 'atoms' AND ae_r.model = ${search.model} AND t.embedding IS NOT NULL`
     const plannerQuery = (vector: string) =>
@@ -265,15 +311,23 @@ const evaluate = (c: Collection) =>
     const exactTop = new Map<string, Array<string>>()
     const deep = { vector: new Map<string, Array<Scored>>(), text: new Map<string, Array<Scored>>() }
     // Text scores come as s/(s+1); fusion by score works on BM25's own s.
-    const scoredOf = (r: { readonly results: ReadonlyArray<{ readonly id: number | string; readonly score: number }> }, mode: "vector" | "text") =>
-      r.results.map((x): Scored => ({ id: docOfAtom.get(Number(x.id))!, score: mode === "text" ? x.score / (1 - x.score) : x.score }))
+    const scoredOf = (
+      r: { readonly results: ReadonlyArray<{ readonly id: number | string; readonly score: number }> },
+      mode: "vector" | "text"
+    ) =>
+      r.results.map((x): Scored => ({
+        id: docOfAtom.get(Number(x.id))!,
+        score: mode === "text" ? x.score / (1 - x.score) : x.score
+      }))
     for (const q of c.queries) {
       const relevant = c.qrels.get(q.id)!
       // Embed once outside the timings, so latencies are the database part of a search.
       yield* search.search(decode({ q: q.text, mode: "vector", limit: 1, types: ["atoms"] }))
       for (const mode of MODES) {
         const { mode: asked, textRanking } = asRequested(mode)
-        const [r, ms] = yield* timed(search.search(decode({ q: q.text, mode: asked, limit: K, types: ["atoms"] }), { textRanking }))
+        const [r, ms] = yield* timed(
+          search.search(decode({ q: q.text, mode: asked, limit: K, types: ["atoms"] }), { textRanking })
+        )
         const ranked = docIds(r)
         perMode[mode].ndcg.push(ndcgAt(ranked, relevant))
         perMode[mode].recall.push(recallAt(ranked, relevant))
@@ -284,16 +338,30 @@ const evaluate = (c: Collection) =>
       perMode.exact.ms.push(exactMs)
       hnswVsExact.push(overlap(byVector.get(q.id)!, docIds(exactResult)))
       exactTop.set(q.id, docIds(exactResult))
-      const vector = vectorLiteral(yield* cache.getOrCompute(search.model, "query", q.text, Effect.dieMessage("query not cached")))
+      const vector = vectorLiteral(
+        yield* cache.getOrCompute(search.model, "query", q.text, Effect.dieMessage("query not cached"))
+      )
       const [, plannerMs] = yield* timed(plannerQuery(vector))
       perMode.planner.ms.push(plannerMs)
       // Deep lists for the ablation (the first lists Search would fuse).
-      deep.vector.set(q.id, scoredOf(yield* search.search(decode({ q: q.text, mode: "vector", limit: 100, types: ["atoms"] }), { exact: true }), "vector"))
-      deep.text.set(q.id, scoredOf(yield* search.search(decode({ q: q.text, mode: "text", limit: 100, types: ["atoms"] })), "text"))
+      deep.vector.set(
+        q.id,
+        scoredOf(
+          yield* search.search(decode({ q: q.text, mode: "vector", limit: 100, types: ["atoms"] }), { exact: true }),
+          "vector"
+        )
+      )
+      deep.text.set(
+        q.id,
+        scoredOf(yield* search.search(decode({ q: q.text, mode: "text", limit: 100, types: ["atoms"] })), "text")
+      )
     }
 
     const ablation: Array<{ label: string; ndcg: number; recall: number }> = []
-    const fusion = (label: string, fuse: (vector: ReadonlyArray<Scored>, text: ReadonlyArray<Scored>) => Array<string>) => {
+    const fusion = (
+      label: string,
+      fuse: (vector: ReadonlyArray<Scored>, text: ReadonlyArray<Scored>) => Array<string>
+    ) => {
       const n: Array<number> = []
       const r: Array<number> = []
       for (const q of c.queries) {
@@ -305,9 +373,13 @@ const evaluate = (c: Collection) =>
     }
     const ids = (list: ReadonlyArray<Scored>) => list.map((x) => x.id)
     for (const k of [10, 30, 60, 100]) {
-      for (const depth of [10, 20, 50, 100]) fusion(`RRF k=${k}, depth ${depth}`, (v, t) => rrf([ids(v), ids(t)], k, depth))
+      for (const depth of [10, 20, 50, 100]) {
+        fusion(`RRF k=${k}, depth ${depth}`, (v, t) => rrf([ids(v), ids(t)], k, depth))
+      }
     }
-    for (const w of [0.2, 0.35, 0.5, 0.75]) fusion(`RRF k=60, depth 50, vector weight ${w}, text 1`, (v, t) => weightedRrf([ids(v), ids(t)], [w, 1], 60, 50))
+    for (const w of [0.2, 0.35, 0.5, 0.75]) {
+      fusion(`RRF k=60, depth 50, vector weight ${w}, text 1`, (v, t) => weightedRrf([ids(v), ids(t)], [w, 1], 60, 50))
+    }
     for (const alpha of [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]) {
       fusion(`convex combination of min-max scores, depth 50, α(vector) ${alpha}`, (v, t) => convex(v, t, alpha, 50))
     }
@@ -345,7 +417,11 @@ const evaluate = (c: Collection) =>
     yield* textVariant("text: OR of terms, ts_rank, /length", "or", "ts_rank($tsv, $q, 2)")
     // The tsvectors in autoembed.rows carry no weights (every lexeme is D; atoms.search_tsv had the
     // title at A and the body at B), so this variant now ranks exactly as the "(Search)" one.
-    yield* textVariant("text: OR of terms, ts_rank, title weight = body weight", "or", "ts_rank('{0.1,0.2,0.4,0.4}', $tsv, $q, 1)")
+    yield* textVariant(
+      "text: OR of terms, ts_rank, title weight = body weight",
+      "or",
+      "ts_rank('{0.1,0.2,0.4,0.4}', $tsv, $q, 1)"
+    )
 
     // HNSW build parameters: rebuild the index in bulk with each and measure recall@10 against the
     // same exact lists (the index above was built row by row as the workers wrote vectors).
@@ -360,8 +436,14 @@ const evaluate = (c: Collection) =>
         efConstruction
       }))
       const recalls: Array<number> = []
-      for (const q of c.queries) recalls.push(overlap(docIds(yield* search.search(vectorRequest(q.text, K))), exactTop.get(q.id)!))
-      indexBuilds.push({ label: `HNSW m=${m}, ef_construction=${efConstruction}, built after the load`, recall: mean(recalls), buildSeconds: buildMs / 1000 })
+      for (const q of c.queries) {
+        recalls.push(overlap(docIds(yield* search.search(vectorRequest(q.text, K))), exactTop.get(q.id)!))
+      }
+      indexBuilds.push({
+        label: `HNSW m=${m}, ef_construction=${efConstruction}, built after the load`,
+        recall: mean(recalls),
+        buildSeconds: buildMs / 1000
+      })
     }
 
     const figures = (m: string): ModeFigures => ({
@@ -380,7 +462,11 @@ const evaluate = (c: Collection) =>
       hnswRecall: mean(hnswVsExact),
       usesIndex,
       exact: { p50: percentile(perMode.exact.ms, 50), p95: percentile(perMode.exact.ms, 95) },
-      plannerChoice: { usesIndex: plannerUsesIndex, p50: percentile(perMode.planner.ms, 50), p95: percentile(perMode.planner.ms, 95) },
+      plannerChoice: {
+        usesIndex: plannerUsesIndex,
+        p50: percentile(perMode.planner.ms, 50),
+        p95: percentile(perMode.planner.ms, 95)
+      },
       indexBuilds,
       plan: `${plan.plan}\n\nleft alone (no enable_seqscan = off):\n${plannerPlan}`,
       ablation,
@@ -423,7 +509,9 @@ const markdown = (
       `Machine: ${Os.cpus().length} cores (${Os.cpus()[0]?.model ?? "unknown CPU"}), Node ${process.version}. ` +
       `Provider: Local (local-hash-v1, lexical feature hashing), ${DIMENSIONS} dimensions, HNSW m=16, ef_construction=64, ` +
       `ef_search=100 (default), iterative scans relaxed_order. Hybrid: convex combination of min-max normalised scores, vector weight 0.4 (AUTOEMBED_HYBRID_VECTOR_WEIGHT), depth max(limit×${HYBRID_DEPTH_FACTOR}, ${HYBRID_DEPTH_MIN}) per list. ` +
-      `Total run time ${f1(totalSeconds)} s. Load average (1 min) at start/end: ${loadAverages.map((l) => l.toFixed(1)).join(" / ")}` +
+      `Total run time ${f1(totalSeconds)} s. Load average (1 min) at start/end: ${
+        loadAverages.map((l) => l.toFixed(1)).join(" / ")
+      }` +
       " (other processes share the machine: latencies are indicative, quality figures are exact).",
     ""
   )
@@ -433,15 +521,24 @@ const markdown = (
       "(the database part), on a warm database, one search at a time.",
     ""
   )
-  out.push("| collection | docs | queries | mode | nDCG@10 | recall@10 | p50 ms | p95 ms |", "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+  out.push(
+    "| collection | docs | queries | mode | nDCG@10 | recall@10 | p50 ms | p95 ms |",
+    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
+  )
   for (const r of reports) {
     for (const m of MODES) {
       const f = r.modes[m]
-      out.push(`| ${r.name} | ${r.docs} | ${r.queries} | ${m} | ${f3(f.ndcg)} | ${f3(f.recall)} | ${f1(f.p50)} | ${f1(f.p95)} |`)
+      out.push(
+        `| ${r.name} | ${r.docs} | ${r.queries} | ${m} | ${f3(f.ndcg)} | ${f3(f.recall)} | ${f1(f.p50)} | ${
+          f1(f.p95)
+        } |`
+      )
     }
     out.push(`| ${r.name} | | | vector, exact (index scans off) | | | ${f1(r.exact.p50)} | ${f1(r.exact.p95)} |`)
     out.push(
-      `| ${r.name} | | | vector, planner left alone (${r.plannerChoice.usesIndex ? "HNSW" : "sequential scan + sort"}) | | | ` +
+      `| ${r.name} | | | vector, planner left alone (${
+        r.plannerChoice.usesIndex ? "HNSW" : "sequential scan + sort"
+      }) | | | ` +
         `${f1(r.plannerChoice.p50)} | ${f1(r.plannerChoice.p95)} |`
     )
   }
@@ -461,7 +558,9 @@ const markdown = (
     const h = r.modes.hybrid.ndcg
     const met = h >= r.modes.vector.ndcg && h >= r.modes.text.ndcg
     out.push(
-      `- ${r.name}: hybrid nDCG@10 ${met ? "≥" : "is NOT ≥"} both vector and text (${f3(h)} vs ${f3(r.modes.vector.ndcg)} / ${f3(r.modes.text.ndcg)}); ` +
+      `- ${r.name}: hybrid nDCG@10 ${met ? "≥" : "is NOT ≥"} both vector and text (${f3(h)} vs ${
+        f3(r.modes.vector.ndcg)
+      } / ${f3(r.modes.text.ndcg)}); ` +
         `HNSW recall@10 ${f3(r.hnswRecall)} ${r.hnswRecall >= 0.95 ? "≥" : "is BELOW"} 0.95.` +
         (r.notes.length > 0 ? ` Notes: ${r.notes.join("; ")}.` : "")
     )
@@ -522,7 +621,9 @@ const main = Effect.gen(function*() {
   const only = process.env.EVAL_ONLY?.split(",").map((s) => s.trim())
   const reports: Array<Report> = []
   const skipped: Array<string> = []
-  const database = tier() === "postgres" ? "PostgreSQL (scratch database on DATABASE_URL's server)" : "PGlite (embedded, temporary directory)"
+  const database = tier() === "postgres"
+    ? "PostgreSQL (scratch database on DATABASE_URL's server)"
+    : "PGlite (embedded, temporary directory)"
   console.log(`database: ${database}`)
   for (const name of ["scifact", "cranfield"]) {
     if (only && !only.includes(name)) continue
@@ -539,15 +640,23 @@ const main = Effect.gen(function*() {
     )
     for (const m of MODES) {
       const f = report.modes[m]
-      console.log(`${name} ${m}: nDCG@10 ${f3(f.ndcg)}  recall@10 ${f3(f.recall)}  p50 ${f1(f.p50)} ms  p95 ${f1(f.p95)} ms`)
+      console.log(
+        `${name} ${m}: nDCG@10 ${f3(f.ndcg)}  recall@10 ${f3(f.recall)}  p50 ${f1(f.p50)} ms  p95 ${f1(f.p95)} ms`
+      )
     }
     console.log(`${name} vector, exact: p50 ${f1(report.exact.p50)} ms  p95 ${f1(report.exact.p95)} ms`)
     console.log(
-      `${name} vector, planner left alone (${report.plannerChoice.usesIndex ? "HNSW" : "seq scan"}): p50 ${f1(report.plannerChoice.p50)} ms  p95 ${f1(report.plannerChoice.p95)} ms`
+      `${name} vector, planner left alone (${report.plannerChoice.usesIndex ? "HNSW" : "seq scan"}): p50 ${
+        f1(report.plannerChoice.p50)
+      } ms  p95 ${f1(report.plannerChoice.p95)} ms`
     )
     console.log(`${name} HNSW recall@10 vs exact: ${f3(report.hnswRecall)}`)
-    for (const a of report.ablation) console.log(`${name} ablation ${a.label}: nDCG@10 ${f3(a.ndcg)}  recall@10 ${f3(a.recall)}`)
-    for (const b of report.indexBuilds) console.log(`${name} ${b.label}: HNSW recall@10 vs exact ${f3(b.recall)} (build ${f1(b.buildSeconds)} s)`)
+    for (const a of report.ablation) {
+      console.log(`${name} ablation ${a.label}: nDCG@10 ${f3(a.ndcg)}  recall@10 ${f3(a.recall)}`)
+    }
+    for (const b of report.indexBuilds) {
+      console.log(`${name} ${b.label}: HNSW recall@10 vs exact ${f3(b.recall)} (build ${f1(b.buildSeconds)} s)`)
+    }
     for (const n of report.notes) console.log(`${name} note: ${n}`)
     reports.push(report)
   }

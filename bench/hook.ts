@@ -10,7 +10,22 @@
 import { Extraction, PendingSignal } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Queue } from "effect"
-import { elapsedMs, figure, fmt, fmtSummary, goal, note, now, numberFlag, percentile, runIfMain, scratchTarget, storeLayer, summarize, writeResult } from "./lib.js"
+import {
+  elapsedMs,
+  figure,
+  fmt,
+  fmtSummary,
+  goal,
+  note,
+  now,
+  numberFlag,
+  percentile,
+  runIfMain,
+  scratchTarget,
+  storeLayer,
+  summarize,
+  writeResult
+} from "./lib.js"
 
 /** A PendingSignal that does nothing: persistence without the hook. */
 const noopSignal = Layer.effect(
@@ -26,20 +41,32 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const rounds = numberFlag(args, "rounds", 3)
   const iterations = numberFlag(args, "iterations", 200)
   const target = await scratchTarget("postgres", "hook")
-  console.log(`hook: Extraction.persist of 3 atoms + 2 message ids, ${rounds} rounds × ${iterations} iterations per variant (alternating), on ${target.label}`)
+  console.log(
+    `hook: Extraction.persist of 3 atoms + 2 message ids, ${rounds} rounds × ${iterations} iterations per variant (alternating), on ${target.label}`
+  )
   try {
     const program = Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const withHook = yield* Extraction
-      const withoutHook = Context.get(yield* Layer.build(Layer.fresh(Extraction.Default).pipe(Layer.provide(noopSignal))), Extraction)
-      const msgs = yield* sql<{ id: number }>`INSERT INTO messages (content) VALUES ('hook benchmark message one'), ('hook benchmark message two') RETURNING id`
+      const withoutHook = Context.get(
+        yield* Layer.build(Layer.fresh(Extraction.Default).pipe(Layer.provide(noopSignal))),
+        Extraction
+      )
+      const msgs = yield* sql<
+        { id: number }
+      >`INSERT INTO messages (content) VALUES ('hook benchmark message one'), ('hook benchmark message two') RETURNING id`
       const messageIds = msgs.map((m) => m.id)
       let seq = 0
       const input = () => {
         seq++
         return {
           message_ids: messageIds,
-          atoms: [0, 1, 2].map((k) => ({ type: "insight", title: `Hook benchmark atom ${seq}.${k}`, content: `Knowledge ${seq}.${k}: deploys need a rollback plan.`, topic: "benchmarks" }))
+          atoms: [0, 1, 2].map((k) => ({
+            type: "insight",
+            title: `Hook benchmark atom ${seq}.${k}`,
+            content: `Knowledge ${seq}.${k}: deploys need a rollback plan.`,
+            topic: "benchmarks"
+          }))
         }
       }
       const timePersist = (ex: Extraction) =>
@@ -67,9 +94,18 @@ export const main = async (args: ReadonlyArray<string> = []) => {
             a.push(yield* timePersist(withHook))
           }
         }
-        const row = { withP50: percentile(a, 50), withP99: percentile(a, 99), withoutP50: percentile(b, 50), withoutP99: percentile(b, 99) }
+        const row = {
+          withP50: percentile(a, 50),
+          withP99: percentile(a, 99),
+          withoutP50: percentile(b, 50),
+          withoutP99: percentile(b, 99)
+        }
         perRound.push(row)
-        note(`round ${r + 1}: with hook p50 ${fmt(row.withP50)} ms p99 ${fmt(row.withP99)} ms; without p50 ${fmt(row.withoutP50)} ms p99 ${fmt(row.withoutP99)} ms`)
+        note(
+          `round ${r + 1}: with hook p50 ${fmt(row.withP50)} ms p99 ${fmt(row.withP99)} ms; without p50 ${
+            fmt(row.withoutP50)
+          } ms p99 ${fmt(row.withoutP99)} ms`
+        )
       }
       // The hook alone, on the real signal (its sliding queue full, as when no worker drains it).
       const hookTimes: Array<number> = []
@@ -80,7 +116,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       }
       return { perRound, hookTimes: hookTimes.slice(1000) }
     })
-    const { perRound, hookTimes } = await Effect.runPromise(Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: 32 }))))
+    const { perRound, hookTimes } = await Effect.runPromise(
+      Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: 32 })))
+    )
     const addedP50 = summarize(perRound.map((r) => r.withP50 - r.withoutP50))
     const addedP99 = summarize(perRound.map((r) => r.withP99 - r.withoutP99))
     const relP50 = summarize(perRound.map((r) => r.withP50 / r.withoutP50))
@@ -91,11 +129,17 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     const withP99 = summarize(perRound.map((r) => r.withP99))
     const withoutP99 = summarize(perRound.map((r) => r.withoutP99))
     figure(
-      `hook.persist: persist p50 with hook ÷ without = ${fmtSummary(relP50, 3)}; added p50 ${fmtSummary(addedP50, 3, " ms")}, added p99 ${fmtSummary(addedP99, 3, " ms")} ` +
-        `(p50 ${fmt(withP50.median)} vs ${fmt(withoutP50.median)} ms, p99 ${fmt(withP99.median)} vs ${fmt(withoutP99.median)} ms); postgres`
+      `hook.persist: persist p50 with hook ÷ without = ${fmtSummary(relP50, 3)}; added p50 ${
+        fmtSummary(addedP50, 3, " ms")
+      }, added p99 ${fmtSummary(addedP99, 3, " ms")} ` +
+        `(p50 ${fmt(withP50.median)} vs ${fmt(withoutP50.median)} ms, p99 ${fmt(withP99.median)} vs ${
+          fmt(withoutP99.median)
+        } ms); postgres`
     )
     figure(
-      `hook.alone: the hook call (notify of 5 ids) p50 ${fmt(hookP50 * 1000, 1)} µs, p99 ${fmt(hookP99 * 1000, 1)} µs = ${fmt((hookP99 / withoutP50.median) * 100, 3)}% of persist p50; ` +
+      `hook.alone: the hook call (notify of 5 ids) p50 ${fmt(hookP50 * 1000, 1)} µs, p99 ${
+        fmt(hookP99 * 1000, 1)
+      } µs = ${fmt((hookP99 / withoutP50.median) * 100, 3)}% of persist p50; ` +
         `19,000 calls; ${goal(hookP99 < 1)} (p99 < 1 ms)`
     )
     const result = {

@@ -3,8 +3,18 @@
  * autoembed layers for a chosen database, statistics, and the one-line figure format.
  * Benchmarks are programs, never tests: they print figures and write bench/results/<name>.json.
  */
+import {
+  AutoEmbedConfig,
+  type AutoEmbedConfigShape,
+  EmbeddingStore,
+  Extraction,
+  makeDatabaseLayer,
+  PendingSignal,
+  PipelineMetrics,
+  type Source,
+  Sources
+} from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { AutoEmbedConfig, type AutoEmbedConfigShape, EmbeddingStore, Extraction, makeDatabaseLayer, PendingSignal, PipelineMetrics, type Source, Sources } from "@autoembed/core"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Fs from "node:fs"
@@ -142,14 +152,18 @@ export const perRowWriter = (source: Source) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const config = yield* AutoEmbedConfig
-    if (source.storage.kind !== "column") return yield* Effect.dieMessage(`${source.name} has no vector column of its own`)
+    if (source.storage.kind !== "column") {
+      return yield* Effect.dieMessage(`${source.name} has no vector column of its own`)
+    }
     const column = sql(source.storage.column)
     const rows = stateTables(sql, config.stateSchema).rows
     const { id, idType, table, text, tsvector } = sourceSql(sql)
     return (row: { readonly rowId: string; readonly vector: string; readonly model: string; readonly hash: string }) =>
       sql`
         WITH w AS (
-          UPDATE ${table(source)} SET ${column} = ${row.vector}::vector WHERE ${id(source)} = ${row.rowId}::${idType(source)}
+          UPDATE ${table(source)} SET ${column} = ${row.vector}::vector WHERE ${id(source)} = ${row.rowId}::${
+        idType(source)
+      }
           RETURNING ${id(source)}::text AS ae_row, ${tsvector(source, text(source))} AS ae_tsv)
         INSERT INTO ${rows} (source, row_id, model, hash, tsv, embedded_at)
         SELECT ${source.name}, w.ae_row, ${row.model}, ${row.hash}, w.ae_tsv, now() FROM w
@@ -192,7 +206,9 @@ export const fmt = (x: number, digits = 2): string => {
 
 /** "1.23 (min 1.10, max 1.40; 3 runs)" */
 export const fmtSummary = (s: Summary, digits = 2, unit = ""): string =>
-  s.n <= 1 ? `${fmt(s.median, digits)}${unit} (1 run)` : `${fmt(s.median, digits)}${unit} (min ${fmt(s.min, digits)}, max ${fmt(s.max, digits)}; ${s.n} runs)`
+  s.n <= 1
+    ? `${fmt(s.median, digits)}${unit} (1 run)`
+    : `${fmt(s.median, digits)}${unit} (min ${fmt(s.min, digits)}, max ${fmt(s.max, digits)}; ${s.n} runs)`
 
 export const goal = (met: boolean) => (met ? "goal MET" : "goal NOT MET")
 
@@ -208,7 +224,12 @@ export const writeResult = (name: string, result: unknown) => {
   Fs.writeFileSync(
     file,
     JSON.stringify(
-      { benchmark: name, date: new Date().toISOString(), host: { cpus: Os.cpus().length, loadavg: Os.loadavg(), node: process.version }, ...(result as object) },
+      {
+        benchmark: name,
+        date: new Date().toISOString(),
+        host: { cpus: Os.cpus().length, loadavg: Os.loadavg(), node: process.version },
+        ...(result as object)
+      },
       null,
       2
     ) + "\n"
@@ -223,7 +244,8 @@ export const writeResult = (name: string, result: unknown) => {
 export { rng }
 
 /** Standard normal deviates (Box–Muller) from a uniform source. */
-export const gaussian = (uniform: () => number) => () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform())
+export const gaussian = (uniform: () => number) => () =>
+  Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform())
 
 export const normalize = (v: Array<number>): Array<number> => {
   let n = 0
@@ -242,7 +264,12 @@ export const now = () => process.hrtime.bigint()
  * fallback. node:util's parseArgs, not a hand-written scan; other flags are left to their bench.
  */
 export const flagValue = (args: ReadonlyArray<string>, name: string, fallback: string): string => {
-  const { values } = parseArgs({ args: [...args], options: { [name]: { type: "string" } }, strict: false, allowPositionals: true })
+  const { values } = parseArgs({
+    args: [...args],
+    options: { [name]: { type: "string" } },
+    strict: false,
+    allowPositionals: true
+  })
   const value = values[name]
   return typeof value === "string" ? value : fallback
 }
@@ -264,7 +291,8 @@ export const runIfMain = (metaUrl: string, main: (args: ReadonlyArray<string>) =
   })
 }
 
-export const isMain = (metaUrl: string) => process.argv[1] !== undefined && Path.resolve(process.argv[1]) === fileURLToPath(metaUrl)
+export const isMain = (metaUrl: string) =>
+  process.argv[1] !== undefined && Path.resolve(process.argv[1]) === fileURLToPath(metaUrl)
 
 /** A row of the write benchmarks' `messages` table: its id, the md5 of its content, a vector for it. */
 export interface MessageVector {

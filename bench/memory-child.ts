@@ -20,7 +20,9 @@ const config = where.startsWith("postgres")
 const layer = Backfill.Default.pipe(
   Layer.provideMerge(VectorIndex.Default),
   Layer.provideMerge(Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
-  Layer.provideMerge(storeLayer({ ...config, dimensions: DIMS, batchSize: 64, concurrency: 4, bulkThreshold: 1_000_000_000 }))
+  Layer.provideMerge(
+    storeLayer({ ...config, dimensions: DIMS, batchSize: 64, concurrency: 4, bulkThreshold: 1_000_000_000 })
+  )
 )
 
 const program = Effect.gen(function*() {
@@ -53,7 +55,17 @@ const program = Effect.gen(function*() {
   // What the run left behind: heap still reachable after a full collection (a leak grows with rows).
   global.gc?.()
   const retainedHeap = process.memoryUsage().heapUsed - baselineHeap
-  return { rows, retainedHeap, peakHeapTotal, state: job.state, succeeded: job.succeeded, seconds, baselineRss: baseline, peakRss: peak, maxRssKb: process.resourceUsage().maxRSS }
+  return {
+    rows,
+    retainedHeap,
+    peakHeapTotal,
+    state: job.state,
+    succeeded: job.succeeded,
+    seconds,
+    baselineRss: baseline,
+    peakRss: peak,
+    maxRssKb: process.resourceUsage().maxRSS
+  }
 })
 
 Effect.runPromise(Effect.scoped(Effect.provide(program, layer))).then(

@@ -14,7 +14,19 @@
  */
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
-import { createScratchDatabase, createScratchDir, describeServer, figure, flagValue, fmt, goal, note, repoRoot, runIfMain, writeResult } from "./lib.js"
+import {
+  createScratchDatabase,
+  createScratchDir,
+  describeServer,
+  figure,
+  flagValue,
+  fmt,
+  goal,
+  note,
+  repoRoot,
+  runIfMain,
+  writeResult
+} from "./lib.js"
 
 interface ChildResult {
   rows: number
@@ -31,7 +43,15 @@ interface ChildResult {
 
 const child = (rows: number, where: string) =>
   new Promise<ChildResult>((resolve, reject) => {
-    const p = spawn(process.execPath, ["--expose-gc", "--import", "tsx", "--conditions=source", Path.join(repoRoot, "bench/memory-child.ts"), String(rows), where], {
+    const p = spawn(process.execPath, [
+      "--expose-gc",
+      "--import",
+      "tsx",
+      "--conditions=source",
+      Path.join(repoRoot, "bench/memory-child.ts"),
+      String(rows),
+      where
+    ], {
       cwd: repoRoot,
       stdio: ["ignore", "pipe", "inherit"]
     })
@@ -55,8 +75,14 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const sizes = flagValue(args, "sizes", "10000,100000").split(",").map(Number)
   const runs = Number(flagValue(args, "runs", "3"))
   const db = flagValue(args, "db", "postgres")
-  const label = db === "postgres" ? `${describeServer()} (scratch database)` : "embedded PGlite on disk (scratch directory)"
-  console.log(`memory: backfill of ${sizes.map((s) => s.toLocaleString("en-US")).join(" vs ")} rows, ${runs} runs each (alternating), each in its own process, Local provider 32-d, on ${label}`)
+  const label = db === "postgres"
+    ? `${describeServer()} (scratch database)`
+    : "embedded PGlite on disk (scratch directory)"
+  console.log(
+    `memory: backfill of ${
+      sizes.map((s) => s.toLocaleString("en-US")).join(" vs ")
+    } rows, ${runs} runs each (alternating), each in its own process, Local provider 32-d, on ${label}`
+  )
   const results = new Map<number, Array<ChildResult>>(sizes.map((n) => [n, []]))
   for (let run = 0; run < runs; run++) {
     for (const n of sizes) {
@@ -78,10 +104,16 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       }
       results.get(n)!.push(r)
       note(
-        `run ${run + 1}, ${n.toLocaleString("en-US")} rows: ${r.state}, ${r.succeeded} embedded in ${fmt(r.seconds)} s; RSS before ${fmt(mb(r.baselineRss))} MB, ` +
-          `peak ${fmt(mb(r.peakRss))} MB (heap ${fmt(mb(r.peakHeapTotal))} MB), maxRSS ${fmt(r.maxRssKb / 1024)} MB; left reachable after GC ${fmt(mb(r.retainedHeap))} MB`
+        `run ${run + 1}, ${n.toLocaleString("en-US")} rows: ${r.state}, ${r.succeeded} embedded in ${
+          fmt(r.seconds)
+        } s; RSS before ${fmt(mb(r.baselineRss))} MB, ` +
+          `peak ${fmt(mb(r.peakRss))} MB (heap ${fmt(mb(r.peakHeapTotal))} MB), maxRSS ${
+            fmt(r.maxRssKb / 1024)
+          } MB; left reachable after GC ${fmt(mb(r.retainedHeap))} MB`
       )
-      if (r.state !== "succeeded" || r.succeeded !== n) throw new Error(`backfill of ${n} rows did not finish: ${JSON.stringify(r)}`)
+      if (r.state !== "succeeded" || r.succeeded !== n) {
+        throw new Error(`backfill of ${n} rows did not finish: ${JSON.stringify(r)}`)
+      }
     }
   }
   const small = results.get(sizes[0])!
@@ -91,9 +123,13 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const ratio = peak(large) / peak(small)
   const worst = Math.max(...large.map((r) => r.peakRss)) / Math.min(...small.map((r) => r.peakRss))
   figure(
-    `memory.${db}: median peak RSS backfill ${sizes[sizes.length - 1].toLocaleString("en-US")} ÷ ${sizes[0].toLocaleString("en-US")} rows = ${fmt(ratio, 3)} ` +
+    `memory.${db}: median peak RSS backfill ${sizes[sizes.length - 1].toLocaleString("en-US")} ÷ ${
+      sizes[0].toLocaleString("en-US")
+    } rows = ${fmt(ratio, 3)} ` +
       `(${runs} runs each; worst pair ${fmt(worst, 3)}); ${fmt(mb(peak(large)))} vs ${fmt(mb(peak(small)))} MB; ` +
-      `left reachable after a full GC ${fmt(mb(retained(large)), 1)} vs ${fmt(mb(retained(small)), 1)} MB; ${label}; ${goal(ratio <= 1.2)} (within 20%)`
+      `left reachable after a full GC ${fmt(mb(retained(large)), 1)} vs ${fmt(mb(retained(small)), 1)} MB; ${label}; ${
+        goal(ratio <= 1.2)
+      } (within 20%)`
   )
   const result = {
     database: label,

@@ -20,7 +20,17 @@ import { EmbeddingProvider, EmbeddingQueue, makeLocalProvider } from "@autoembed
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import pg from "pg"
 import { startFaultProxy } from "../test/support/FaultProxy.js"
-import { createScratchDatabase, describeServer, figure, fmt, note, numberFlag, runIfMain, storeLayer, writeResult } from "./lib.js"
+import {
+  createScratchDatabase,
+  describeServer,
+  figure,
+  fmt,
+  note,
+  numberFlag,
+  runIfMain,
+  storeLayer,
+  writeResult
+} from "./lib.js"
 
 const DIMS = 64
 
@@ -35,11 +45,21 @@ export const main = async (args: ReadonlyArray<string>) => {
   const provider = {
     ...local,
     embed: (texts: ReadonlyArray<string>, kind: "document" | "query") =>
-      Effect.sleep(Duration.millis(50)).pipe(Effect.zipRight(Effect.sync(() => (sent += texts.length))), Effect.zipRight(local.embed(texts, kind)))
+      Effect.sleep(Duration.millis(50)).pipe(
+        Effect.zipRight(Effect.sync(() => (sent += texts.length))),
+        Effect.zipRight(local.embed(texts, kind))
+      )
   }
   const workers = EmbeddingQueue.Default.pipe(
     Layer.provideMerge(Layer.succeed(EmbeddingProvider, provider)),
-    Layer.provideMerge(storeLayer({ databaseUrl: Option.some(Redacted.make(proxy.url)), dimensions: DIMS, batchSize: 32, concurrency: 4 }))
+    Layer.provideMerge(
+      storeLayer({
+        databaseUrl: Option.some(Redacted.make(proxy.url)),
+        dimensions: DIMS,
+        batchSize: 32,
+        concurrency: 4
+      })
+    )
   )
   const count = async (query: string) => Number((await direct.query(query)).rows[0].n)
   const embedded = () => count("SELECT count(*) AS n FROM messages WHERE embedding IS NOT NULL")
@@ -48,13 +68,17 @@ export const main = async (args: ReadonlyArray<string>) => {
     while (!(await check())) await new Promise((r) => setTimeout(r, 50))
   }
   try {
-    console.log(`  ${describeServer()}, ${rows} rows, a ${outageMs / 1000} s outage after ${Math.round(rows / 5)} are embedded`)
+    console.log(
+      `  ${describeServer()}, ${rows} rows, a ${outageMs / 1000} s outage after ${Math.round(rows / 5)} are embedded`
+    )
     const result = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       yield* Layer.build(workers)
       return yield* Effect.promise(async () => {
         await direct.connect()
         const started = Date.now()
-        await direct.query(`INSERT INTO messages (content) SELECT 'outage benchmark message ' || g FROM generate_series(1, ${rows}) g`)
+        await direct.query(
+          `INSERT INTO messages (content) SELECT 'outage benchmark message ' || g FROM generate_series(1, ${rows}) g`
+        )
         await waitFor(async () => (await embedded()) >= rows / 5)
         const before = await embedded()
         const rate = before / ((Date.now() - started) / 1000)
@@ -64,11 +88,27 @@ export const main = async (args: ReadonlyArray<string>) => {
         await waitFor(async () => (await queued()) === 0)
         const drainS = (Date.now() - restored) / 1000
         const expectedS = left / rate
-        return { rate, left, drainS, expectedS, stallS: Math.max(0, drainS - expectedS), reEmbedded: sent - rows, done: await embedded() }
+        return {
+          rate,
+          left,
+          drainS,
+          expectedS,
+          stallS: Math.max(0, drainS - expectedS),
+          reEmbedded: sent - rows,
+          done: await embedded()
+        }
       })
     })))
-    figure(`outage: ${fmt(result.stallS, 1)} s of stall after a ${outageMs / 1000} s outage, ${result.reEmbedded} rows embedded twice (of ${rows}; ${result.done} embedded)`)
-    note(`rate before the cut ${fmt(result.rate, 0)} rows/s; ${result.left} rows left at the restore took ${fmt(result.drainS, 1)} s (${fmt(result.expectedS, 1)} s at that rate)`)
+    figure(
+      `outage: ${fmt(result.stallS, 1)} s of stall after a ${
+        outageMs / 1000
+      } s outage, ${result.reEmbedded} rows embedded twice (of ${rows}; ${result.done} embedded)`
+    )
+    note(
+      `rate before the cut ${fmt(result.rate, 0)} rows/s; ${result.left} rows left at the restore took ${
+        fmt(result.drainS, 1)
+      } s (${fmt(result.expectedS, 1)} s at that rate)`
+    )
     writeResult("outage", { rows, outageMs, ...result })
   } finally {
     await direct.end().catch(() => undefined)

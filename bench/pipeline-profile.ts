@@ -18,12 +18,15 @@ export const profile = async (rows: number, db: DbKind) => {
   const timed = <A, E, R>(name: string, eff: Effect.Effect<A, E, R>) =>
     Effect.suspend(() => {
       const t = now()
-      return Effect.ensuring(eff, Effect.sync(() => {
-        const e = timings.get(name) ?? { calls: 0, ms: 0 }
-        e.calls++
-        e.ms += elapsedMs(t)
-        timings.set(name, e)
-      }))
+      return Effect.ensuring(
+        eff,
+        Effect.sync(() => {
+          const e = timings.get(name) ?? { calls: 0, ms: 0 }
+          e.calls++
+          e.ms += elapsedMs(t)
+          timings.set(name, e)
+        })
+      )
     })
   const wrapped = Layer.effect(
     EmbeddingStore,
@@ -36,29 +39,44 @@ export const profile = async (rows: number, db: DbKind) => {
     })
   )
   const base = storeLayer({ ...target.config, dimensions: DIMS, batchSize: 64, concurrency: 4 })
-  const layer = Layer.provideMerge(Layer.merge(wrapped, Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))), base)
+  const layer = Layer.provideMerge(
+    Layer.merge(wrapped, Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
+    base
+  )
   try {
-    await Effect.runPromise(Effect.scoped(Effect.provide(Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql`INSERT INTO messages (content) SELECT 'pipeline message ' || g || ' about deploys and queues' FROM generate_series(1, ${rows}) g`
-      yield* sql`VACUUM ANALYZE messages`
-      const done = yield* Deferred.make<void>()
-      let embedded = 0
-      const t = now()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const p = yield* makeEmbeddingPipeline({
-          sources: ["messages"], sweep: false,
-          onBatch: (o) => Effect.suspend(() => { embedded += o.embedded; return embedded >= rows ? Deferred.succeed(done, undefined) : Effect.void })
-        })
-        yield* p.wake
-        yield* Deferred.await(done)
-      }))
-      const ms = elapsedMs(t)
-      console.log(`${db}: ${rows} rows in ${fmt(ms / 1000)} s = ${fmt(rows / (ms / 1000))} rows/s`)
-      for (const [k, v] of [...timings].sort((a, b) => b[1].ms - a[1].ms)) {
-        console.log(`  ${k.padEnd(12)} ${String(v.calls).padStart(5)} calls  ${fmt(v.ms / 1000)} s total  ${fmt(v.ms / v.calls)} ms/call`)
-      }
-    }), layer)))
+    await Effect.runPromise(Effect.scoped(Effect.provide(
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`INSERT INTO messages (content) SELECT 'pipeline message ' || g || ' about deploys and queues' FROM generate_series(1, ${rows}) g`
+        yield* sql`VACUUM ANALYZE messages`
+        const done = yield* Deferred.make<void>()
+        let embedded = 0
+        const t = now()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const p = yield* makeEmbeddingPipeline({
+            sources: ["messages"],
+            sweep: false,
+            onBatch: (o) =>
+              Effect.suspend(() => {
+                embedded += o.embedded
+                return embedded >= rows ? Deferred.succeed(done, undefined) : Effect.void
+              })
+          })
+          yield* p.wake
+          yield* Deferred.await(done)
+        }))
+        const ms = elapsedMs(t)
+        console.log(`${db}: ${rows} rows in ${fmt(ms / 1000)} s = ${fmt(rows / (ms / 1000))} rows/s`)
+        for (const [k, v] of [...timings].sort((a, b) => b[1].ms - a[1].ms)) {
+          console.log(
+            `  ${k.padEnd(12)} ${String(v.calls).padStart(5)} calls  ${fmt(v.ms / 1000)} s total  ${
+              fmt(v.ms / v.calls)
+            } ms/call`
+          )
+        }
+      }),
+      layer
+    )))
   } finally {
     await target.drop()
   }

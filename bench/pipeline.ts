@@ -17,14 +17,38 @@
  *
  *   pnpm bench pipeline [--runs 3] [--pglite-runs 1] [--db postgres,pglite]
  */
-import { AutoEmbedConfig, makeEmbeddingPipeline, makeOllamaProvider, makeOpenAIProvider, EmbeddingProvider, type EmbeddingProviderShape } from "@autoembed/core"
+import {
+  AutoEmbedConfig,
+  EmbeddingProvider,
+  type EmbeddingProviderShape,
+  makeEmbeddingPipeline,
+  makeOllamaProvider,
+  makeOpenAIProvider
+} from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Deferred, Duration, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
 import { stateTables } from "../packages/core/src/State.js"
-import { type DbKind, elapsedMs, figure, flagValue, fmt, fmtSummary, goal, note, now, repoRoot, runIfMain, scratchTarget, storeLayer, summarize, type Summary, writeResult } from "./lib.js"
+import {
+  type DbKind,
+  elapsedMs,
+  figure,
+  flagValue,
+  fmt,
+  fmtSummary,
+  goal,
+  note,
+  now,
+  repoRoot,
+  runIfMain,
+  scratchTarget,
+  storeLayer,
+  summarize,
+  type Summary,
+  writeResult
+} from "./lib.js"
 
 const DIMS = 64
 
@@ -50,15 +74,65 @@ interface Scenario {
  * (200 inputs/s, a realistic CPU Ollama rate for a large embedding model).
  */
 export const scenarios: ReadonlyArray<Scenario> = [
-  { key: "api", title: "L=50 ms, B=64, C=4", rows: 3_000, batch: 64, concurrency: 4, fake: { latencyMs: 50 }, protocol: "openai", ideal: (4 * 64) / 0.05, idealLabel: "C·B/L = 4·64/50 ms", pglite: true },
-  { key: "api-slow", title: "L=400 ms, B=32, C=4", rows: 3_200, batch: 32, concurrency: 4, fake: { latencyMs: 400 }, protocol: "openai", ideal: (4 * 32) / 0.4, idealLabel: "C·B/L = 4·32/400 ms", pglite: false },
-  { key: "ollama", title: "serial, 5 ms/input, B=64, C=4", rows: 2_000, batch: 64, concurrency: 4, fake: { serial: true, perInputLatencyMs: 5 }, protocol: "ollama", ideal: 1000 / 5, idealLabel: "1/p = 1/5 ms", pglite: true },
-  { key: "zero", title: "no provider latency, B=64, C=4", rows: 3_000, batch: 64, concurrency: 4, fake: {}, protocol: "openai", ideal: undefined, idealLabel: "", pglite: false }
+  {
+    key: "api",
+    title: "L=50 ms, B=64, C=4",
+    rows: 3_000,
+    batch: 64,
+    concurrency: 4,
+    fake: { latencyMs: 50 },
+    protocol: "openai",
+    ideal: (4 * 64) / 0.05,
+    idealLabel: "C·B/L = 4·64/50 ms",
+    pglite: true
+  },
+  {
+    key: "api-slow",
+    title: "L=400 ms, B=32, C=4",
+    rows: 3_200,
+    batch: 32,
+    concurrency: 4,
+    fake: { latencyMs: 400 },
+    protocol: "openai",
+    ideal: (4 * 32) / 0.4,
+    idealLabel: "C·B/L = 4·32/400 ms",
+    pglite: false
+  },
+  {
+    key: "ollama",
+    title: "serial, 5 ms/input, B=64, C=4",
+    rows: 2_000,
+    batch: 64,
+    concurrency: 4,
+    fake: { serial: true, perInputLatencyMs: 5 },
+    protocol: "ollama",
+    ideal: 1000 / 5,
+    idealLabel: "1/p = 1/5 ms",
+    pglite: true
+  },
+  {
+    key: "zero",
+    title: "no provider latency, B=64, C=4",
+    rows: 3_000,
+    batch: 64,
+    concurrency: 4,
+    fake: {},
+    protocol: "openai",
+    ideal: undefined,
+    idealLabel: "",
+    pglite: false
+  }
 ]
 
 /** The fake provider in a child process. */
 const startFake = async () => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", Path.join(repoRoot, "bench/fake-provider.ts"), JSON.stringify({ defaultDimensions: DIMS })], {
+  const child = spawn(process.execPath, [
+    "--import",
+    "tsx",
+    "--conditions=source",
+    Path.join(repoRoot, "bench/fake-provider.ts"),
+    JSON.stringify({ defaultDimensions: DIMS })
+  ], {
     cwd: repoRoot,
     stdio: ["pipe", "pipe", "inherit"]
   })
@@ -75,7 +149,8 @@ const startFake = async () => {
   return {
     openaiBaseUrl: ready.openaiBaseUrl as string,
     ollamaHost: ready.ollamaHost as string,
-    reset: (b: Record<string, unknown>) => call({ reset: { defaultDimensions: DIMS, modelDimensions: { "bench-embed": DIMS }, ...b } }),
+    reset: (b: Record<string, unknown>) =>
+      call({ reset: { defaultDimensions: DIMS, modelDimensions: { "bench-embed": DIMS }, ...b } }),
     stats: () => call({ stats: true }) as Promise<{ requests: number; inputs: number; batchSizes: Array<number> }>,
     close: () =>
       new Promise<void>((resolve) => {
@@ -87,7 +162,13 @@ const startFake = async () => {
 
 const providerFor = (s: Scenario, fake: { openaiBaseUrl: string; ollamaHost: string }): EmbeddingProviderShape =>
   s.protocol === "openai"
-    ? makeOpenAIProvider({ apiKey: "bench", baseURL: fake.openaiBaseUrl, model: "text-embedding-3-small", dimensions: DIMS, timeoutMs: 60_000 })
+    ? makeOpenAIProvider({
+      apiKey: "bench",
+      baseURL: fake.openaiBaseUrl,
+      model: "text-embedding-3-small",
+      dimensions: DIMS,
+      timeoutMs: 60_000
+    })
     : makeOllamaProvider({ host: fake.ollamaHost, model: "bench-embed", dimensions: DIMS, timeoutMs: 60_000 })
 
 /** One timed run: seed N queued rows, run the pipeline until all are written, return rows/s. */
@@ -119,11 +200,16 @@ const timedRun = (s: Scenario) =>
           })
       })
       yield* pipeline.wake
-      yield* Deferred.await(done).pipe(Effect.timeoutFail({ duration: Duration.minutes(5), onTimeout: () => new Error(`only ${embedded}/${n} rows embedded in 5 minutes`) }))
+      yield* Deferred.await(done).pipe(Effect.timeoutFail({
+        duration: Duration.minutes(5),
+        onTimeout: () => new Error(`only ${embedded}/${n} rows embedded in 5 minutes`)
+      }))
       return elapsedMs(t)
     }))
     const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE embedding IS NULL`
-    if (left.n !== 0) throw new Error(`${left.n} rows without a vector after the run`)
+    if (left.n !== 0) {
+      throw new Error(`${left.n} rows without a vector after the run`)
+    }
     return { rowsPerSecond: n / (ms / 1000), ms, batches }
   })
 
@@ -131,9 +217,21 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const runs = Number(flagValue(args, "runs", "3"))
   const liteRuns = Number(flagValue(args, "pglite-runs", "1"))
   const dbs = flagValue(args, "db", "postgres,pglite").split(",") as Array<DbKind>
-  console.log(`pipeline: ${DIMS}-d vectors; ${runs} runs each on PostgreSQL, ${liteRuns} on PGlite; databases: ${dbs.join(", ")}`)
+  console.log(
+    `pipeline: ${DIMS}-d vectors; ${runs} runs each on PostgreSQL, ${liteRuns} on PGlite; databases: ${dbs.join(", ")}`
+  )
   const fake = await startFake()
-  type Entry = { title: string; database: string; rows: number; rowsPerSecond: Array<number>; efficiency: Summary | null; ideal: number | null; rate: Summary; meanBatch: number; requests: number }
+  type Entry = {
+    title: string
+    database: string
+    rows: number
+    rowsPerSecond: Array<number>
+    efficiency: Summary | null
+    ideal: number | null
+    rate: Summary
+    meanBatch: number
+    requests: number
+  }
   const results: Record<string, Record<string, Entry>> = {}
   try {
     for (const db of dbs) {
@@ -154,7 +252,13 @@ export const main = async (args: ReadonlyArray<string> = []) => {
             const r = await Effect.runPromise(Effect.scoped(Effect.provide(timedRun(s), layer)))
             stats = await fake.stats()
             rates.push(r.rowsPerSecond)
-            note(`${db} ${s.key} (${s.title}) run ${run + 1}: ${s.rows.toLocaleString("en-US")} rows in ${fmt(r.ms / 1000)} s = ${fmt(r.rowsPerSecond)} rows/s; ${stats.requests} provider requests, mean ${fmt(stats.inputs / Math.max(1, stats.requests), 1)} inputs/request`)
+            note(
+              `${db} ${s.key} (${s.title}) run ${run + 1}: ${s.rows.toLocaleString("en-US")} rows in ${
+                fmt(r.ms / 1000)
+              } s = ${fmt(r.rowsPerSecond)} rows/s; ${stats.requests} provider requests, mean ${
+                fmt(stats.inputs / Math.max(1, stats.requests), 1)
+              } inputs/request`
+            )
           }
           const rate = summarize(rates)
           const efficiency = s.ideal === undefined ? null : summarize(rates.map((r) => r / s.ideal!))
@@ -173,10 +277,16 @@ export const main = async (args: ReadonlyArray<string> = []) => {
             const what = s.protocol === "ollama" ? `fake's single-stream rate ${s.idealLabel}` : `ideal ${s.idealLabel}`
             figure(
               `pipeline.${s.key}.${db} (${s.title}): rows/s incl. DB write ÷ ${what} = ${fmtSummary(efficiency)}; ` +
-                `${fmt(rate.median)} of ${fmt(s.ideal!)} rows/s; ${s.rows.toLocaleString("en-US")} rows, ${DIMS}-d; ${target.label}; ${goal(efficiency.median >= 0.9)} (≥ 0.9)`
+                `${fmt(rate.median)} of ${fmt(s.ideal!)} rows/s; ${
+                  s.rows.toLocaleString("en-US")
+                } rows, ${DIMS}-d; ${target.label}; ${goal(efficiency.median >= 0.9)} (≥ 0.9)`
             )
           } else {
-            note(`${db} zero-latency provider (diagnostic: what claim + DB work alone sustain): ${fmt(rate.median)} rows/s (1 run)`)
+            note(
+              `${db} zero-latency provider (diagnostic: what claim + DB work alone sustain): ${
+                fmt(rate.median)
+              } rows/s (1 run)`
+            )
           }
         }
       } finally {
@@ -193,7 +303,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       if (!p || !l) continue
       const ratio = summarize(l.rowsPerSecond.map((r) => r / p.rate.median))
       figure(
-        `embedded-vs-server.${key} (${p.title}): PGlite rows/s ÷ PostgreSQL rows/s (median), same pipeline = ${fmtSummary(ratio)}; ` +
+        `embedded-vs-server.${key} (${p.title}): PGlite rows/s ÷ PostgreSQL rows/s (median), same pipeline = ${
+          fmtSummary(ratio)
+        }; ` +
           `${fmt(l.rate.median)} vs ${fmt(p.rate.median)} rows/s; ${DIMS}-d (no goal: what the embedded default costs)`
       )
     }

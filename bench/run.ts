@@ -16,7 +16,17 @@ import { main as text } from "./text.js"
 import { main as write } from "./write.js"
 
 /** In run order: quick ones first, the 100,000-row search last. */
-const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = { hook, write, encoding, pipeline, memory, search, text, bulk, outage }
+const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknown>> = {
+  hook,
+  write,
+  encoding,
+  pipeline,
+  memory,
+  search,
+  text,
+  bulk,
+  outage
+}
 /** Issue 11's bulk figures (100,000 rows, about 10 minutes) and the outage figure run on their own: `pnpm bench bulk`, `pnpm bench outage`. */
 const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search", "text"]
 
@@ -29,7 +39,11 @@ if (unknown.length > 0) {
 }
 
 const started = Date.now()
-console.log(`autoembed benchmarks, ${new Date().toISOString()}, ${Os.cpus().length} CPUs, load average ${Os.loadavg().map((x) => x.toFixed(1)).join(" ")}, node ${process.version}`)
+console.log(
+  `autoembed benchmarks, ${new Date().toISOString()}, ${Os.cpus().length} CPUs, load average ${
+    Os.loadavg().map((x) => x.toFixed(1)).join(" ")
+  }, node ${process.version}`
+)
 let failed = 0
 for (const s of selected) {
   const t = Date.now()

@@ -19,7 +19,23 @@
  *   pnpm bench search [--rows 100000] [--queries 50] [--passes 3]
  */
 import pg from "pg"
-import { createScratchDatabase, describeServer, figure, fmt, fmtSummary, gaussian, goal, note, numberFlag, percentile, randomUnitVector, rng, runIfMain, summarize, writeResult } from "./lib.js"
+import {
+  createScratchDatabase,
+  describeServer,
+  figure,
+  fmt,
+  fmtSummary,
+  gaussian,
+  goal,
+  note,
+  numberFlag,
+  percentile,
+  randomUnitVector,
+  rng,
+  runIfMain,
+  summarize,
+  writeResult
+} from "./lib.js"
 
 const DIMS = 1024
 const MODEL = "bench/clustered-1024"
@@ -41,7 +57,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const efs = [40, 100]
   const scratch = await createScratchDatabase("search")
   console.log(
-    `search: ${rows.toLocaleString("en-US")} rows × ${DIMS}-d, ${clusters} clusters (σ ${sigma} per dimension), ${nQueries} queries, ` +
+    `search: ${
+      rows.toLocaleString("en-US")
+    } rows × ${DIMS}-d, ${clusters} clusters (σ ${sigma} per dimension), ${nQueries} queries, ` +
       `HNSW ${passes} passes, exact 1 pass; on ${describeServer()} (scratch database)`
   )
   const clients: Array<pg.Client> = []
@@ -65,7 +83,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     await db.query(`CREATE TABLE centres (c int PRIMARY KEY, v vector(${DIMS}))`)
     const normal = gaussian(rng(7))
     const centres = Array.from({ length: clusters }, () => randomUnitVector(DIMS, normal))
-    for (let c = 0; c < clusters; c++) await db.query("INSERT INTO centres VALUES ($1, $2::vector)", [c, literal(centres[c])])
+    for (let c = 0; c < clusters; c++) {
+      await db.query("INSERT INTO centres VALUES ($1, $2::vector)", [c, literal(centres[c])])
+    }
 
     // Load, in two parallel halves (2 cores), all generation server-side.
     let t = performance.now()
@@ -89,10 +109,16 @@ export const main = async (args: ReadonlyArray<string> = []) => {
 
     t = performance.now()
     await db.query("SET maintenance_work_mem = '1GB'")
-    await db.query(`CREATE INDEX items_hnsw ON items USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)`)
+    await db.query(
+      `CREATE INDEX items_hnsw ON items USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)`
+    )
     const buildSeconds = (performance.now() - t) / 1000
     const [{ workers }] = (await db.query("SELECT current_setting('max_parallel_maintenance_workers') AS workers")).rows
-    note(`HNSW build (m 16, ef_construction 64, maintenance_work_mem 1GB, max_parallel_maintenance_workers ${workers}): ${fmt(buildSeconds)} s`)
+    note(
+      `HNSW build (m 16, ef_construction 64, maintenance_work_mem 1GB, max_parallel_maintenance_workers ${workers}): ${
+        fmt(buildSeconds)
+      } s`
+    )
 
     const qNormal = gaussian(rng(11))
     const qPick = rng(13)
@@ -124,14 +150,20 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     // Check the plans once: the index for HNSW, none for exact.
     const plan = async (exact: boolean) => {
       await db.query("BEGIN")
-      await db.query(exact ? "SELECT set_config('enable_indexscan', 'off', true)" : "SELECT set_config('hnsw.ef_search', '100', true), set_config('enable_seqscan', 'off', true)")
+      await db.query(
+        exact
+          ? "SELECT set_config('enable_indexscan', 'off', true)"
+          : "SELECT set_config('hnsw.ef_search', '100', true), set_config('enable_seqscan', 'off', true)"
+      )
       const r = await db.query(`EXPLAIN ${QUERY}`, [queries[0], MODEL])
       await db.query("COMMIT")
       return r.rows.map((x: Record<string, string>) => x["QUERY PLAN"]).join(" | ")
     }
     const hnswPlan = await plan(false)
     const exactPlan = await plan(true)
-    if (!hnswPlan.includes("items_hnsw") || exactPlan.includes("items_hnsw")) throw new Error(`unexpected plans: ${hnswPlan} // ${exactPlan}`)
+    if (!hnswPlan.includes("items_hnsw") || exactPlan.includes("items_hnsw")) {
+      throw new Error(`unexpected plans: ${hnswPlan} // ${exactPlan}`)
+    }
 
     // Warm the cache for both paths (the table is ~450 MB; shared_buffers is small, the OS cache is not).
     for (const q of queries.slice(0, 5)) {
@@ -147,9 +179,22 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       truth.push(r.ids)
       exactMs.push(r.ms)
     }
-    note(`exact: ${nQueries} queries in ${fmt((performance.now() - t) / 1000)} s, p50 ${fmt(percentile(exactMs, 50))} ms, p95 ${fmt(percentile(exactMs, 95))} ms`)
+    note(
+      `exact: ${nQueries} queries in ${fmt((performance.now() - t) / 1000)} s, p50 ${
+        fmt(percentile(exactMs, 50))
+      } ms, p95 ${fmt(percentile(exactMs, 95))} ms`
+    )
 
-    const byEf: Record<string, { recall: number; p50: ReturnType<typeof summarize>; p95: ReturnType<typeof summarize>; speedupP50: ReturnType<typeof summarize>; speedupP95: ReturnType<typeof summarize> }> = {}
+    const byEf: Record<
+      string,
+      {
+        recall: number
+        p50: ReturnType<typeof summarize>
+        p95: ReturnType<typeof summarize>
+        speedupP50: ReturnType<typeof summarize>
+        speedupP95: ReturnType<typeof summarize>
+      }
+    > = {}
     const exactP50 = percentile(exactMs, 50)
     const exactP95 = percentile(exactMs, 95)
     for (const ef of efs) {
@@ -177,13 +222,23 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       const e = byEf[ef]
       const isDefault = ef === 100
       figure(
-        `search.ef${ef}${isDefault ? " (default)" : ""}: recall@10 = ${fmt(recall, 3)}; exact p50 ÷ HNSW p50 = ${fmtSummary(e.speedupP50, 1, "×")} ` +
-          `(${fmt(e.p50.median)} vs ${fmt(exactP50)} ms; p95 ${fmt(e.p95.median)} vs ${fmt(exactP95)} ms = ${fmt(e.speedupP95.median, 1)}×); ` +
+        `search.ef${ef}${isDefault ? " (default)" : ""}: recall@10 = ${fmt(recall, 3)}; exact p50 ÷ HNSW p50 = ${
+          fmtSummary(e.speedupP50, 1, "×")
+        } ` +
+          `(${fmt(e.p50.median)} vs ${fmt(exactP50)} ms; p95 ${fmt(e.p95.median)} vs ${fmt(exactP95)} ms = ${
+            fmt(e.speedupP95.median, 1)
+          }×); ` +
           `${rows.toLocaleString("en-US")} rows × ${DIMS}-d, ${nQueries} queries; postgres` +
-          (isDefault ? `; recall ${goal(recall >= 0.95)} (≥ 0.95), speed ${goal(e.speedupP50.median >= 10)} (≥ 10×)` : "")
+          (isDefault
+            ? `; recall ${goal(recall >= 0.95)} (≥ 0.95), speed ${goal(e.speedupP50.median >= 10)} (≥ 10×)`
+            : "")
       )
     }
-    figure(`search.build: HNSW build after load = ${fmt(buildSeconds)} s for ${rows.toLocaleString("en-US")} rows (load ${fmt(loadSeconds)} s); build ÷ load = ${fmt(buildSeconds / loadSeconds)}; postgres`)
+    figure(
+      `search.build: HNSW build after load = ${fmt(buildSeconds)} s for ${rows.toLocaleString("en-US")} rows (load ${
+        fmt(loadSeconds)
+      } s); build ÷ load = ${fmt(buildSeconds / loadSeconds)}; postgres`
+    )
     const result = {
       database: `${describeServer()} (scratch database)`,
       rows,
@@ -198,7 +253,11 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       exact: { p50Ms: exactP50, p95Ms: exactP95, plan: exactPlan },
       hnswPlan,
       byEfSearch: byEf,
-      goal: { recallAtDefault: byEf[100]?.recall, recallMet: (byEf[100]?.recall ?? 0) >= 0.95, speedMet: (byEf[100]?.speedupP50.median ?? 0) >= 10 }
+      goal: {
+        recallAtDefault: byEf[100]?.recall,
+        recallMet: (byEf[100]?.recall ?? 0) >= 0.95,
+        speedMet: (byEf[100]?.speedupP50.median ?? 0) >= 10
+      }
     }
     writeResult("search", result)
     return result

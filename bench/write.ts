@@ -16,8 +16,16 @@
  *
  *   pnpm bench write [--rows 2000] [--runs 3] [--batch 200]
  */
+import {
+  AutoEmbedConfig,
+  EmbeddingStore,
+  hnswIndexSql,
+  indexSettingsOf,
+  type Source,
+  Sources,
+  vectorLiteral
+} from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { AutoEmbedConfig, EmbeddingStore, hnswIndexSql, indexSettingsOf, type Source, Sources, vectorLiteral } from "@autoembed/core"
 import { Effect } from "effect"
 import { stateTables } from "../packages/core/src/State.js"
 import {
@@ -71,7 +79,9 @@ const batched = (source: Source, rows: ReadonlyArray<Row>, batch: number) =>
     const store = yield* EmbeddingStore
     for (let i = 0; i < rows.length; i += batch) {
       const written = yield* store.writeVectors(source, MODEL, rows.slice(i, i + batch))
-      if (written.length !== Math.min(batch, rows.length - i)) throw new Error(`batched write wrote ${written.length} rows`)
+      if (written.length !== Math.min(batch, rows.length - i)) {
+        throw new Error(`batched write wrote ${written.length} rows`)
+      }
     }
   })
 
@@ -123,7 +133,11 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const runs = numberFlag(args, "runs", 3)
   const batch = numberFlag(args, "batch", 200)
   const target = await scratchTarget("postgres", "write")
-  console.log(`write: ${n.toLocaleString("en-US")} rows × ${DIMS}-d per variant, ${runs} runs, batches of ${batch}, on ${target.label}`)
+  console.log(
+    `write: ${
+      n.toLocaleString("en-US")
+    } rows × ${DIMS}-d per variant, ${runs} runs, batches of ${batch}, on ${target.label}`
+  )
   try {
     const rows = messageVectors(n, DIMS, 1)
     const names = Object.keys(variants)
@@ -148,7 +162,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
               (SELECT count(*)::int FROM pg_indexes WHERE schemaname = ${source.index.schema} AND indexname = ${source.index.name}) AS idx
             FROM messages WHERE embedding IS NOT NULL`
           if (check.n !== n || check.recorded !== n || check.idx !== 1) {
-            throw new Error(`${key}: ${check.n} vectors written, ${check.recorded} recorded in autoembed.rows, index present: ${check.idx}`)
+            throw new Error(
+              `${key}: ${check.n} vectors written, ${check.recorded} recorded in autoembed.rows, index present: ${check.idx}`
+            )
           }
           rates[key].push(n / (ms / 1000))
           note(`run ${run + 1} ${key}: ${fmt(ms / 1000)} s, ${fmt(n / (ms / 1000))} rows/s`)
@@ -162,12 +178,20 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     const batchedRatio = ratio("batched")
     const rebuildRatio = ratio("rebuild")
     figure(
-      `write.batched: batched writeVectors vs one UPDATE per row, HNSW present = ${fmtSummary(batchedRatio, 2, "×")}; ` +
-        `${fmt(s.batched.median)} vs ${fmt(s.perRow.median)} rows/s; ${n.toLocaleString("en-US")} rows × ${DIMS}-d; postgres; ${goal(batchedRatio.median >= 10)} (≥ 10×)`
+      `write.batched: batched writeVectors vs one UPDATE per row, HNSW present = ${
+        fmtSummary(batchedRatio, 2, "×")
+      }; ` +
+        `${fmt(s.batched.median)} vs ${fmt(s.perRow.median)} rows/s; ${
+          n.toLocaleString("en-US")
+        } rows × ${DIMS}-d; postgres; ${goal(batchedRatio.median >= 10)} (≥ 10×)`
     )
     figure(
-      `write.rebuild: batched with index dropped then rebuilt (1GB maintenance_work_mem, build time included) vs one UPDATE per row = ${fmtSummary(rebuildRatio, 2, "×")}; ` +
-        `${fmt(s.rebuild.median)} vs ${fmt(s.perRow.median)} rows/s; ${n.toLocaleString("en-US")} rows × ${DIMS}-d; postgres; ${goal(rebuildRatio.median >= 10)} (≥ 10×)`
+      `write.rebuild: batched with index dropped then rebuilt (1GB maintenance_work_mem, build time included) vs one UPDATE per row = ${
+        fmtSummary(rebuildRatio, 2, "×")
+      }; ` +
+        `${fmt(s.rebuild.median)} vs ${fmt(s.perRow.median)} rows/s; ${
+          n.toLocaleString("en-US")
+        } rows × ${DIMS}-d; postgres; ${goal(rebuildRatio.median >= 10)} (≥ 10×)`
     )
     const result = {
       database: target.label,
@@ -175,7 +199,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       dimensions: DIMS,
       batch,
       runs,
-      variants: Object.fromEntries(names.map((k) => [k, { label: variants[k].label, rowsPerSecond: rates[k], summary: s[k] }])),
+      variants: Object.fromEntries(
+        names.map((k) => [k, { label: variants[k].label, rowsPerSecond: rates[k], summary: s[k] }])
+      ),
       ratios: { batchedVsPerRow: batchedRatio, rebuildVsPerRow: rebuildRatio },
       goal: { target: "≥ 10× per-row", batchedMet: batchedRatio.median >= 10, rebuildMet: rebuildRatio.median >= 10 }
     }

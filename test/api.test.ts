@@ -3,7 +3,7 @@ import { eventually, json, startTestServer, type TestServer } from "./support/Ap
 
 const expectError = async (res: Response, status: number, code?: string) => {
   expect(res.status).toBe(status)
-  const body = (await res.json() as any)
+  const body = await res.json() as any
   expect(body.error).toMatchObject({ code: expect.any(String), message: expect.any(String) })
   expect(body.error).toHaveProperty("details")
   expect(body.error.request_id).toBe(res.headers.get("x-request-id"))
@@ -14,7 +14,12 @@ const expectError = async (res: Response, status: number, code?: string) => {
 const searchFor = async (url: string, q: string, extra = "", headers: Record<string, string> = {}) => {
   const res = await fetch(`${url}/v1/search?q=${encodeURIComponent(q)}${extra}`, { headers })
   expect(res.status).toBe(200)
-  return ((await res.json() as any)) as { query: string; mode: string; model: string; results: Array<{ type: string; id: number; score: number; title: string | null; content: string }> }
+  return (await res.json() as any) as {
+    query: string
+    mode: string
+    model: string
+    results: Array<{ type: string; id: number; score: number; title: string | null; content: string }>
+  }
 }
 
 describe("API with workers and no token", () => {
@@ -29,18 +34,21 @@ describe("API with workers and no token", () => {
   it("answers /healthz and /readyz", async () => {
     const health = await fetch(`${server.url}/healthz`)
     expect(health.status).toBe(200)
-    expect((await health.json() as any)).toEqual({ status: "ok" })
+    expect(await health.json() as any).toEqual({ status: "ok" })
     const ready = await fetch(`${server.url}/readyz`)
     expect(ready.status).toBe(200)
-    const body = (await ready.json() as any)
+    const body = await ready.json() as any
     expect(body).toMatchObject({ status: "ready", database: { ok: true }, provider: { ok: true, provider: "local" } })
   })
 
   it("makes a posted message findable by search within seconds, with no further call", async () => {
     const content = "The zeppelin hangar sprinkler valve jammed during the quarterly inspection"
-    const res = await fetch(`${server.url}/v1/messages`, json({ messages: [{ content, author: "ines", chat_id: "facilities" }] }))
+    const res = await fetch(
+      `${server.url}/v1/messages`,
+      json({ messages: [{ content, author: "ines", chat_id: "facilities" }] })
+    )
     expect(res.status).toBe(201)
-    const { ids } = (await res.json() as any)
+    const { ids } = await res.json() as any
     expect(ids).toHaveLength(1)
     const started = Date.now()
     const hit = await eventually(async () => {
@@ -54,14 +62,26 @@ describe("API with workers and no token", () => {
   })
 
   it("persists an extraction and its atoms become searchable", async () => {
-    const msg = await ((await fetch(`${server.url}/v1/messages`, json({ messages: [{ content: "Rotate the TLS certificates on the edge proxies before Friday", external_id: "api-test-1" }] }))).json() as Promise<any>)
+    const msg = await ((await fetch(
+      `${server.url}/v1/messages`,
+      json({
+        messages: [{
+          content: "Rotate the TLS certificates on the edge proxies before Friday",
+          external_id: "api-test-1"
+        }]
+      })
+    )).json() as Promise<any>)
     const res = await fetch(
       `${server.url}/v1/extractions`,
       json({
         message_ids: msg.ids,
         topics: [{ name: "Edge proxy certificates", description: "TLS rotation" }],
         atoms: [
-          { type: "problem", title: "Edge proxy certificates expire on Friday", content: "The TLS certificates of the edge proxies expire this Friday." },
+          {
+            type: "problem",
+            title: "Edge proxy certificates expire on Friday",
+            content: "The TLS certificates of the edge proxies expire this Friday."
+          },
           {
             type: "solution",
             title: "Rotate edge proxy certificates with the renewal job",
@@ -72,7 +92,7 @@ describe("API with workers and no token", () => {
       })
     )
     expect(res.status).toBe(201)
-    const result = (await res.json() as any)
+    const result = await res.json() as any
     expect(result.atom_ids).toHaveLength(2)
     expect(result.topic_ids).toHaveLength(1)
     expect(result.message_ids).toEqual(msg.ids)
@@ -96,7 +116,7 @@ describe("API with workers and no token", () => {
     })
     const res = await fetch(`${server.url}/v1/embeddings/status`)
     expect(res.status).toBe(200)
-    const body = (await res.json() as any)
+    const body = await res.json() as any
     expect(body.sources.messages.total).toBeGreaterThanOrEqual(2)
     expect(body.sources.messages.embedded).toBe(body.sources.messages.total)
     expect(body.queue.running).toBe(true)
@@ -107,11 +127,15 @@ describe("API with workers and no token", () => {
   it("answers a backfill dry run with counts and retry-failed with a count", async () => {
     const dry = await fetch(`${server.url}/v1/embeddings/backfill`, json({ dry_run: true }))
     expect(dry.status).toBe(200)
-    const report = (await dry.json() as any)
-    expect(report).toMatchObject({ dry_run: true, total: 0, entity_types: { atoms: { missing: 0, stale: 0, failed: 0 }, messages: { missing: 0 } } })
+    const report = await dry.json() as any
+    expect(report).toMatchObject({
+      dry_run: true,
+      total: 0,
+      entity_types: { atoms: { missing: 0, stale: 0, failed: 0 }, messages: { missing: 0 } }
+    })
     const retry = await fetch(`${server.url}/v1/embeddings/retry-failed`, { method: "POST" })
     expect(retry.status).toBe(200)
-    expect((await retry.json() as any)).toEqual({ requeued: 0 })
+    expect(await retry.json() as any).toEqual({ requeued: 0 })
   })
 
   it("serves Prometheus metrics", async () => {
@@ -130,7 +154,9 @@ describe("API with workers and no token", () => {
     expect(text).toMatch(/^autoembed_rows\{source="messages",state="embedded"\} \d+$/m)
     expect(text).toMatch(/^autoembed_http_requests_total\{method="GET",route="\/v1\/search",status="200"\} \d+$/m)
     // Every sample line is NAME{labels} VALUE, every family has HELP and TYPE.
-    for (const line of text.trim().split("\n")) expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? -?[\d.e+]+)$/)
+    for (const line of text.trim().split("\n")) {
+      expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? -?[\d.e+]+)$/)
+    }
   })
 
   it("echoes a caller's x-request-id and makes one up otherwise", async () => {
@@ -158,8 +184,16 @@ describe("API without workers, with a token and protected reads", () => {
   })
 
   it("requires the token on writes and, with AUTOEMBED_PROTECT_READS, on reads", async () => {
-    await expectError(await fetch(`${server.url}/v1/messages`, json({ messages: [{ content: "x" }] })), 401, "unauthorized")
-    await expectError(await fetch(`${server.url}/v1/messages`, json({ messages: [{ content: "x" }] }, "wrong")), 401, "unauthorized")
+    await expectError(
+      await fetch(`${server.url}/v1/messages`, json({ messages: [{ content: "x" }] })),
+      401,
+      "unauthorized"
+    )
+    await expectError(
+      await fetch(`${server.url}/v1/messages`, json({ messages: [{ content: "x" }] }, "wrong")),
+      401,
+      "unauthorized"
+    )
     const missing = await fetch(`${server.url}/v1/embeddings/status`)
     expect(missing.headers.get("www-authenticate")).toMatch(/^Bearer/)
     await expectError(missing, 401)
@@ -169,7 +203,11 @@ describe("API without workers, with a token and protected reads", () => {
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
     expect((await fetch(`${server.url}/readyz`)).status).toBe(200)
     await expectError(await fetch(`${server.url}/metrics`), 401, "unauthorized")
-    await expectError(await fetch(`${server.url}/metrics`, { headers: { authorization: "Bearer wrong" } }), 401, "unauthorized")
+    await expectError(
+      await fetch(`${server.url}/metrics`, { headers: { authorization: "Bearer wrong" } }),
+      401,
+      "unauthorized"
+    )
     const metrics = await fetch(`${server.url}/metrics`, { headers: auth })
     expect(metrics.status).toBe(200)
     expect(await metrics.text()).toMatch(/^# HELP autoembed_/m)
@@ -188,26 +226,41 @@ describe("API without workers, with a token and protected reads", () => {
         if (kind === "none") expect(res.status, `${method} ${path}`).not.toBe(401)
         else expect(res.status, `${method} ${path}`).toBe(401)
         // The document's security agrees: none for open routes, the bearer scheme (optional for reads) otherwise.
-        expect(op.security, `${method} ${path}`).toEqual(kind === "none" ? undefined : kind === "write" ? [{ bearer: [] }] : [{ bearer: [] }, {}])
+        expect(op.security, `${method} ${path}`).toEqual(
+          kind === "none" ? undefined : kind === "write" ? [{ bearer: [] }] : [{ bearer: [] }, {}]
+        )
       }
     }
-    expect(seen.none.sort()).toEqual(["get /", "get /docs", "get /healthz", "get /openapi.json", "get /readyz", "get /static/{name}"])
+    expect(seen.none.sort()).toEqual([
+      "get /",
+      "get /docs",
+      "get /healthz",
+      "get /openapi.json",
+      "get /readyz",
+      "get /static/{name}"
+    ])
     expect(seen.read).toContain("get /metrics")
-    expect(doc.info.description).toMatch(/Open routes never need it: GET \/healthz, GET \/readyz, GET \/openapi\.json, GET \/docs, GET \/, GET \/static\/\{name\}\./)
+    expect(doc.info.description).toMatch(
+      /Open routes never need it: GET \/healthz, GET \/readyz, GET \/openapi\.json, GET \/docs, GET \/, GET \/static\/\{name\}\./
+    )
   })
 
   it("backfills rows written while no worker ran, to 100%, with progress", async () => {
-    const messages = Array.from({ length: 300 }, (_, i) => ({ content: `Backfill row ${i}: replica lag alert on shard ${i % 7} during the nightly vacuum` }))
+    const messages = Array.from(
+      { length: 300 },
+      (_, i) => ({ content: `Backfill row ${i}: replica lag alert on shard ${i % 7} during the nightly vacuum` })
+    )
     const ingest = await fetch(`${server.url}/v1/messages`, json({ messages }, token))
     expect(ingest.status).toBe(201)
 
-    const dry = (await (await fetch(`${server.url}/v1/embeddings/backfill`, json({ dry_run: true }, token))).json()) as any
+    const dry =
+      (await (await fetch(`${server.url}/v1/embeddings/backfill`, json({ dry_run: true }, token))).json()) as any
     expect(dry.entity_types.messages.missing).toBe(300)
     expect(dry.total).toBe(300)
 
     const start = await fetch(`${server.url}/v1/embeddings/backfill`, { method: "POST", headers: auth })
     expect(start.status).toBe(202)
-    const { job } = (await start.json() as any)
+    const { job } = await start.json() as any
     expect(start.headers.get("location")).toBe(`/v1/embeddings/backfill/${job.id}`)
     expect(job.state).toBe("running")
 
@@ -219,17 +272,22 @@ describe("API without workers, with a token and protected reads", () => {
       expect(conflict.details.job_id).toBe(job.id)
     } else {
       expect(again.status).toBe(202)
-      const first = (await (await fetch(`${server.url}/v1/embeddings/backfill/${job.id}`, { headers: auth })).json()) as any
+      const first =
+        (await (await fetch(`${server.url}/v1/embeddings/backfill/${job.id}`, { headers: auth })).json()) as any
       expect(first.state).not.toBe("running")
     }
 
-    const done = await eventually(async () => {
-      const res = await fetch(`${server.url}${start.headers.get("location")}`, { headers: auth })
-      expect(res.status).toBe(200)
-      const j = (await res.json() as any)
-      expect(j.processed).toBeLessThanOrEqual(j.total)
-      return j.state === "running" ? undefined : j
-    }, 60_000, 200)
+    const done = await eventually(
+      async () => {
+        const res = await fetch(`${server.url}${start.headers.get("location")}`, { headers: auth })
+        expect(res.status).toBe(200)
+        const j = await res.json() as any
+        expect(j.processed).toBeLessThanOrEqual(j.total)
+        return j.state === "running" ? undefined : j
+      },
+      60_000,
+      200
+    )
     expect(done).toMatchObject({ state: "succeeded", total: 300, processed: 300, succeeded: 300, failed: 0 })
 
     const status = await ((await fetch(`${server.url}/v1/embeddings/status`, { headers: auth })).json() as Promise<any>)
@@ -240,6 +298,10 @@ describe("API without workers, with a token and protected reads", () => {
   })
 
   it("returns 404 for an unknown backfill job", async () => {
-    await expectError(await fetch(`${server.url}/v1/embeddings/backfill/bf_unknown`, { headers: auth }), 404, "not_found")
+    await expectError(
+      await fetch(`${server.url}/v1/embeddings/backfill/bf_unknown`, { headers: auth }),
+      404,
+      "not_found"
+    )
   })
 })

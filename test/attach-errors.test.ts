@@ -57,7 +57,10 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
   }
 
   /** `pnpm cli migrate` with this configuration file; returns its exit code and stderr lines. */
-  const migrate = async (config: unknown, options: { ext?: string; url?: string; env?: Record<string, string> } = {}) => {
+  const migrate = async (
+    config: unknown,
+    options: { ext?: string; url?: string; env?: Record<string, string> } = {}
+  ) => {
     const file = Path.join(work, `autoembed.config.${options.ext ?? "json"}`)
     Fs.writeFileSync(file, typeof config === "string" ? config : JSON.stringify(config))
     const url = options.url ?? database?.url
@@ -90,7 +93,8 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
     {
       what: "a missing table",
       config: { sources: { chat: { table: "public.mesages", text: "content" } } },
-      expected: (f) => `Source "chat" (sources.chat.table in ${f}): table public.mesages does not exist; create it or fix the name`
+      expected: (f) =>
+        `Source "chat" (sources.chat.table in ${f}): table public.mesages does not exist; create it or fix the name`
     },
     {
       what: "a missing column",
@@ -101,12 +105,14 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
     {
       what: "a vector column without dimensions",
       config: { sources: { chat: { table: "messages", text: "content", vector: "loose" } } },
-      expected: (f) => `Source "chat" (sources.chat.vector in ${f}): public.messages.loose is vector; it must be vector(n) with a fixed number of dimensions`
+      expected: (f) =>
+        `Source "chat" (sources.chat.vector in ${f}): public.messages.loose is vector; it must be vector(n) with a fixed number of dimensions`
     },
     {
       what: "a column that is not a vector",
       config: { sources: { chat: { table: "messages", text: "content", vector: "plain" } } },
-      expected: (f) => `Source "chat" (sources.chat.vector in ${f}): public.messages.plain is real[]; it must be vector(n) with a fixed number of dimensions`
+      expected: (f) =>
+        `Source "chat" (sources.chat.vector in ${f}): public.messages.plain is real[]; it must be vector(n) with a fixed number of dimensions`
     },
     {
       what: "a dimension that differs from the model's",
@@ -117,7 +123,8 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
     {
       what: "a table without a single-column key",
       config: { sources: { pairs: { table: "pairs", text: "body" } } },
-      expected: (f) => `Source "pairs" (sources.pairs.id in ${f}): public.pairs has a primary key of several columns; set "id" to a unique column`
+      expected: (f) =>
+        `Source "pairs" (sources.pairs.id in ${f}): public.pairs has a primary key of several columns; set "id" to a unique column`
     },
     {
       what: "a misspelt key",
@@ -144,7 +151,9 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
   }
 
   it("several mistakes give one line each", async () => {
-    const result = await migrate({ sources: { a: { table: "nope", text: "x" }, b: { table: "messages", text: "content", vector: "small" } } })
+    const result = await migrate({
+      sources: { a: { table: "nope", text: "x" }, b: { table: "messages", text: "content", vector: "small" } }
+    })
     expect(result.lines).toHaveLength(2)
     expect(result.code).toBe(2)
   }, 60_000)
@@ -155,7 +164,11 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
     let bare: { url: string; drop: () => Promise<void> } | undefined
 
     beforeAll(async () => {
-      await query(`CREATE ROLE ${role} LOGIN NOSUPERUSER; GRANT SELECT, UPDATE ON messages TO ${role}; GRANT CREATE ON DATABASE ${new URL(database!.url).pathname.slice(1)} TO ${role}`)
+      await query(
+        `CREATE ROLE ${role} LOGIN NOSUPERUSER; GRANT SELECT, UPDATE ON messages TO ${role}; GRANT CREATE ON DATABASE ${
+          new URL(database!.url).pathname.slice(1)
+        } TO ${role}`
+      )
       const u = new URL(database!.url)
       u.username = role
       limitedUrl = u.toString()
@@ -169,9 +182,13 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
 
     it("no right to create triggers on the table", async () => {
       const before = await query(SNAPSHOT)
-      const result = await migrate({ sources: { chat: { table: "messages", text: "content", index: false } } }, { url: limitedUrl })
+      const result = await migrate({ sources: { chat: { table: "messages", text: "content", index: false } } }, {
+        url: limitedUrl
+      })
       expect(result.lines).toHaveLength(1)
-      expect(result.lines[0]).toContain(`the database role may not create triggers on public.messages; GRANT TRIGGER ON public.messages to it (or run as its owner)`)
+      expect(result.lines[0]).toContain(
+        `the database role may not create triggers on public.messages; GRANT TRIGGER ON public.messages to it (or run as its owner)`
+      )
       expect(result.code).toBe(2)
       expect(await query(SNAPSHOT)).toEqual(before)
     }, 60_000)
@@ -183,7 +200,11 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
       const before = await query(SNAPSHOT, bare!.url)
       const result = await migrate({ sources: {} }, { url: u.toString(), env: { AUTOEMBED_BUILTIN: "false" } })
       expect(result.lines).toEqual([
-        `pgvector is not enabled in database ${u.pathname.slice(1)} and role ${role} may not enable it: run CREATE EXTENSION vector; as a superuser in ${u.pathname.slice(1)}, then start again.`
+        `pgvector is not enabled in database ${
+          u.pathname.slice(1)
+        } and role ${role} may not enable it: run CREATE EXTENSION vector; as a superuser in ${
+          u.pathname.slice(1)
+        }, then start again.`
       ])
       expect(result.code).toBe(2)
       expect(await query(SNAPSHOT, bare!.url)).toEqual(before)

@@ -1,10 +1,10 @@
 import { PGlite } from "@electric-sql/pglite"
 import { vector } from "@electric-sql/pglite-pgvector"
+import { Option, Redacted } from "effect"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { Option, Redacted } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startServer } from "../packages/api/src/Server.js"
@@ -63,8 +63,20 @@ const PYTHON_SCHEMA = `
 
 const CONFIG = {
   sources: {
-    messages: { table: "public.messages", text: "content", vector: "embedding", filters: ["chat_id"], created_at: "created_at" },
-    atoms: { table: "atoms", text: "{title}\n\n{content}", vector: "embedding", title: "title", filters: ["type", "topic_id"] },
+    messages: {
+      table: "public.messages",
+      text: "content",
+      vector: "embedding",
+      filters: ["chat_id"],
+      created_at: "created_at"
+    },
+    atoms: {
+      table: "atoms",
+      text: "{title}\n\n{content}",
+      vector: "embedding",
+      title: "title",
+      filters: ["type", "topic_id"]
+    },
     notes: { table: "kb.notes", text: "{heading}: {body} {tags}", title: "heading", content: "body" }
   }
 }
@@ -73,7 +85,8 @@ const CONFIG = {
 const USER_COLUMNS = `
   SELECT table_schema || '.' || table_name || '.' || column_name || ':' || data_type AS c FROM information_schema.columns
   WHERE table_schema IN ('public', 'kb') ORDER BY 1`
-const SCHEMAS = `SELECT nspname AS s FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1`
+const SCHEMAS =
+  `SELECT nspname AS s FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1`
 
 describe(`attach to an existing database by configuration (${tier()})`, () => {
   const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "autoembed-attach-"))
@@ -176,9 +189,15 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
       SELECT c.relname || '.' || tg.tgname AS t FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
       WHERE NOT tg.tgisinternal AND c.relnamespace <> 'autoembed'::regnamespace ORDER BY 1`)
     expect(triggers.map((t) => t.t)).toEqual([
-      "atoms.autoembed_atoms_del", "atoms.autoembed_atoms_ins", "atoms.autoembed_atoms_upd",
-      "messages.autoembed_messages_del", "messages.autoembed_messages_ins", "messages.autoembed_messages_upd",
-      "notes.autoembed_notes_del", "notes.autoembed_notes_ins", "notes.autoembed_notes_upd"
+      "atoms.autoembed_atoms_del",
+      "atoms.autoembed_atoms_ins",
+      "atoms.autoembed_atoms_upd",
+      "messages.autoembed_messages_del",
+      "messages.autoembed_messages_ins",
+      "messages.autoembed_messages_upd",
+      "notes.autoembed_notes_del",
+      "notes.autoembed_notes_ins",
+      "notes.autoembed_notes_upd"
     ])
     const indexes = await query<{ i: string }>(`
       SELECT schemaname || '.' || indexname AS i FROM pg_indexes WHERE schemaname IN ('public', 'kb') AND indexname LIKE 'autoembed%' ORDER BY 1`)
@@ -187,53 +206,77 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
     expect(sources.code, sources.stderr).toBe(0)
     const report = JSON.parse(sources.stdout)
     expect(report.problems).toEqual([])
-    expect(report.sources.map((s: { name: string; missing_vectors: number; triggers: number }) => [s.name, s.missing_vectors, s.triggers]))
+    expect(
+      report.sources.map((
+        s: { name: string; missing_vectors: number; triggers: number }
+      ) => [s.name, s.missing_vectors, s.triggers])
+    )
       .toEqual([["messages", 0, 3], ["atoms", 0, 3], ["notes", 0, 3]])
   }, 180_000)
 
-  it("a source removed from the file loses its triggers on the next migrate; adding it back restores them", async () => {
-    const triggersOf = async () =>
-      (await query<{ t: string }>(`SELECT c.relname AS t FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+  it(
+    "a source removed from the file loses its triggers on the next migrate; adding it back restores them",
+    async () => {
+      const triggersOf = async () =>
+        (await query<{ t: string }>(`SELECT c.relname AS t FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
         WHERE NOT tg.tgisinternal AND c.relnamespace <> 'autoembed'::regnamespace ORDER BY 1`))
-        .map((r) => r.t)
-    const { notes: _, ...rest } = CONFIG.sources
-    const smaller = Path.join(work, "smaller.config.json")
-    Fs.writeFileSync(smaller, JSON.stringify({ sources: rest }))
-    const removed = await cli(["migrate"], { AUTOEMBED_CONFIG: smaller })
-    expect(removed.code, removed.stderr).toBe(0)
-    expect(new Set(await triggersOf())).toEqual(new Set(["atoms", "messages"]))
-    // Its vectors stay in autoembed's schema until uninstall: declaring it again finds them all.
-    const back = await cli(["migrate"])
-    expect(back.code, back.stderr).toBe(0)
-    expect(await triggersOf()).toEqual(["atoms", "atoms", "atoms", "messages", "messages", "messages", "notes", "notes", "notes"])
-    const dry = JSON.parse((await cli(["backfill", "--dry-run", "--json"])).stdout)
-    expect(dry.total).toBe(0)
-  }, 120_000)
+          .map((r) => r.t)
+      const { notes: _, ...rest } = CONFIG.sources
+      const smaller = Path.join(work, "smaller.config.json")
+      Fs.writeFileSync(smaller, JSON.stringify({ sources: rest }))
+      const removed = await cli(["migrate"], { AUTOEMBED_CONFIG: smaller })
+      expect(removed.code, removed.stderr).toBe(0)
+      expect(new Set(await triggersOf())).toEqual(new Set(["atoms", "messages"]))
+      // Its vectors stay in autoembed's schema until uninstall: declaring it again finds them all.
+      const back = await cli(["migrate"])
+      expect(back.code, back.stderr).toBe(0)
+      expect(await triggersOf()).toEqual([
+        "atoms",
+        "atoms",
+        "atoms",
+        "messages",
+        "messages",
+        "messages",
+        "notes",
+        "notes",
+        "notes"
+      ])
+      const dry = JSON.parse((await cli(["backfill", "--dry-run", "--json"])).stdout)
+      expect(dry.total).toBe(0)
+    },
+    120_000
+  )
 
-  it.skipIf(serverUrl() === undefined)("rows that psql writes are embedded by a running worker; a column the text does not read re-embeds nothing", async () => {
-    const worker = startCli(["worker"], env)
-    try {
-      await waitFor(async () => worker.output.stdout.includes("autoembed worker"), 60_000, "the worker to start")
-      psql(`INSERT INTO messages (telegram_message_id, chat_id, content) VALUES (9001, 77, 'psql wrote this message about the glacier survey')`)
-      psql(`UPDATE atoms SET content = 'rollbacks need a tested runbook' WHERE id = 1`)
-      const embedded = async () => {
-        const [r] = await query<{ m: boolean; a: boolean }>(`
+  it.skipIf(serverUrl() === undefined)(
+    "rows that psql writes are embedded by a running worker; a column the text does not read re-embeds nothing",
+    async () => {
+      const worker = startCli(["worker"], env)
+      try {
+        await waitFor(async () => worker.output.stdout.includes("autoembed worker"), 60_000, "the worker to start")
+        psql(
+          `INSERT INTO messages (telegram_message_id, chat_id, content) VALUES (9001, 77, 'psql wrote this message about the glacier survey')`
+        )
+        psql(`UPDATE atoms SET content = 'rollbacks need a tested runbook' WHERE id = 1`)
+        const embedded = async () => {
+          const [r] = await query<{ m: boolean; a: boolean }>(`
           SELECT (SELECT embedding IS NOT NULL FROM messages WHERE telegram_message_id = 9001) AS m,
             (SELECT hash = md5('Atom 1' || E'\\n\\n' || 'rollbacks need a tested runbook') FROM autoembed.rows WHERE source = 'atoms' AND row_id = '1') AS a`)
-        return r.m === true && r.a === true
+          return r.m === true && r.a === true
+        }
+        await waitFor(embedded, 15_000, "the psql writes to be embedded")
+        const calls = texts()
+        psql(`UPDATE messages SET chat_id = 99, score = 0.5 WHERE telegram_message_id = 9001`)
+        psql(`UPDATE atoms SET topic_id = 2 WHERE id = 1`)
+        const [queued] = await query<{ n: number }>(`SELECT count(*)::int AS n FROM autoembed.queue`)
+        expect(queued.n).toBe(0)
+        await new Promise((r) => setTimeout(r, 1500))
+        expect(texts()).toBe(calls)
+      } finally {
+        await stop(worker.child)
       }
-      await waitFor(embedded, 15_000, "the psql writes to be embedded")
-      const calls = texts()
-      psql(`UPDATE messages SET chat_id = 99, score = 0.5 WHERE telegram_message_id = 9001`)
-      psql(`UPDATE atoms SET topic_id = 2 WHERE id = 1`)
-      const [queued] = await query<{ n: number }>(`SELECT count(*)::int AS n FROM autoembed.queue`)
-      expect(queued.n).toBe(0)
-      await new Promise((r) => setTimeout(r, 1500))
-      expect(texts()).toBe(calls)
-    } finally {
-      await stop(worker.child)
-    }
-  }, 120_000)
+    },
+    120_000
+  )
 
   it("search answers with the user's own ids (bigint and uuid) and filters on declared columns", async () => {
     const server = await startServer({
@@ -277,18 +320,34 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
       expect(bad.body.error.message).toBe("filter.chat_id must be a whole number")
       const undeclared = await get("q=x&filter.sender=user1")
       expect(undeclared.status).toBe(422)
-      const builtin = await fetch(`${server.url}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: "{\"messages\":[{\"content\":\"x\"}]}" })
+      const builtin = await fetch(`${server.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{\"messages\":[{\"content\":\"x\"}]}"
+      })
       expect(builtin.status).toBe(404)
       expect((await builtin.json() as any).error.code).toBe("builtin_disabled")
     } finally {
       await server.close()
     }
     // The CLI takes the same filters.
-    const cliSearch = await cli(["search", "staging deploy", "--types", "messages", "--filter", "chat_id=43", "--limit", "20", "--json"])
+    const cliSearch = await cli([
+      "search",
+      "staging deploy",
+      "--types",
+      "messages",
+      "--filter",
+      "chat_id=43",
+      "--limit",
+      "20",
+      "--json"
+    ])
     expect(cliSearch.code, cliSearch.stderr).toBe(0)
     const found = JSON.parse(cliSearch.stdout).results as Array<{ id: number }>
     expect(found.length).toBeGreaterThan(0)
-    const chats = await query<{ chat_id: number }>(`SELECT DISTINCT chat_id::int FROM messages WHERE id IN (${found.map((r) => r.id).join(",")})`)
+    const chats = await query<{ chat_id: number }>(
+      `SELECT DISTINCT chat_id::int FROM messages WHERE id IN (${found.map((r) => r.id).join(",")})`
+    )
     expect(chats).toEqual([{ chat_id: 43 }])
   }, 120_000)
 

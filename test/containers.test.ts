@@ -20,7 +20,9 @@ describe("the testcontainers tier", () => {
       await tier!.stop()
       return
     }
-    expect(tier!.line).toMatch(/^autoembed tests: no container runtime \(.+\); the PostgreSQL tier is skipped, the embedded tier runs$/)
+    expect(tier!.line).toMatch(
+      /^autoembed tests: no container runtime \(.+\); the PostgreSQL tier is skipped, the embedded tier runs$/
+    )
     expect(tier!.line).not.toMatch(/\n/)
   }, 60_000)
 })

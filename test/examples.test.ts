@@ -1,8 +1,8 @@
+import { AutoEmbedError, createAutoEmbed } from "@autoembed/core"
+import { Effect, Exit, Scope } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { AutoEmbedError, createAutoEmbed } from "@autoembed/core"
-import { Effect, Exit, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type NotesService, startNotesService } from "../examples/notes-service/src/NotesService.js"
 import { createScratchDatabase, serverUrl, tier } from "./support/TestDatabase.js"
@@ -48,9 +48,15 @@ afterAll(async () => {
 
 describe(`examples/notes-service (${tier()})`, () => {
   const notes = [
-    { title: "Postgres backups", body: "Nightly pg_dump of the production database runs at 02:00 and is copied to object storage." },
+    {
+      title: "Postgres backups",
+      body: "Nightly pg_dump of the production database runs at 02:00 and is copied to object storage."
+    },
     { title: "Team lunch", body: "Friday lunch moves to the Italian place around the corner." },
-    { title: "Deploy checklist", body: "Before deploying, run migrations, check the dashboards and announce the release in the channel." }
+    {
+      title: "Deploy checklist",
+      body: "Before deploying, run migrations, check the dashboards and announce the release in the channel."
+    }
   ]
   const ids: Array<number> = []
 
@@ -71,7 +77,9 @@ describe(`examples/notes-service (${tier()})`, () => {
   })
 
   it("finds them by meaning through the service's search route", async () => {
-    const { status, body } = await json(`/search?q=${encodeURIComponent("nightly database backup with pg_dump")}&mode=vector`)
+    const { status, body } = await json(
+      `/search?q=${encodeURIComponent("nightly database backup with pg_dump")}&mode=vector`
+    )
     expect(status).toBe(200)
     expect(body.results[0]).toMatchObject({ type: "notes", id: ids[0], title: "Postgres backups" })
     expect(body.results[0].score).toBeGreaterThan(body.results[1].score)
@@ -80,14 +88,23 @@ describe(`examples/notes-service (${tier()})`, () => {
   })
 
   it("re-embeds an edited row, and search follows the new content", async () => {
-    const before = await service.autoembed.query<{ hash: string }>("SELECT hash FROM autoembed.rows WHERE source = 'notes' AND row_id = $1::text", [ids[1]])
-    const { status } = await json(`/notes/${ids[1]}`, { method: "PATCH", body: JSON.stringify({ body: "Kubernetes cluster upgrade to 1.31 is scheduled for Tuesday night." }) })
+    const before = await service.autoembed.query<{ hash: string }>(
+      "SELECT hash FROM autoembed.rows WHERE source = 'notes' AND row_id = $1::text",
+      [ids[1]]
+    )
+    const { status } = await json(`/notes/${ids[1]}`, {
+      method: "PATCH",
+      body: JSON.stringify({ body: "Kubernetes cluster upgrade to 1.31 is scheduled for Tuesday night." })
+    })
     expect(status).toBe(200)
     const deadline = Date.now() + 30_000
     let hash = before[0].hash
     while (hash === before[0].hash && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100))
-      hash = (await service.autoembed.query<{ hash: string }>("SELECT hash FROM autoembed.rows WHERE source = 'notes' AND row_id = $1::text", [ids[1]]))[0].hash
+      hash = (await service.autoembed.query<{ hash: string }>(
+        "SELECT hash FROM autoembed.rows WHERE source = 'notes' AND row_id = $1::text",
+        [ids[1]]
+      ))[0].hash
     }
     expect(hash).not.toBe(before[0].hash)
     await waitUntilEmbedded(3)
@@ -101,7 +118,10 @@ describe(`examples/notes-service (${tier()})`, () => {
       "INSERT INTO notes (title, body) VALUES ('Bulk import', 'Rows copied in by a migration script with triggers off.') RETURNING id"
     )
     await service.autoembed.query("ALTER TABLE notes ENABLE TRIGGER autoembed_notes_ins")
-    const pending = await service.autoembed.query<{ n: number }>("SELECT count(*)::int AS n FROM autoembed.queue WHERE source = 'notes' AND row_id = $1", [String(row.id)])
+    const pending = await service.autoembed.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM autoembed.queue WHERE source = 'notes' AND row_id = $1",
+      [String(row.id)]
+    )
     expect(pending[0].n).toBe(0)
     // Unknown ids are skipped; the written row is queued once.
     expect(await service.autoembed.enqueue("notes", [row.id, 999_999])).toEqual({ queued: 1 })
@@ -113,7 +133,9 @@ describe(`examples/notes-service (${tier()})`, () => {
 
   it("rejects bad calls with one clear message", async () => {
     await expect(service.autoembed.search({ q: "   " })).rejects.toThrow(/search: .*q must not be empty or blank/)
-    await expect(service.autoembed.enqueue("atoms", [1])).rejects.toThrow(/enqueue\(atoms\): Unknown entity type "atoms"; known: notes/)
+    await expect(service.autoembed.enqueue("atoms", [1])).rejects.toThrow(
+      /enqueue\(atoms\): Unknown entity type "atoms"; known: notes/
+    )
     const error = await service.autoembed.search({ q: "x", types: ["nope"] }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(AutoEmbedError)
     expect((error as AutoEmbedError).tag).toBe("SearchInvalid")
@@ -140,7 +162,9 @@ describe(`examples/notes-service (${tier()})`, () => {
 
 describe("createAutoEmbed start-up", () => {
   it("fails with one message naming the setting", async () => {
-    await expect(createAutoEmbed({ dimensions: 0 })).rejects.toThrow("autoembed failed to start: dimensions must be a whole number from 1 to 16000, got 0")
+    await expect(createAutoEmbed({ dimensions: 0 })).rejects.toThrow(
+      "autoembed failed to start: dimensions must be a whole number from 1 to 16000, got 0"
+    )
     await expect(createAutoEmbed({ databaseUrl: "mysql://x" })).rejects.toThrow(/databaseUrl must be a postgres:\/\//)
     const missing = await createAutoEmbed({
       ...(databaseUrl ? { databaseUrl } : { dataDir: "memory://" }),

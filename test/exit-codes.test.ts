@@ -1,7 +1,7 @@
 import { Option, Redacted } from "effect"
 import { describe, expect, it } from "vitest"
-import { startServer } from "../packages/api/src/Server.js"
 import { StartupFailure } from "../packages/api/src/Runtime.js"
+import { startServer } from "../packages/api/src/Server.js"
 import { DatabaseError, EXIT_CODES, exitCodeOf, ProviderStartupError, SourceError } from "../packages/core/src/index.js"
 
 /** One table of exit codes for the server and the CLI (they used to disagree on database errors). */
@@ -17,7 +17,13 @@ describe("exit codes", () => {
   it("the server refuses an unreachable DATABASE_URL with exit code 2 and one line naming it", async () => {
     const failure = await startServer({
       workers: false,
-      config: { host: "127.0.0.1", port: 0, provider: "local", dimensions: 8, databaseUrl: Option.some(Redacted.make("postgres://postgres@127.0.0.1:9/none")) }
+      config: {
+        host: "127.0.0.1",
+        port: 0,
+        provider: "local",
+        dimensions: 8,
+        databaseUrl: Option.some(Redacted.make("postgres://postgres@127.0.0.1:9/none"))
+      }
     }).then(() => undefined, (e: unknown) => e)
     expect(failure).toBeInstanceOf(StartupFailure)
     expect((failure as StartupFailure).exitCode).toBe(2)

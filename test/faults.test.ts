@@ -32,7 +32,10 @@ let direct: pg.Client
 const Live = Layer.unwrapScoped(
   Effect.gen(function*() {
     const { url } = yield* createScratchDatabase
-    proxy = yield* Effect.acquireRelease(Effect.promise(() => startFaultProxy(url)), (p) => Effect.promise(() => p.close()))
+    proxy = yield* Effect.acquireRelease(
+      Effect.promise(() => startFaultProxy(url)),
+      (p) => Effect.promise(() => p.close())
+    )
     // The test's own observations and writes go straight to the server, never through the cut.
     direct = yield* Effect.acquireRelease(
       Effect.promise(async () => {
@@ -72,12 +75,18 @@ describe.skipIf(serverUrl() === undefined)("database outages (postgres, through 
   layer(Live, { timeout: 120_000, excludeTestServices: true })((it) => {
     it.effect("a 3 s cut mid-backlog: every row embedded, none waits for its lease, nothing embedded twice", () =>
       Effect.promise(async () => {
-        await direct.query(`INSERT INTO messages (content) SELECT 'outage backlog message ' || g FROM generate_series(1, ${ROWS}) g`)
+        await direct.query(
+          `INSERT INTO messages (content) SELECT 'outage backlog message ' || g FROM generate_series(1, ${ROWS}) g`
+        )
         await until("the backlog to be under way", async () => (await embedded()) >= 300, 60_000)
         const connections = proxy.accepted()
         await proxy.cut(3000)
         const restored = Date.now()
-        await until("the backlog to drain", async () => (await count("SELECT count(*) AS n FROM autoembed.queue")) === 0, 60_000)
+        await until(
+          "the backlog to drain",
+          async () => (await count("SELECT count(*) AS n FROM autoembed.queue")) === 0,
+          60_000
+        )
         const drainedAfterMs = Date.now() - restored
         expect(await embedded()).toBe(ROWS)
         // The lease is 120 s: finishing within 30 s means no row waited for it.
@@ -99,9 +108,18 @@ describe.skipIf(serverUrl() === undefined)("database outages (postgres, through 
         // Polls come every 10 s here; twice in a row under 0.5 s is the notification, not luck.
         for (const attempt of [1, 2]) {
           const started = Date.now()
-          const { rows } = yield* Effect.promise(() => direct.query(`INSERT INTO messages (content) VALUES ('after the outage ${attempt}') RETURNING id`))
+          const { rows } = yield* Effect.promise(() =>
+            direct.query(`INSERT INTO messages (content) VALUES ('after the outage ${attempt}') RETURNING id`)
+          )
           yield* Effect.promise(() =>
-            until("the new row's vector", async () => (await count(`SELECT count(*) AS n FROM messages WHERE id = ${Number(rows[0].id)} AND embedding IS NOT NULL`)) === 1, 10_000)
+            until(
+              "the new row's vector",
+              async () =>
+                (await count(
+                  `SELECT count(*) AS n FROM messages WHERE id = ${Number(rows[0].id)} AND embedding IS NOT NULL`
+                )) === 1,
+              10_000
+            )
           )
           expect(Date.now() - started).toBeLessThan(500)
         }

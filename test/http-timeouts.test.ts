@@ -94,21 +94,28 @@ describe("HTTP timeouts against slow clients", () => {
     const times = await Promise.all(clients.map((c) => c.closed))
     expect(Math.max(...times)).toBeLessThan(REQUEST_MS + SLACK_MS * 2)
     // A client's timeout is not a server error: no error line per abandoned request.
-    const errors = stderr.mock.calls.map(([line]) => String(line)).filter((line) => line.includes("\"level\":\"error\""))
+    const errors = stderr.mock.calls.map(([line]) => String(line)).filter((line) =>
+      line.includes("\"level\":\"error\"")
+    )
     stderr.mockRestore()
     expect(errors).toEqual([])
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
   })
 
   it("a request sent at once is not affected", async () => {
-    const res = await fetch(`${server.url}/v1/messages`, json({ messages: [{ content: "a prompt client sends its body at once" }] }))
+    const res = await fetch(
+      `${server.url}/v1/messages`,
+      json({ messages: [{ content: "a prompt client sends its body at once" }] })
+    )
     expect(res.status).toBe(201)
   })
 })
 
 describe("settings of the HTTP edge and the shutdown", () => {
   const read = (settings: Record<string, string>) =>
-    Effect.runPromise(Effect.either(Effect.withConfigProvider(readConfig, ConfigProvider.fromMap(new Map(Object.entries(settings))))))
+    Effect.runPromise(
+      Effect.either(Effect.withConfigProvider(readConfig, ConfigProvider.fromMap(new Map(Object.entries(settings)))))
+    )
 
   it("default to 10 s headers, 30 s request, 5 s idle, 15 s drain", async () => {
     const config = await read({})
@@ -124,8 +131,14 @@ describe("settings of the HTTP edge and the shutdown", () => {
     const cases: Array<[Record<string, string>, string]> = [
       [{ AUTOEMBED_DRAIN_TIMEOUT_MS: "0" }, "AUTOEMBED_DRAIN_TIMEOUT_MS must be a whole number from 1 to 600000"],
       [{ AUTOEMBED_DRAIN_TIMEOUT_MS: "ten" }, "AUTOEMBED_DRAIN_TIMEOUT_MS"],
-      [{ AUTOEMBED_HTTP_IDLE_TIMEOUT_MS: "-1" }, "AUTOEMBED_HTTP_IDLE_TIMEOUT_MS must be a whole number from 1 to 600000"],
-      [{ AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS: "3600001" }, "AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS must be a whole number from 1 to 3600000"],
+      [
+        { AUTOEMBED_HTTP_IDLE_TIMEOUT_MS: "-1" },
+        "AUTOEMBED_HTTP_IDLE_TIMEOUT_MS must be a whole number from 1 to 600000"
+      ],
+      [
+        { AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS: "3600001" },
+        "AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS must be a whole number from 1 to 3600000"
+      ],
       [
         { AUTOEMBED_HTTP_HEADERS_TIMEOUT_MS: "20000", AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS: "10000" },
         "AUTOEMBED_HTTP_HEADERS_TIMEOUT_MS must not be larger than AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS"

@@ -35,7 +35,10 @@ describe(`concurrent ingests (${tier()})`, () => {
   it("100 rounds of two opposite-order ingests of 20 shared external_ids: no error, one row per id", async () => {
     const statuses: Array<number> = []
     for (let round = 0; round < 100; round++) {
-      const batch = Array.from({ length: 20 }, (_, i) => ({ external_id: `race-${round}-${i}`, content: `round ${round} message ${i}` }))
+      const batch = Array.from(
+        { length: 20 },
+        (_, i) => ({ external_id: `race-${round}-${i}`, content: `round ${round} message ${i}` })
+      )
       const [a, b] = await Promise.all([ingest(batch), ingest([...batch].reverse())])
       statuses.push(a.status, b.status)
       const [bodyA, bodyB] = await Promise.all([a.json(), b.json()]) as Array<{ ids: Array<number> }>

@@ -7,7 +7,8 @@ const fakeHost = (ppid = 4242) => {
   const host = {
     ppid,
     exits: [] as Array<number>,
-    on: (signal: string, listener: () => void) => void handlers.set(signal, [...(handlers.get(signal) ?? []), listener]),
+    on: (signal: string, listener: () => void) =>
+      void handlers.set(signal, [...(handlers.get(signal) ?? []), listener]),
     send: (signal: "SIGTERM" | "SIGINT") => (handlers.get(signal) ?? []).forEach((h) => h()),
     handlerCount: (signal: string) => handlers.get(signal)?.length ?? 0
   }

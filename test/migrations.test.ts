@@ -1,5 +1,5 @@
-import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
 import { Database, DatabaseLive } from "../packages/core/src/Database.js"
@@ -24,7 +24,16 @@ describe(`migrations (${tier()})`, () => {
         // autoembed's own state is in its schema, and only there.
         const tables = yield* sql<{ table_schema: string; table_name: string }>`
           SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = 'autoembed' ORDER BY table_name`
-        expect(tables.map((t) => t.table_name)).toEqual(["backfill_jobs", "bm25_stats", "bm25_terms", "index_state", "migrations", "queue", "rows", "sources"])
+        expect(tables.map((t) => t.table_name)).toEqual([
+          "backfill_jobs",
+          "bm25_stats",
+          "bm25_terms",
+          "index_state",
+          "migrations",
+          "queue",
+          "rows",
+          "sources"
+        ])
         const columns = yield* sql<{ column_name: string }>`
           SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = 'public' AND column_name LIKE 'embedding%'`
         expect(columns.map((c) => c.column_name)).toEqual(["embedding"])
@@ -45,7 +54,9 @@ describe(`migrations (${tier()})`, () => {
           })
         )
         expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain("autoembed_atoms_hnsw")
-        const rows = yield* sql<{ id: number }>`SELECT id FROM atoms ORDER BY embedding <=> '[1,2,3,4,5,6,7,8]'::vector LIMIT 5`
+        const rows = yield* sql<
+          { id: number }
+        >`SELECT id FROM atoms ORDER BY embedding <=> '[1,2,3,4,5,6,7,8]'::vector LIMIT 5`
         expect(rows).toHaveLength(5)
       }))
 
@@ -65,7 +76,9 @@ describe(`migrations (${tier()})`, () => {
         yield* Layer.build(Sources.layer).pipe(Effect.scoped)
         expect(yield* indexes).toEqual(indexesBefore)
         expect(indexesBefore.map((i) => i.name)).toContain("autoembed_atoms_hnsw")
-        const triggers = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_trigger WHERE tgname LIKE 'autoembed_%'`
+        const triggers = yield* sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM pg_trigger WHERE tgname LIKE 'autoembed_%'`
         expect(triggers[0].n).toBe(6)
       }))
 
@@ -73,7 +86,9 @@ describe(`migrations (${tier()})`, () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const [m] = yield* sql<{ id: number }>`INSERT INTO messages (content) VALUES ('hello') RETURNING id`
-        const q = yield* sql<{ row_id: string; version: number }>`SELECT row_id, version FROM autoembed.queue WHERE source = 'messages'`
+        const q = yield* sql<
+          { row_id: string; version: number }
+        >`SELECT row_id, version FROM autoembed.queue WHERE source = 'messages'`
         expect(q).toEqual([{ row_id: String(m.id), version: 1 }])
         yield* sql`UPDATE messages SET content = 'changed' WHERE id = ${m.id}`
         const q2 = yield* sql<{ version: number }>`SELECT version FROM autoembed.queue WHERE source = 'messages'`
@@ -103,20 +118,37 @@ describe(`migrations (${tier()})`, () => {
         return yield* Layer.build(again).pipe(Effect.flip)
       }).pipe(Effect.scoped)
       expect(result._tag).toBe("SourceError")
-      expect(result.message).toContain("public.messages.embedding is vector(8) but EMBEDDING_DIMENSIONS is 16; set EMBEDDING_DIMENSIONS=8")
+      expect(result.message).toContain(
+        "public.messages.embedding is vector(8) but EMBEDDING_DIMENSIONS is 16; set EMBEDDING_DIMENSIONS=8"
+      )
     }), 120_000)
 })
 
 describe(`autoembed's schema is configurable (${tier()})`, () => {
-  const Custom = Layer.provideMerge(Sources.layer, DatabaseLive).pipe(Layer.provideMerge(testConfig({ dimensions: 8, stateSchema: "ae_state" })))
+  const Custom = Layer.provideMerge(Sources.layer, DatabaseLive).pipe(
+    Layer.provideMerge(testConfig({ dimensions: 8, stateSchema: "ae_state" }))
+  )
   layer(Custom, { timeout: 120_000 })((it) => {
     it.effect("AUTOEMBED_SCHEMA puts every table and the trigger function there, and uninstall removes exactly that", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        const tables = yield* sql<{ t: string }>`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'ae_state' ORDER BY 1`
-        expect(tables.map((r) => r.t)).toEqual(["backfill_jobs", "bm25_stats", "bm25_terms", "index_state", "migrations", "queue", "rows", "sources"])
+        const tables = yield* sql<
+          { t: string }
+        >`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'ae_state' ORDER BY 1`
+        expect(tables.map((r) => r.t)).toEqual([
+          "backfill_jobs",
+          "bm25_stats",
+          "bm25_terms",
+          "index_state",
+          "migrations",
+          "queue",
+          "rows",
+          "sources"
+        ])
         expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])
-        const [m] = yield* sql<{ id: number }>`INSERT INTO messages (content) VALUES ('queued in the configured schema') RETURNING id`
+        const [m] = yield* sql<
+          { id: number }
+        >`INSERT INTO messages (content) VALUES ('queued in the configured schema') RETURNING id`
         expect(yield* sql`SELECT row_id FROM ae_state.queue`).toEqual([{ row_id: String(m.id) }])
         const removed = yield* uninstall("ae_state", (yield* Database).kind === "postgres")
         expect(removed.schema).toBe("ae_state")

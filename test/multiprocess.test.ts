@@ -1,6 +1,6 @@
+import { Effect } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Effect } from "effect"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"
 import { startCli, stop, waitFor } from "./support/Processes.js"
 import { createScratchDatabase, serverUrl } from "./support/TestDatabase.js"
@@ -51,10 +51,18 @@ describe.skipIf(!serverUrl())("worker processes on one PostgreSQL database", () 
   it("three workers embed 2,000 pending rows exactly once between them", async () => {
     const server = await fake
     server.reset({ latencyMs: 25 })
-    await client.query("INSERT INTO messages (content) SELECT 'multi-process message ' || g FROM generate_series(1, 2000) g")
-    const workers = ["worker-1", "worker-2", "worker-3"].map((k) => startCli(["worker"], { ...env(k), OPENAI_BASE_URL: server.openaiBaseUrl }))
+    await client.query(
+      "INSERT INTO messages (content) SELECT 'multi-process message ' || g FROM generate_series(1, 2000) g"
+    )
+    const workers = ["worker-1", "worker-2", "worker-3"].map((k) =>
+      startCli(["worker"], { ...env(k), OPENAI_BASE_URL: server.openaiBaseUrl })
+    )
     try {
-      await waitFor(async () => (await count("SELECT count(*) AS n FROM messages WHERE embedding IS NULL")) === 0, 120_000, "all rows embedded")
+      await waitFor(
+        async () => (await count("SELECT count(*) AS n FROM messages WHERE embedding IS NULL")) === 0,
+        120_000,
+        "all rows embedded"
+      )
     } finally {
       await Promise.all(workers.map((w) => stop(w.child)))
     }
@@ -75,10 +83,16 @@ describe.skipIf(!serverUrl())("worker processes on one PostgreSQL database", () 
     server.reset({ latencyMs: 200 })
     server.requests.length = 0
     await client.query("DELETE FROM messages")
-    await client.query("INSERT INTO messages (content) SELECT 'killed worker message ' || g FROM generate_series(1, 400) g")
+    await client.query(
+      "INSERT INTO messages (content) SELECT 'killed worker message ' || g FROM generate_series(1, 400) g"
+    )
     const leaseEnv = { AUTOEMBED_LEASE_SECONDS: "3", OPENAI_BASE_URL: server.openaiBaseUrl }
     const first = startCli(["worker"], { ...env("victim"), ...leaseEnv })
-    await waitFor(async () => (await count("SELECT count(*) AS n FROM messages WHERE embedding IS NOT NULL")) >= 40, 60_000, "some rows embedded")
+    await waitFor(
+      async () => (await count("SELECT count(*) AS n FROM messages WHERE embedding IS NOT NULL")) >= 40,
+      60_000,
+      "some rows embedded"
+    )
     await stop(first.child, "SIGKILL")
     const leased = await count("SELECT count(*) AS n FROM autoembed.queue WHERE locked_until > now()")
     expect(leased).toBeGreaterThan(0)
@@ -86,7 +100,11 @@ describe.skipIf(!serverUrl())("worker processes on one PostgreSQL database", () 
     server.reset({ latencyMs: 0 })
     const second = startCli(["worker"], { ...env("survivor"), ...leaseEnv })
     try {
-      await waitFor(async () => (await count("SELECT count(*) AS n FROM messages WHERE embedding IS NULL")) === 0, 60_000, "all rows embedded after restart")
+      await waitFor(
+        async () => (await count("SELECT count(*) AS n FROM messages WHERE embedding IS NULL")) === 0,
+        60_000,
+        "all rows embedded after restart"
+      )
     } finally {
       await stop(second.child)
     }

@@ -43,9 +43,17 @@ describe("/openapi.json", () => {
   })
 
   it("documents every registered route, and every route the issue asks for", () => {
-    const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops as object).map((m) => `${m} ${path}`)))
+    const documented = new Set(
+      Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops as object).map((m) => `${m} ${path}`))
+    )
     for (const r of REQUIRED) expect(documented, r).toContain(r)
-    const app = makeApp({ runtime: server.runtime, auth: { apiToken: Option.none(), protectReads: false }, log: makeLog("none"), version: "test", mode: "api" })
+    const app = makeApp({
+      runtime: server.runtime,
+      auth: { apiToken: Option.none(), protectReads: false },
+      log: makeLog("none"),
+      version: "test",
+      mode: "api"
+    })
     const registered = app.routes
       .filter((r) => r.method !== "ALL")
       .map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)/g, "{$1}")}`)

@@ -1,5 +1,5 @@
-import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { Extraction } from "../packages/core/src/Extraction.js"
 import { embedLocal } from "../packages/core/src/providers/LocalProvider.js"
@@ -7,7 +7,8 @@ import { pipelineLayer, waitUntilIdle } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 
 const parseVector = (s: string) => JSON.parse(s) as Array<number>
-const close = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) < 1e-6)
+const close = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
+  a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) < 1e-6)
 
 describe(`pipeline (${tier()})`, () => {
   layer(pipelineLayer(), { timeout: 120_000, excludeTestServices: true })((it) => {
@@ -25,14 +26,30 @@ describe(`pipeline (${tier()})`, () => {
           message_ids: ids,
           topics: [{ name: "deploys", description: "Release engineering" }],
           atoms: [
-            { type: "problem", title: "Migration locks users table", content: "ALTER TABLE took an exclusive lock during deploy." },
-            { type: "solution", title: "Concurrent index builds", content: "Use CREATE INDEX CONCURRENTLY.", links: [{ to: "Migration locks users table", relation: "solves" }] },
-            { type: "decision", title: "Review migrations", content: "Every migration gets a lock review.", confidence: 0.8 }
+            {
+              type: "problem",
+              title: "Migration locks users table",
+              content: "ALTER TABLE took an exclusive lock during deploy."
+            },
+            {
+              type: "solution",
+              title: "Concurrent index builds",
+              content: "Use CREATE INDEX CONCURRENTLY.",
+              links: [{ to: "Migration locks users table", relation: "solves" }]
+            },
+            {
+              type: "decision",
+              title: "Review migrations",
+              content: "Every migration gets a lock review.",
+              confidence: 0.8
+            }
           ]
         })
         expect(result.atom_ids).toHaveLength(3)
         expect(yield* waitUntilIdle()).toBe(0)
-        const atoms = yield* sql<{ id: number; title: string; content: string; embedding: string; embedding_model: string }>`
+        const atoms = yield* sql<
+          { id: number; title: string; content: string; embedding: string; embedding_model: string }
+        >`
           SELECT id, title, content, embedding::text AS embedding, r.model AS embedding_model
           FROM atoms JOIN autoembed.rows r ON r.source = 'atoms' AND r.row_id = atoms.id::text WHERE id = ANY(${result.atom_ids}::bigint[])`
         expect(atoms).toHaveLength(3)
@@ -47,7 +64,9 @@ describe(`pipeline (${tier()})`, () => {
         const links = yield* sql`SELECT relation FROM atom_links`
         expect(links).toEqual([{ relation: "solves" }])
         // Re-sending an external_id does not duplicate the message.
-        const again = yield* extraction.ingestMessages({ messages: [{ content: "We should run migrations concurrently next time", external_id: "tg-2" }] })
+        const again = yield* extraction.ingestMessages({
+          messages: [{ content: "We should run migrations concurrently next time", external_id: "tg-2" }]
+        })
         expect(again.ids).toEqual([ids[1]])
       }))
 
@@ -55,15 +74,25 @@ describe(`pipeline (${tier()})`, () => {
       Effect.gen(function*() {
         const extraction = yield* Extraction
         const sql = yield* SqlClient.SqlClient
-        const first = yield* extraction.persist({ atoms: [{ type: "insight", title: "Caching", content: "Cache the query embeddings." }] })
+        const first = yield* extraction.persist({
+          atoms: [{ type: "insight", title: "Caching", content: "Cache the query embeddings." }]
+        })
         yield* waitUntilIdle()
-        const second = yield* extraction.persist({ atoms: [{ type: "insight", title: "Caching", content: "Cache query embeddings in a bounded LRU." }] })
+        const second = yield* extraction.persist({
+          atoms: [{ type: "insight", title: "Caching", content: "Cache query embeddings in a bounded LRU." }]
+        })
         expect(second.atom_ids).toEqual(first.atom_ids)
         expect(yield* waitUntilIdle()).toBe(0)
-        const [row] = yield* sql<{ version: number; embedding: string }>`SELECT version, embedding::text AS embedding FROM atoms WHERE id = ${first.atom_ids[0]}`
+        const [row] = yield* sql<
+          { version: number; embedding: string }
+        >`SELECT version, embedding::text AS embedding FROM atoms WHERE id = ${first.atom_ids[0]}`
         expect(row.version).toBe(2)
-        expect(close(parseVector(row.embedding), embedLocal("Caching\n\nCache query embeddings in a bounded LRU.", 256))).toBe(true)
-        const versions = yield* sql`SELECT version FROM atom_versions WHERE atom_id = ${first.atom_ids[0]} ORDER BY version`
+        expect(
+          close(parseVector(row.embedding), embedLocal("Caching\n\nCache query embeddings in a bounded LRU.", 256))
+        ).toBe(true)
+        const versions = yield* sql`SELECT version FROM atom_versions WHERE atom_id = ${
+          first.atom_ids[0]
+        } ORDER BY version`
         expect(versions).toEqual([{ version: 1 }, { version: 2 }])
       }))
 
@@ -75,7 +104,9 @@ describe(`pipeline (${tier()})`, () => {
           yield* sql`SET LOCAL session_replication_role = replica`
           yield* sql`INSERT INTO messages (content) SELECT 'restored message ' || g FROM generate_series(1, 20) g`
         }))
-        const [pendingBefore] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue WHERE source = 'messages'`
+        const [pendingBefore] = yield* sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM autoembed.queue WHERE source = 'messages'`
         expect(pendingBefore.n).toBe(0)
         // Plain inserts from another writer go through the trigger.
         yield* sql`INSERT INTO atoms (type, title, content) VALUES ('note', 'from psql', 'typed by hand')`

@@ -10,7 +10,13 @@ import { embedLocal, makeLocalProvider, stem, tokenize } from "../packages/core/
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const localProviderFile = path.join(repoRoot, "packages/core/src/providers/LocalProvider.ts")
 
-const SAMPLES = ["The quick brown fox", "Graphene conducts electricity well.", "", "β-amyloid 斑块 CO2 émigré", "to be or not to be"]
+const SAMPLES = [
+  "The quick brown fox",
+  "Graphene conducts electricity well.",
+  "",
+  "β-amyloid 斑块 CO2 émigré",
+  "to be or not to be"
+]
 
 /** sha256 of the float64 bytes of each sample's 1024-d vector, in order. */
 const checksum = (vectors: ReadonlyArray<ReadonlyArray<number>>) => {
@@ -61,10 +67,22 @@ describe("Local provider", () => {
     }))
 
   it("stems and tokenizes lightly", () => {
-    expect(["increase", "increases", "increased", "increasing"].map(stem)).toEqual(["increas", "increas", "increas", "increas"])
+    expect(["increase", "increases", "increased", "increasing"].map(stem)).toEqual([
+      "increas",
+      "increas",
+      "increas",
+      "increas"
+    ])
     expect(["studies", "studied", "study"].map(stem)).toEqual(["study", "study", "study"])
     expect(["activation", "activated", "activate"].map(stem)).toEqual(["activat", "activat", "activat"])
-    expect(["stopped", "running", "genes", "gene", "class", "virus"].map(stem)).toEqual(["stop", "run", "gene", "gene", "class", "virus"])
+    expect(["stopped", "running", "genes", "gene", "class", "virus"].map(stem)).toEqual([
+      "stop",
+      "run",
+      "gene",
+      "gene",
+      "class",
+      "virus"
+    ])
     expect(tokenize("Don't stop: IL-6 and TNF-α!")).toEqual(["don", "stop", "il", "6", "and", "tnf", "α"])
   })
 
@@ -87,10 +105,15 @@ describe("Local provider", () => {
 
   // Speed is a benchmark's business (a timed assertion flakes on a busy machine); this checks the result at scale.
   it("embeds 5,000 abstract-sized texts into distinct unit vectors", () => {
-    const words = "protein cell gene expression tumour patient clinical trial mouse model receptor signalling pathway inhibitor dose response cohort risk factor mortality infection vaccine antibody"
-      .split(" ")
-    const texts = Array.from({ length: 5000 }, (_, i) =>
-      `${i} ` + Array.from({ length: 220 }, (_, j) => words[(i * 7 + j * 13 + ((i * j) % 11)) % words.length]).join(" "))
+    const words =
+      "protein cell gene expression tumour patient clinical trial mouse model receptor signalling pathway inhibitor dose response cohort risk factor mortality infection vaccine antibody"
+        .split(" ")
+    const texts = Array.from(
+      { length: 5000 },
+      (_, i) =>
+        `${i} ` +
+        Array.from({ length: 220 }, (_, j) => words[(i * 7 + j * 13 + ((i * j) % 11)) % words.length]).join(" ")
+    )
     const seen = new Set<string>()
     for (const t of texts) {
       const v = embedLocal(t, 1024)
@@ -106,7 +129,8 @@ const scifact = path.resolve(repoRoot, "../shared/data/scifact")
 
 describe("Local provider on SciFact", () => {
   it.skipIf(!existsSync(scifact))("finds a relevant abstract in the top 10 for most queries", () => {
-    const lines = (file: string) => readFileSync(path.join(scifact, file), "utf8").split("\n").filter((l) => l.trim() !== "")
+    const lines = (file: string) =>
+      readFileSync(path.join(scifact, file), "utf8").split("\n").filter((l) => l.trim() !== "")
     const corpus = lines("corpus.jsonl").map((l) => JSON.parse(l) as { id: string; title: string; text: string })
     const queries = lines("queries.jsonl").map((l) => JSON.parse(l) as { id: string; text: string })
     const relevant = new Map<string, Set<string>>()
@@ -126,7 +150,11 @@ describe("Local provider on SciFact", () => {
       if (top.some(([, i]) => rel.has(corpus[i].id))) hits++
     }
     const rate = hits / asked
-    console.log(`SciFact (Local provider, 1024-d, cosine): relevant doc in top 10 for ${hits}/${asked} queries = ${rate.toFixed(3)}`)
+    console.log(
+      `SciFact (Local provider, 1024-d, cosine): relevant doc in top 10 for ${hits}/${asked} queries = ${
+        rate.toFixed(3)
+      }`
+    )
     expect(rate).toBeGreaterThan(0.5)
   })
   it.skipIf(existsSync(scifact))("skipped: no SciFact data", () => {

@@ -81,7 +81,10 @@ describe("helpers", () => {
   it("splits by input count and token budget, in order", () => {
     const limits = { maxInputsPerRequest: 3, maxTokensPerInput: 10, maxTokensPerRequest: 20 }
     const input = ["a".repeat(30), "b".repeat(30), "c".repeat(300), "d", "e", "f", "g"]
-    expect(splitByLimits(input, limits)).toEqual([[input[0], input[1]], [input[2], input[3], input[4]], [input[5], input[6]]])
+    expect(splitByLimits(input, limits)).toEqual([[input[0], input[1]], [input[2], input[3], input[4]], [
+      input[5],
+      input[6]
+    ]])
   })
 
   it("parses Retry-After, retry-after-ms and x-ratelimit-reset-*", () => {
@@ -89,7 +92,9 @@ describe("helpers", () => {
     expect(parseRetryAfter(new Headers({ "retry-after": "7" }), now)).toBe(7000)
     expect(parseRetryAfter(new Headers({ "retry-after": "Wed, 01 Jan 2025 00:00:30 GMT" }), now)).toBe(30_000)
     expect(parseRetryAfter(new Headers({ "retry-after-ms": "250", "retry-after": "7" }), now)).toBe(250)
-    expect(parseRetryAfter(new Headers({ "x-ratelimit-reset-requests": "20ms", "x-ratelimit-reset-tokens": "6m0s" }), now))
+    expect(
+      parseRetryAfter(new Headers({ "x-ratelimit-reset-requests": "20ms", "x-ratelimit-reset-tokens": "6m0s" }), now)
+    )
       .toBe(360_000)
     expect(parseRetryAfter(new Headers({}), now)).toBeUndefined()
     expect(parseDuration("1h2m3.5s")).toBe(3_723_500)
@@ -98,11 +103,32 @@ describe("helpers", () => {
   })
 
   it("has profiles, matching Ollama tags on the name before ':'", () => {
-    expect(profileFor("ollama", "mxbai-embed-large:latest")).toMatchObject({ nativeDimensions: 1024, contextTokens: 512, queryPrefix: MXBAI_QUERY, documentPrefix: "" })
-    expect(profileFor("ollama", "nomic-embed-text:v1.5")).toMatchObject({ nativeDimensions: 768, contextTokens: 8192, documentPrefix: "search_document: ", queryPrefix: "search_query: " })
-    expect(profileFor("openai", "text-embedding-3-large")).toMatchObject({ nativeDimensions: 3072, supportsDimensionsParam: true })
-    expect(profileFor("openai", "text-embedding-ada-002")).toMatchObject({ nativeDimensions: 1536, supportsDimensionsParam: false })
-    expect(profileFor("ollama", "my-model")).toMatchObject({ known: false, contextTokens: 512, documentPrefix: "", nativeDimensions: undefined })
+    expect(profileFor("ollama", "mxbai-embed-large:latest")).toMatchObject({
+      nativeDimensions: 1024,
+      contextTokens: 512,
+      queryPrefix: MXBAI_QUERY,
+      documentPrefix: ""
+    })
+    expect(profileFor("ollama", "nomic-embed-text:v1.5")).toMatchObject({
+      nativeDimensions: 768,
+      contextTokens: 8192,
+      documentPrefix: "search_document: ",
+      queryPrefix: "search_query: "
+    })
+    expect(profileFor("openai", "text-embedding-3-large")).toMatchObject({
+      nativeDimensions: 3072,
+      supportsDimensionsParam: true
+    })
+    expect(profileFor("openai", "text-embedding-ada-002")).toMatchObject({
+      nativeDimensions: 1536,
+      supportsDimensionsParam: false
+    })
+    expect(profileFor("ollama", "my-model")).toMatchObject({
+      known: false,
+      contextTokens: 512,
+      documentPrefix: "",
+      nativeDimensions: undefined
+    })
     expect(profileFor("openai", "my-model")).toMatchObject({ known: false, contextTokens: 8191 })
   })
 })
@@ -208,7 +234,9 @@ describe("Ollama provider (official client against the fake)", () => {
       expect(ok).toEqual([[3.4e38, -3.4e38, 1e-45]])
       const e = yield* Effect.flip(validateVectors("Ollama", "m", 1, 3, [[0.5, 1e39, 0]]))
       expect(e.reason).toBe("BadResponse")
-      expect(e.message).toBe("Ollama returned 1e+39 in embedding 0 at position 1, beyond the float4 range pgvector stores")
+      expect(e.message).toBe(
+        "Ollama returned 1e+39 in embedding 0 at position 1, beyond the float4 range pgvector stores"
+      )
     }))
 
   it.live("times out a hanging request as Transient", () =>
@@ -229,7 +257,12 @@ describe("OpenAI provider (official client against the fake)", () => {
       const vectors = yield* openai().embed(texts, "query")
       expect(vectors).toEqual(texts.map((t) => embedLocal(t, 1536)))
       const [req] = fake.embedRequests("openai")
-      expect(req).toMatchObject({ inputs: texts, encodingFormat: "float", dimensions: undefined, authorization: "Bearer sk-test" })
+      expect(req).toMatchObject({
+        inputs: texts,
+        encodingFormat: "float",
+        dimensions: undefined,
+        authorization: "Bearer sk-test"
+      })
     }))
 
   it.live("sends dimensions only to models that support it, when it differs from native", () =>
@@ -264,7 +297,10 @@ describe("OpenAI provider (official client against the fake)", () => {
       expect(missing.message).toContain("EMBEDDING_MODEL")
 
       fake.reset({ failNext: 1, failNextStatus: 429, retryAfterSeconds: 3 })
-      expect(yield* reasonOf(openai().embed(["x"], "document"))).toMatchObject({ reason: "RateLimited", retryAfterMs: 3000 })
+      expect(yield* reasonOf(openai().embed(["x"], "document"))).toMatchObject({
+        reason: "RateLimited",
+        retryAfterMs: 3000
+      })
       const inTwoMinutes = new Date(Date.now() + 120_000).toUTCString()
       fake.reset({ failNext: 1, failNextStatus: 429, rateLimitHeaders: { "retry-after": inTwoMinutes } })
       const dated = yield* reasonOf(openai().embed(["x"], "document"))
@@ -313,7 +349,11 @@ describe("OpenAI provider (official client against the fake)", () => {
       yield* provider.embed(["x"], "document")
       expect(fake.embedRequests()[0].authorization).toBe("Bearer sk-no-key-required")
       expect(provider.model).toBe("text-embedding-3-small")
-      expect(provider.limits).toEqual({ maxInputsPerRequest: 2048, maxTokensPerInput: 8191, maxTokensPerRequest: 300_000 })
+      expect(provider.limits).toEqual({
+        maxInputsPerRequest: 2048,
+        maxTokensPerInput: 8191,
+        maxTokensPerRequest: 300_000
+      })
     }).pipe(
       Effect.provide(
         OpenAIProviderLive.pipe(
@@ -342,7 +382,10 @@ describe("fake provider server", () => {
     Effect.gen(function*() {
       const run = () =>
         Effect.forEach(Array.from({ length: 40 }, (_, i) => `t${i}`), (t) =>
-          openai().embed([t], "document").pipe(Effect.map(() => "ok"), Effect.catchAll((e) => Effect.succeed(e.reason))))
+          openai().embed([t], "document").pipe(
+            Effect.map(() => "ok"),
+            Effect.catchAll((e) => Effect.succeed(e.reason))
+          ))
       fake.reset({ failureRate: 0.3, failureStatus: 429, seed: 7 })
       const first = yield* run()
       fake.reset({ failureRate: 0.3, failureStatus: 429, seed: 7 })

@@ -1,5 +1,5 @@
-import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, layer } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import { Backfill } from "../packages/core/src/Backfill.js"
 import { embedLocal } from "../packages/core/src/providers/LocalProvider.js"
@@ -13,18 +13,32 @@ const MODEL = "text-embedding-3-small"
 const fake = await startFakeProviderServer()
 
 /** The official openai client against the fake server: real HTTP, real error mapping. */
-const provider = makeOpenAIProvider({ apiKey: "sk-test", baseURL: fake.openaiBaseUrl, model: MODEL, dimensions: DIMS, timeoutMs: 5000 })
+const provider = makeOpenAIProvider({
+  apiKey: "sk-test",
+  baseURL: fake.openaiBaseUrl,
+  model: MODEL,
+  dimensions: DIMS,
+  timeoutMs: 5000
+})
 
 const Live = Layer.provideMerge(
   Backfill.Default,
   pipelineLayer({
     provider,
-    overrides: { dimensions: DIMS, batchSize: 50, concurrency: 2, retryBaseMs: 20, retryMaxMs: 200, retries: 8, maxAttempts: 3, sweepIntervalMs: 300 }
+    overrides: {
+      dimensions: DIMS,
+      batchSize: 50,
+      concurrency: 2,
+      retryBaseMs: 20,
+      retryMaxMs: 200,
+      retries: 8,
+      maxAttempts: 3,
+      sweepIntervalMs: 300
+    }
   })
 )
 
-const successfulInputs = () =>
-  fake.embedRequests("openai").filter((r) => r.status === 200).flatMap((r) => r.inputs)
+const successfulInputs = () => fake.embedRequests("openai").filter((r) => r.status === 200).flatMap((r) => r.inputs)
 
 const parse = (s: string) => JSON.parse(s) as Array<number>
 
@@ -52,7 +66,9 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         expect(calls.some((c) => c.status === 429)).toBe(true)
         // Bounded: 6 batches of 50 need 6 calls; with 30% failures a few more, never a storm.
         expect(calls.length).toBeLessThan(40)
-        const [failed] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue WHERE failed_at IS NOT NULL`
+        const [failed] = yield* sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM autoembed.queue WHERE failed_at IS NOT NULL`
         expect(failed.n).toBe(0)
       }))
 
@@ -64,7 +80,9 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         yield* sql`INSERT INTO messages (content) SELECT CASE WHEN g = 17 THEN 'a POISON message' ELSE 'healthy message ' || g END FROM generate_series(1, 50) g`
         yield* Effect.sleep("300 millis")
         expect(yield* waitUntilIdle(Duration.seconds(60))).toBe(0)
-        const [embedded] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE embedding IS NOT NULL`
+        const [embedded] = yield* sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM messages WHERE embedding IS NOT NULL`
         expect(embedded.n).toBe(49)
         const failed = yield* sql<{ row_id: string; last_error: string; attempts: number }>`
           SELECT q.row_id, q.last_error, q.attempts FROM autoembed.queue q WHERE q.failed_at IS NOT NULL`
@@ -86,10 +104,14 @@ describe(`reliability against the fake provider (${tier()})`, () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         fake.reset({ latencyMs: 800 })
-        const [row] = yield* sql<{ id: number }>`INSERT INTO atoms (type, title, content) VALUES ('note', 'In flight', 'the old content') RETURNING id`
+        const [row] = yield* sql<
+          { id: number }
+        >`INSERT INTO atoms (type, title, content) VALUES ('note', 'In flight', 'the old content') RETURNING id`
         // Wait until the request is at the provider, then change the row.
         const deadline = Date.now() + 10_000
-        while (!fake.requests.some((r) => r.inputs.some((i) => i.includes("the old content"))) && Date.now() < deadline) {
+        while (
+          !fake.requests.some((r) => r.inputs.some((i) => i.includes("the old content"))) && Date.now() < deadline
+        ) {
           yield* Effect.sleep("20 millis")
         }
         yield* sql`UPDATE atoms SET content = 'the new content' WHERE id = ${row.id}`

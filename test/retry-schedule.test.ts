@@ -51,7 +51,9 @@ describe("provider retry schedule (TestClock)", () => {
       for (const reason of ["InvalidInput", "Auth", "ModelNotFound", "BadResponse"] as const) {
         const attempts = yield* Ref.make(0)
         const policy = providerRetrySchedule({ baseMs: 100, maxMs: 400, retries: 5 })
-        const fiber = yield* Effect.fork(Effect.either(Effect.retry(failing(attempts, [err(reason), err(reason)]), policy)))
+        const fiber = yield* Effect.fork(
+          Effect.either(Effect.retry(failing(attempts, [err(reason), err(reason)]), policy))
+        )
         yield* TestClock.adjust(Duration.seconds(10))
         expect((yield* Fiber.join(fiber))._tag).toBe("Left")
         expect(yield* Ref.get(attempts)).toBe(1)

@@ -40,7 +40,9 @@ describe(`search during a provider outage (${tier()})`, () => {
     expect(saved.status).toBe(201)
     const deadline = Date.now() + 30_000
     while (Date.now() < deadline) {
-      const status = await (await fetch(`${server.url}/v1/embeddings/status`)).json() as { sources: { messages: { embedded: number } } }
+      const status = await (await fetch(`${server.url}/v1/embeddings/status`)).json() as {
+        sources: { messages: { embedded: number } }
+      }
       if (status.sources.messages.embedded === 2) break
       await new Promise((r) => setTimeout(r, 50))
     }
@@ -53,7 +55,10 @@ describe(`search during a provider outage (${tier()})`, () => {
   const search = (query: string) => fetch(`${server.url}/v1/search?${query}`)
 
   it("while the provider is healthy, hybrid search is not degraded", async () => {
-    const body = await (await search("q=database+migration&mode=hybrid")).json() as { degraded?: string; results: Array<{ content: string }> }
+    const body = await (await search("q=database+migration&mode=hybrid")).json() as {
+      degraded?: string
+      results: Array<{ content: string }>
+    }
     expect(body.degraded).toBeUndefined()
     expect(body.results[0].content).toMatch(/migration failed/)
   })
@@ -65,7 +70,9 @@ describe(`search during a provider outage (${tier()})`, () => {
       expect(hybrid.status).toBe(200)
       const body = await hybrid.json() as { degraded?: string; results: Array<{ content: string }> }
       expect(body.degraded).toMatch(/^vector leg unavailable: Transient/)
-      expect(body.results.map((r) => r.content)).toEqual(["The nightly database migration failed on the billing schema"])
+      expect(body.results.map((r) => r.content)).toEqual([
+        "The nightly database migration failed on the billing schema"
+      ])
 
       const vector = await search("q=billing+schema+migration+again&mode=vector")
       expect(vector.status).toBe(503)

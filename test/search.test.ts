@@ -1,12 +1,18 @@
-import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer, Schema } from "effect"
 import type { EmbeddingProviderShape } from "../packages/core/src/EmbeddingProvider.js"
-import { vectorLiteral } from "../packages/core/src/VectorEncoding.js"
 import { Extraction } from "../packages/core/src/Extraction.js"
 import { embedLocal, makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
 import { makeQueryCache, QueryCache } from "../packages/core/src/QueryCache.js"
-import { Search, type SearchInput, SearchParams, SearchRequest, type SearchResponse } from "../packages/core/src/Search.js"
+import {
+  Search,
+  type SearchInput,
+  SearchParams,
+  SearchRequest,
+  type SearchResponse
+} from "../packages/core/src/Search.js"
+import { vectorLiteral } from "../packages/core/src/VectorEncoding.js"
 import { pipelineLayer, waitUntilIdle } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 
@@ -36,8 +42,7 @@ const testLayer = Search.DefaultWithoutDependencies.pipe(
 )
 
 const decode = Schema.decodeUnknownSync(SearchRequest)
-const run = (input: SearchInput) =>
-  Effect.flatMap(Search, (search) => search.search(decode(input)))
+const run = (input: SearchInput) => Effect.flatMap(Search, (search) => search.search(decode(input)))
 
 const ids = (r: SearchResponse) => r.results.map((x) => `${x.type}:${x.id}`)
 const expectOrdered = (r: SearchResponse) => {
@@ -60,16 +65,36 @@ const seeded = Effect.gen(function*() {
   const db = yield* extraction.persist({
     topics: [{ name: "databases" }],
     atoms: [
-      { type: "problem", title: "Autovacuum falls behind", content: "Autovacuum cannot keep up with the orders table, which bloats and slows every query." },
-      { type: "solution", title: "Tune autovacuum scale factor", content: "Lower autovacuum_vacuum_scale_factor on large tables so vacuum runs more often." },
-      { type: "decision", title: "Store embeddings with pgvector", content: "Embeddings live in PostgreSQL with pgvector and an HNSW index." }
+      {
+        type: "problem",
+        title: "Autovacuum falls behind",
+        content: "Autovacuum cannot keep up with the orders table, which bloats and slows every query."
+      },
+      {
+        type: "solution",
+        title: "Tune autovacuum scale factor",
+        content: "Lower autovacuum_vacuum_scale_factor on large tables so vacuum runs more often."
+      },
+      {
+        type: "decision",
+        title: "Store embeddings with pgvector",
+        content: "Embeddings live in PostgreSQL with pgvector and an HNSW index."
+      }
     ]
   })
   const fe = yield* extraction.persist({
     topics: [{ name: "frontend" }],
     atoms: [
-      { type: "insight", title: "Bundle splitting halves load time", content: "Splitting the JavaScript bundle cut the page load time in half." },
-      { type: "question", title: "Which CSS framework", content: "Should the dashboard move from Bootstrap to Tailwind?" }
+      {
+        type: "insight",
+        title: "Bundle splitting halves load time",
+        content: "Splitting the JavaScript bundle cut the page load time in half."
+      },
+      {
+        type: "question",
+        title: "Which CSS framework",
+        content: "Should the dashboard move from Bootstrap to Tailwind?"
+      }
     ]
   })
   const msgs = yield* extraction.ingestMessages({
@@ -82,13 +107,29 @@ const seeded = Effect.gen(function*() {
   yield* extraction.persist({ message_ids: [msgs.ids[0]], topics: [{ name: "databases" }] })
   yield* extraction.persist({ message_ids: [msgs.ids[1]], topics: [{ name: "frontend" }] })
   // Filler: 300 messages, 20 of them in a "rare" topic, for the index and filter tests.
-  const words = ["river", "mountain", "orchard", "lantern", "harbor", "meadow", "glacier", "canyon", "prairie", "volcano"]
+  const words = [
+    "river",
+    "mountain",
+    "orchard",
+    "lantern",
+    "harbor",
+    "meadow",
+    "glacier",
+    "canyon",
+    "prairie",
+    "volcano"
+  ]
   const filler = yield* extraction.ingestMessages({
     messages: Array.from({ length: 300 }, (_, i) => ({
-      content: `note ${i}: the ${words[i % 10]} near the ${words[(i * 7 + 3) % 10]} was ${words[(i * 3 + 1) % 10]} season ${i % 13}`
+      content: `note ${i}: the ${words[i % 10]} near the ${words[(i * 7 + 3) % 10]} was ${
+        words[(i * 3 + 1) % 10]
+      } season ${i % 13}`
     }))
   })
-  const rare = yield* extraction.persist({ message_ids: filler.ids.filter((_, i) => i % 15 === 0), topics: [{ name: "rare" }] })
+  const rare = yield* extraction.persist({
+    message_ids: filler.ids.filter((_, i) => i % 15 === 0),
+    topics: [{ name: "rare" }]
+  })
   expect(yield* waitUntilIdle()).toBe(0)
   // One atom is old: `since` must leave it out (created_at is not a watched column, no re-embedding).
   yield* sql`UPDATE atoms SET created_at = '2020-01-01T00:00:00Z' WHERE id = ${db.atom_ids[1]}`
@@ -124,12 +165,19 @@ describe(`search (${tier()})`, () => {
         const r = yield* run({ q: "  autovacuum orders table ", mode: "vector", limit: 3 })
         expect(r.query).toBe("autovacuum orders table")
         const atom = r.results.find((x) => x.type === "atoms")!
-        expect(atom).toMatchObject({ id: c.atoms.autovacuum, title: "Autovacuum falls behind", topic_id: c.topics.databases })
+        expect(atom).toMatchObject({
+          id: c.atoms.autovacuum,
+          title: "Autovacuum falls behind",
+          topic_id: c.topics.databases
+        })
         expect(atom.content).toContain("Autovacuum cannot keep up")
         expect(new Date(atom.created_at!).toISOString()).toBe(atom.created_at)
         // Vector scores are cosine similarities of the stored vectors.
         const expected = embedLocal("autovacuum orders table", DIMS)
-        const stored = embedLocal("Autovacuum falls behind\n\nAutovacuum cannot keep up with the orders table, which bloats and slows every query.", DIMS)
+        const stored = embedLocal(
+          "Autovacuum falls behind\n\nAutovacuum cannot keep up with the orders table, which bloats and slows every query.",
+          DIMS
+        )
         expect(atom.score).toBeCloseTo(expected.reduce((s, x, i) => s + x * stored[i], 0), 5)
         const message = r.results.find((x) => x.type === "messages")!
         expect(message).toMatchObject({ id: c.messages.autovacuum, title: null, topic_id: c.topics.databases })
@@ -140,8 +188,12 @@ describe(`search (${tier()})`, () => {
         const c = yield* seeded
         const first = (r: SearchResponse) => ids(r)[0]
         expect(first(yield* run({ q: "Tailwind or Bootstrap?", mode: "text" }))).toBe(`atoms:${c.atoms.css}`)
-        expect(first(yield* run({ q: "splitting the javascript bundle", mode: "vector" }))).toBe(`atoms:${c.atoms.bundle}`)
-        expect(first(yield* run({ q: "javascript bundle page load time", mode: "hybrid" }))).toBe(`atoms:${c.atoms.bundle}`)
+        expect(first(yield* run({ q: "splitting the javascript bundle", mode: "vector" }))).toBe(
+          `atoms:${c.atoms.bundle}`
+        )
+        expect(first(yield* run({ q: "javascript bundle page load time", mode: "hybrid" }))).toBe(
+          `atoms:${c.atoms.bundle}`
+        )
         expect(first(yield* run({ q: "pgvector HNSW embeddings", mode: "hybrid" }))).toBe(`atoms:${c.atoms.pgvector}`)
         // Text scores lie in 0..1, hybrid scores too (1 = first in both lists).
         const text = yield* run({ q: "autovacuum scale factor", mode: "text" })
@@ -168,9 +220,19 @@ describe(`search (${tier()})`, () => {
         const solutions = yield* run({ q: "autovacuum", atom_type: "solution", mode: "vector" })
         expect(ids(solutions)).toEqual([`atoms:${c.atoms.tune}`])
 
-        const recent = yield* run({ q: "autovacuum scale factor vacuum", mode: "vector", since: "2021-01-01", limit: 50 })
+        const recent = yield* run({
+          q: "autovacuum scale factor vacuum",
+          mode: "vector",
+          since: "2021-01-01",
+          limit: 50
+        })
         expect(ids(recent)).not.toContain(`atoms:${c.atoms.tune}`)
-        const all = yield* run({ q: "autovacuum scale factor vacuum", mode: "vector", since: "2019-12-31T00:00:00Z", limit: 50 })
+        const all = yield* run({
+          q: "autovacuum scale factor vacuum",
+          mode: "vector",
+          since: "2019-12-31T00:00:00Z",
+          limit: 50
+        })
         expect(ids(all)).toContain(`atoms:${c.atoms.tune}`)
         const future = yield* run({ q: "autovacuum", since: "2999-01-01" })
         expect(future.results).toEqual([])
@@ -329,7 +391,9 @@ describe(`search (${tier()})`, () => {
         expect(unknown._tag).toBe("SearchInvalid")
         expect(unknown.message).toContain("tickets")
         expect(unknown.message).toContain("atoms, messages")
-        const contradiction = yield* Effect.flip(search.search(decode({ q: "x", types: ["messages"], atom_type: "problem" })))
+        const contradiction = yield* Effect.flip(
+          search.search(decode({ q: "x", types: ["messages"], atom_type: "problem" }))
+        )
         expect(contradiction._tag).toBe("SearchInvalid")
         const capped = yield* run({ q: "note season", mode: "vector", limit: 100 })
         expect(capped.results).toHaveLength(100)
@@ -384,12 +448,26 @@ describe(`search (${tier()})`, () => {
         const cache = yield* makeQueryCache(10)
         let calls = 0
         const slow = (v: number) => Effect.sleep("50 millis").pipe(Effect.zipRight(Effect.sync(() => (calls++, [v]))))
-        const results = yield* Effect.all(Array.from({ length: 5 }, () => cache.getOrCompute("m", "query", "same", slow(1))), { concurrency: "unbounded" })
+        const results = yield* Effect.all(
+          Array.from({ length: 5 }, () => cache.getOrCompute("m", "query", "same", slow(1))),
+          { concurrency: "unbounded" }
+        )
         expect(results).toEqual(Array.from({ length: 5 }, () => [1]))
         expect(calls).toBe(1)
         // The same failure reaches every waiter, and is not cached.
         const failures = yield* Effect.all(
-          Array.from({ length: 3 }, () => Effect.flip(cache.getOrCompute("m", "query", "bad", Effect.sleep("20 millis").pipe(Effect.zipRight(Effect.fail("down")))))),
+          Array.from(
+            { length: 3 },
+            () =>
+              Effect.flip(
+                cache.getOrCompute(
+                  "m",
+                  "query",
+                  "bad",
+                  Effect.sleep("20 millis").pipe(Effect.zipRight(Effect.fail("down")))
+                )
+              )
+          ),
           { concurrency: "unbounded" }
         )
         expect(failures).toEqual(["down", "down", "down"])

@@ -1,6 +1,6 @@
+import * as SqlClient from "@effect/sql/SqlClient"
 import { PGlite } from "@electric-sql/pglite"
 import { vector } from "@electric-sql/pglite-pgvector"
-import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Exit, Option, Redacted, Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
@@ -101,7 +101,12 @@ describe(`graceful shutdown in the middle of a slow-provider backlog (${tier()})
     const server = await fake
     server.reset({ latencyMs: 1500 })
     return async () =>
-      waitFor(async () => server.embedRequests("openai").filter((r) => r.status === 200 && !r.inputs.includes(PROBE)).length >= 2, 90_000, "batches at the provider")
+      waitFor(
+        async () =>
+          server.embedRequests("openai").filter((r) => r.status === 200 && !r.inputs.includes(PROBE)).length >= 2,
+        90_000,
+        "batches at the provider"
+      )
   }
 
   /** Some rows were embedded, the backlog is not done, and nothing stays locked. */
@@ -113,31 +118,42 @@ describe(`graceful shutdown in the middle of a slow-provider backlog (${tier()})
     return after
   }
 
-  it("two SIGTERMs 200 ms apart: one drain, the second logged and ignored, exit 0 within the bound, no row locked", async () => {
-    const before = await queueState()
-    const started = await midBacklog()
-    const worker = startCli(["worker"], env)
-    await started()
-    const signalled = Date.now()
-    worker.child.kill("SIGTERM")
-    await new Promise((r) => setTimeout(r, 200))
-    worker.child.kill("SIGTERM")
-    const code = await worker.exited
-    const tookMs = Date.now() - signalled
-    expect(code, worker.output.stderr).toBe(0)
-    expect(tookMs).toBeLessThan(DRAIN_MS)
-    expect(worker.output.stdout).toMatch(/SIGTERM: stopping/)
-    expect(worker.output.stderr).toMatch(/SIGTERM again: already shutting down/)
-    expect(worker.output.stderr).not.toMatch(/did not finish/)
-    await expectReleased(before)
-  }, 180_000)
+  it(
+    "two SIGTERMs 200 ms apart: one drain, the second logged and ignored, exit 0 within the bound, no row locked",
+    async () => {
+      const before = await queueState()
+      const started = await midBacklog()
+      const worker = startCli(["worker"], env)
+      await started()
+      const signalled = Date.now()
+      worker.child.kill("SIGTERM")
+      await new Promise((r) => setTimeout(r, 200))
+      worker.child.kill("SIGTERM")
+      const code = await worker.exited
+      const tookMs = Date.now() - signalled
+      expect(code, worker.output.stderr).toBe(0)
+      expect(tookMs).toBeLessThan(DRAIN_MS)
+      expect(worker.output.stdout).toMatch(/SIGTERM: stopping/)
+      expect(worker.output.stderr).toMatch(/SIGTERM again: already shutting down/)
+      expect(worker.output.stderr).not.toMatch(/did not finish/)
+      await expectReleased(before)
+    },
+    180_000
+  )
 
   it("the server with workers (`pnpm start`'s program): two SIGTERMs, one drain, exit 0, no row locked", async () => {
     const before = await queueState()
     const started = await midBacklog()
     const server = spawn(process.execPath, ["--import", "tsx", "--conditions=source", "packages/api/src/main.ts"], {
       cwd: repoRoot,
-      env: { ...process.env, ...env, HOST: "127.0.0.1", PORT: "0", AUTOEMBED_SAMPLE_DATA: "false", AUTOEMBED_LOG_LEVEL: "info" },
+      env: {
+        ...process.env,
+        ...env,
+        HOST: "127.0.0.1",
+        PORT: "0",
+        AUTOEMBED_SAMPLE_DATA: "false",
+        AUTOEMBED_LOG_LEVEL: "info"
+      },
       stdio: ["ignore", "pipe", "pipe"]
     })
     let output = ""
@@ -185,27 +201,31 @@ describe(`graceful shutdown in the middle of a slow-provider backlog (${tier()})
     await expectReleased(before)
   }, 180_000)
 
-  it.skipIf(!hasPnpm)("`pnpm cli worker`: SIGTERM to pnpm reaches the worker, pnpm waits for its drain and exits 0", async () => {
-    const before = await queueState()
-    const started = await midBacklog()
-    const pnpm = spawn("pnpm", ["--silent", "cli", "worker"], {
-      cwd: repoRoot,
-      env: { ...process.env, AUTOEMBED_LOG_LEVEL: "warning", ...env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    pnpm.stdout!.on("data", (d) => (output += String(d)))
-    pnpm.stderr!.on("data", (d) => (output += String(d)))
-    const exited = new Promise<number | null>((resolve) => pnpm.once("exit", (code) => resolve(code)))
-    // Closed only when every process holding it (pnpm, the worker) has exited: no orphan keeps it open.
-    const pipeClosed = new Promise<void>((resolve) => pnpm.stdout!.once("close", resolve))
-    await started()
-    const signalled = Date.now()
-    pnpm.kill("SIGTERM")
-    expect(await exited, output).toBe(0)
-    await pipeClosed
-    expect(Date.now() - signalled).toBeLessThan(DRAIN_MS)
-    expect(output).toMatch(/SIGTERM: stopping/)
-    await expectReleased(before)
-  }, 180_000)
+  it.skipIf(!hasPnpm)(
+    "`pnpm cli worker`: SIGTERM to pnpm reaches the worker, pnpm waits for its drain and exits 0",
+    async () => {
+      const before = await queueState()
+      const started = await midBacklog()
+      const pnpm = spawn("pnpm", ["--silent", "cli", "worker"], {
+        cwd: repoRoot,
+        env: { ...process.env, AUTOEMBED_LOG_LEVEL: "warning", ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      pnpm.stdout!.on("data", (d) => (output += String(d)))
+      pnpm.stderr!.on("data", (d) => (output += String(d)))
+      const exited = new Promise<number | null>((resolve) => pnpm.once("exit", (code) => resolve(code)))
+      // Closed only when every process holding it (pnpm, the worker) has exited: no orphan keeps it open.
+      const pipeClosed = new Promise<void>((resolve) => pnpm.stdout!.once("close", resolve))
+      await started()
+      const signalled = Date.now()
+      pnpm.kill("SIGTERM")
+      expect(await exited, output).toBe(0)
+      await pipeClosed
+      expect(Date.now() - signalled).toBeLessThan(DRAIN_MS)
+      expect(output).toMatch(/SIGTERM: stopping/)
+      await expectReleased(before)
+    },
+    180_000
+  )
 })

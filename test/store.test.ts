@@ -1,5 +1,5 @@
-import { describe, expect, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
 import { EmbeddingStore, modelKeyOf } from "../packages/core/src/EmbeddingStore.js"
@@ -17,22 +17,36 @@ describe(`embedding store (${tier()})`, () => {
         const sources = yield* Sources
         const atoms = yield* sources.get("atoms")
         const model = modelKeyOf(makeLocalProvider(256))
-        const [a] = yield* sql<{ id: number }>`INSERT INTO atoms (type, title, content) VALUES ('note', 'v1', 'old text') RETURNING id`
+        const [a] = yield* sql<
+          { id: number }
+        >`INSERT INTO atoms (type, title, content) VALUES ('note', 'v1', 'old text') RETURNING id`
         const claimed = yield* store.claimReady(10, "test")
         expect(claimed.map((c) => c.rowId)).toEqual([String(a.id)])
         const [loaded] = yield* store.loadTexts(atoms, [String(a.id)], model)
         // The content changes while the old text is at the provider.
         yield* sql`UPDATE atoms SET content = 'new text' WHERE id = ${a.id}`
-        const written = yield* store.writeVectors(atoms, model, [{ rowId: loaded.rowId, hash: loaded.hash, vector: embedLocal(loaded.text, 256) }])
+        const written = yield* store.writeVectors(atoms, model, [{
+          rowId: loaded.rowId,
+          hash: loaded.hash,
+          vector: embedLocal(loaded.text, 256)
+        }])
         expect(written).toEqual([])
         yield* store.complete(claimed)
-        const queue = yield* sql<{ version: number; locked_until: Date | null }>`SELECT version, locked_until FROM autoembed.queue WHERE row_id = ${String(a.id)}`
+        const queue = yield* sql<
+          { version: number; locked_until: Date | null }
+        >`SELECT version, locked_until FROM autoembed.queue WHERE row_id = ${String(a.id)}`
         expect(queue).toEqual([{ version: 2, locked_until: null }])
         // A second claim picks it up again, with the new text.
         const again = yield* store.claimReady(10, "test")
         const [fresh] = yield* store.loadTexts(atoms, again.map((c) => c.rowId), model)
         expect(fresh.text).toBe("v1\n\nnew text")
-        expect(yield* store.writeVectors(atoms, model, [{ rowId: fresh.rowId, hash: fresh.hash, vector: embedLocal(fresh.text, 256) }])).toEqual([String(a.id)])
+        expect(
+          yield* store.writeVectors(atoms, model, [{
+            rowId: fresh.rowId,
+            hash: fresh.hash,
+            vector: embedLocal(fresh.text, 256)
+          }])
+        ).toEqual([String(a.id)])
         yield* store.complete(again)
         const [left] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue`
         expect(left.n).toBe(0)
@@ -47,14 +61,27 @@ describe(`embedding store (${tier()})`, () => {
         const dims = config.dimensions
         const model = "test/exact"
         yield* sql`DELETE FROM autoembed.queue`
-        const inserted = yield* sql<{ id: number }>`INSERT INTO atoms (type, title, content) SELECT 'note', 'exact', 'row ' || g FROM generate_series(1, 5) g RETURNING id`
+        const inserted = yield* sql<
+          { id: number }
+        >`INSERT INTO atoms (type, title, content) SELECT 'note', 'exact', 'row ' || g FROM generate_series(1, 5) g RETURNING id`
         const loaded = yield* store.loadTexts(atoms, inserted.map((r) => String(r.id)), model)
         // Awkward values: tiny, huge, negative, non-terminating fractions, integers, float4 subnormals.
         const special = [1e-40, -3.4e38, 3.4e38, 1 / 3, -Math.PI, 0, 7, -1e-12, 123456.789, Number.EPSILON]
-        const vectors = loaded.map((_, k) => Array.from({ length: dims }, (_, j) => j < special.length ? special[j] * (1 - k / 10) : Math.sin(k * 1000 + j) * 10 ** ((j % 7) - 3)))
-        const written = yield* store.writeVectors(atoms, model, loaded.map((r, k) => ({ rowId: r.rowId, hash: r.hash, vector: vectors[k] })))
+        const vectors = loaded.map((_, k) =>
+          Array.from(
+            { length: dims },
+            (_, j) => j < special.length ? special[j] * (1 - k / 10) : Math.sin(k * 1000 + j) * 10 ** ((j % 7) - 3)
+          )
+        )
+        const written = yield* store.writeVectors(
+          atoms,
+          model,
+          loaded.map((r, k) => ({ rowId: r.rowId, hash: r.hash, vector: vectors[k] }))
+        )
         expect(written.sort()).toEqual(loaded.map((r) => r.rowId).sort())
-        const stored = yield* sql<{ id: number; v: string }>`SELECT id, embedding::text AS v FROM atoms WHERE id = ANY(${inserted.map((r) => r.id)}::bigint[])`
+        const stored = yield* sql<
+          { id: number; v: string }
+        >`SELECT id, embedding::text AS v FROM atoms WHERE id = ANY(${inserted.map((r) => r.id)}::bigint[])`
         for (const row of stored) {
           const k = loaded.findIndex((r) => r.rowId === String(row.id))
           const back = row.v.slice(1, -1).split(",").map((x) => Math.fround(Number(x)))
@@ -80,7 +107,9 @@ describe(`embedding store (${tier()})`, () => {
         expect(c.map((i) => i.rowId).sort()).toEqual(a.map((i) => i.rowId).sort())
         // worker-a's late completion does not remove worker-c's claim.
         yield* store.complete(a)
-        const [n] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM autoembed.queue WHERE locked_by = 'worker-c'`
+        const [n] = yield* sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM autoembed.queue WHERE locked_by = 'worker-c'`
         expect(n.n).toBe(20)
         expect(yield* store.renew(a)).toEqual([])
       }))

@@ -8,7 +8,9 @@ import { serverUrl } from "./support/TestDatabase.js"
 
 const CHROMIUM = "/usr/bin/chromium"
 const hasChromium = existsSync(CHROMIUM)
-if (!hasChromium) console.warn(`web.test.ts skipped: no Chromium at ${CHROMIUM} (bash scripts/install-chromium.sh installs it)`)
+if (!hasChromium) {
+  console.warn(`web.test.ts skipped: no Chromium at ${CHROMIUM} (bash scripts/install-chromium.sh installs it)`)
+}
 
 /** `pnpm start` as a user runs it, on a random port with a fresh database and the sample data. */
 const startLikePnpmStart = async () => {
@@ -25,7 +27,10 @@ const startLikePnpmStart = async () => {
   }
   if (scratch) env.DATABASE_URL = scratch.url
   else delete env.DATABASE_URL
-  const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", "packages/api/src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", "packages/api/src/main.ts"], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
   let output = ""
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 90_000)
@@ -102,7 +107,8 @@ describe.skipIf(!hasChromium)("web page in headless Chromium", () => {
 
       // Backfill: the progress bar reaches 100%.
       await page.getByRole("button", { name: "Start backfill" }).click()
-      await expect.poll(async () => page.locator("#backfill-text").getAttribute("data-state"), { timeout: 60_000 }).toBe("succeeded")
+      await expect.poll(async () => page.locator("#backfill-text").getAttribute("data-state"), { timeout: 60_000 })
+        .toBe("succeeded")
       expect(await page.locator("#backfill-text").getAttribute("data-percent")).toBe("100")
       expect(await page.locator("#backfill-bar").evaluate((el) => (el as unknown as { value: number }).value)).toBe(100)
 

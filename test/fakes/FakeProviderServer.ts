@@ -212,7 +212,13 @@ export class FakeProviderServer {
     try {
       body = raw === "" ? {} : (JSON.parse(raw) as Record<string, unknown>)
     } catch {
-      return this.send(res, 400, protocol === "openai" ? openaiError("invalid JSON body", "invalid_request_error") : { error: "invalid JSON body" })
+      return this.send(
+        res,
+        400,
+        protocol === "openai"
+          ? openaiError("invalid JSON body", "invalid_request_error")
+          : { error: "invalid JSON body" }
+      )
     }
     const inputs = typeof body.input === "string"
       ? [body.input]
@@ -243,7 +249,9 @@ export class FakeProviderServer {
         protocol === "ollama" || path.startsWith("/api/")
           ? { error: "unauthorized" }
           : openaiError(
-            `Incorrect API key provided: ${(auth ?? "").replace(/^Bearer /, "").slice(0, 6)}***. You can find your API key at https://platform.openai.com/account/api-keys.`,
+            `Incorrect API key provided: ${
+              (auth ?? "").replace(/^Bearer /, "").slice(0, 6)
+            }***. You can find your API key at https://platform.openai.com/account/api-keys.`,
             "invalid_request_error",
             "invalid_api_key"
           )
@@ -282,12 +290,24 @@ export class FakeProviderServer {
           modified_at: "2025-01-01T00:00:00Z",
           size: 669_615_493,
           digest: "sha256:" + "0".repeat(64),
-          details: { format: "gguf", family: "bert", families: ["bert"], parameter_size: "334M", quantization_level: "F16" }
+          details: {
+            format: "gguf",
+            family: "bert",
+            families: ["bert"],
+            parameter_size: "334M",
+            quantization_level: "F16"
+          }
         }))
       })
     }
     record.status = 404
-    return this.send(res, 404, path.startsWith("/v1/") ? openaiError(`Unknown request URL: ${method} ${path}`, "invalid_request_error") : { error: "not found" })
+    return this.send(
+      res,
+      404,
+      path.startsWith("/v1/")
+        ? openaiError(`Unknown request URL: ${method} ${path}`, "invalid_request_error")
+        : { error: "not found" }
+    )
   }
 
   private async embed(
@@ -317,7 +337,10 @@ export class FakeProviderServer {
       if (model === "") {
         throw protocol === "ollama"
           ? new HttpError(400, { error: "model is required" })
-          : new HttpError(400, openaiError("you must provide a model parameter", "invalid_request_error", null, "model"))
+          : new HttpError(
+            400,
+            openaiError("you must provide a model parameter", "invalid_request_error", null, "model")
+          )
       }
       if (b.models !== undefined && !b.models.some((m) => withTag(m) === withTag(model))) {
         throw protocol === "ollama"
@@ -345,7 +368,8 @@ export class FakeProviderServer {
           )
       }
       const requested = typeof body.dimensions === "number" ? body.dimensions : undefined
-      const dims = b.wrongDimension ?? requested ?? b.modelDimensions[base(model)] ?? b.modelDimensions[model] ?? b.defaultDimensions
+      const dims = b.wrongDimension ?? requested ?? b.modelDimensions[base(model)] ?? b.modelDimensions[model] ??
+        b.defaultDimensions
       let vectors: Array<Array<number>> = inputs.map((t) => embedLocal(t, dims))
       if (b.wrongCount) vectors = vectors.length > 1 ? vectors.slice(0, -1) : [...vectors, ...vectors]
       if (b.nonFinite && vectors.length > 0) vectors[0] = [NaN, ...vectors[0].slice(1)]
@@ -353,7 +377,11 @@ export class FakeProviderServer {
       if (b.malformedJson) {
         record.status = 200
         res.writeHead(200, { "content-type": "application/json" })
-        return res.end(protocol === "ollama" ? `{"model":"${model}","embeddings":[[0.1,0.2` : `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,`)
+        return res.end(
+          protocol === "ollama"
+            ? `{"model":"${model}","embeddings":[[0.1,0.2`
+            : `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,`
+        )
       }
       record.status = 200
       if (protocol === "ollama") {
@@ -372,7 +400,12 @@ export class FakeProviderServer {
         embedding: wantsBase64 ? toBase64(v) : v
       }))
       if (b.shuffle) data.reverse()
-      return this.send(res, 200, { object: "list", data, model, usage: { prompt_tokens: tokens, total_tokens: tokens } })
+      return this.send(res, 200, {
+        object: "list",
+        data,
+        model,
+        usage: { prompt_tokens: tokens, total_tokens: tokens }
+      })
     } catch (e) {
       if (!(e instanceof HttpError)) throw e
       record.status = e.status
@@ -425,7 +458,11 @@ export class FakeProviderServer {
   private send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
     if (res.destroyed) return
     const text = JSON.stringify(body)
-    res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), ...headers })
+    res.writeHead(status, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(text),
+      ...headers
+    })
     res.end(text)
   }
 }

@@ -1,7 +1,7 @@
 import { Option, Redacted } from "effect"
 import pg from "pg"
-import type { AutoEmbedConfigShape } from "../../packages/core/src/AutoEmbedConfig.js"
 import { type RunningServer, startServer } from "../../packages/api/src/Server.js"
+import type { AutoEmbedConfigShape } from "../../packages/core/src/AutoEmbedConfig.js"
 import { serverUrl } from "./TestDatabase.js"
 
 /** A throw-away database on the DATABASE_URL server, so test files never share tables. */
@@ -65,7 +65,11 @@ export const startTestServer = async (
 }
 
 /** Polls `check` until it returns a value or the deadline passes. */
-export const eventually = async <A>(check: () => Promise<A | undefined>, timeoutMs = 20_000, everyMs = 100): Promise<A> => {
+export const eventually = async <A>(
+  check: () => Promise<A | undefined>,
+  timeoutMs = 20_000,
+  everyMs = 100
+): Promise<A> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await check()

@@ -16,7 +16,13 @@ export interface ContainerTier {
 
 export const startContainerTier = async (env: NodeJS.ProcessEnv): Promise<ContainerTier | undefined> => {
   if (env.AUTOEMBED_TEST_CONTAINERS !== "1") return undefined
-  if (env.DATABASE_URL) return { url: env.DATABASE_URL, stop: async () => undefined, line: "autoembed tests: DATABASE_URL is set; no container started" }
+  if (env.DATABASE_URL) {
+    return {
+      url: env.DATABASE_URL,
+      stop: async () => undefined,
+      line: "autoembed tests: DATABASE_URL is set; no container started"
+    }
+  }
   try {
     const { PostgreSqlContainer } = await import("@testcontainers/postgresql")
     const container = await new PostgreSqlContainer(PGVECTOR_IMAGE).start()
@@ -25,11 +31,15 @@ export const startContainerTier = async (env: NodeJS.ProcessEnv): Promise<Contai
       stop: async () => {
         await container.stop()
       },
-      line: `autoembed tests: PostgreSQL tier on a ${PGVECTOR_IMAGE} container at ${container.getHost()}:${container.getPort()}`
+      line:
+        `autoembed tests: PostgreSQL tier on a ${PGVECTOR_IMAGE} container at ${container.getHost()}:${container.getPort()}`
     }
   } catch (e) {
     const reason = String((e as Error)?.message ?? e).split("\n")[0]
-    return { stop: async () => undefined, line: `autoembed tests: no container runtime (${reason}); the PostgreSQL tier is skipped, the embedded tier runs` }
+    return {
+      stop: async () => undefined,
+      line: `autoembed tests: no container runtime (${reason}); the PostgreSQL tier is skipped, the embedded tier runs`
+    }
   }
 }
 

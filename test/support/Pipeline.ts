@@ -1,17 +1,17 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Duration, Effect, Layer } from "effect"
 import type { AutoEmbedConfigShape } from "../../packages/core/src/AutoEmbedConfig.js"
+import { makeDatabaseLayer } from "../../packages/core/src/Database.js"
 import { EmbeddingProvider, type EmbeddingProviderShape } from "../../packages/core/src/EmbeddingProvider.js"
 import { EmbeddingQueue } from "../../packages/core/src/EmbeddingQueue.js"
 import { EmbeddingStore } from "../../packages/core/src/EmbeddingStore.js"
 import { Extraction } from "../../packages/core/src/Extraction.js"
-import { makeDatabaseLayer } from "../../packages/core/src/Database.js"
 import { PendingSignal } from "../../packages/core/src/PendingSignal.js"
 import { PipelineMetrics } from "../../packages/core/src/PipelineMetrics.js"
 import { makeLocalProvider } from "../../packages/core/src/providers/LocalProvider.js"
 import type { SourceConfigInput } from "../../packages/core/src/SourceConfig.js"
-import { stateTables } from "../../packages/core/src/State.js"
 import { Sources } from "../../packages/core/src/Sources.js"
+import { stateTables } from "../../packages/core/src/State.js"
 import { VectorIndex } from "../../packages/core/src/VectorIndex.js"
 import { testConfig } from "./TestDatabase.js"
 
@@ -26,7 +26,14 @@ export const storeLayer = (overrides: Partial<AutoEmbedConfigShape> = {}, custom
     Layer.provideMerge(PendingSignal.Default),
     Layer.provideMerge(Sources.layer),
     Layer.provideMerge(makeDatabaseLayer()),
-    Layer.provideMerge(testConfig({ sweepIntervalMs: 500, batchWindowMs: 5, sources: custom as AutoEmbedConfigShape["sources"], ...overrides }))
+    Layer.provideMerge(
+      testConfig({
+        sweepIntervalMs: 500,
+        batchWindowMs: 5,
+        sources: custom as AutoEmbedConfigShape["sources"],
+        ...overrides
+      })
+    )
   )
 
 /** The whole pipeline with workers, on a given provider (Local by default). */

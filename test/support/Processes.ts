@@ -5,11 +5,15 @@ export const repoRoot = Path.resolve(import.meta.dirname, "../..")
 
 /** Starts `autoembed <args>` from source in its own OS process; output goes to the returned buffer. */
 export const startCli = (args: ReadonlyArray<string>, env: Record<string, string>) => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--conditions=source", "packages/cli/src/bin.ts", ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, AUTOEMBED_LOG_LEVEL: "warning", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "--conditions=source", "packages/cli/src/bin.ts", ...args],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, AUTOEMBED_LOG_LEVEL: "warning", ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    }
+  )
   const output = { stdout: "", stderr: "" }
   child.stdout!.on("data", (d) => (output.stdout += String(d)))
   child.stderr!.on("data", (d) => (output.stderr += String(d)))

@@ -1,7 +1,12 @@
+import {
+  type AutoEmbedClient,
+  createAutoEmbed,
+  type CreateAutoEmbedOptions,
+  type SourceConfigInput
+} from "@autoembed/core"
+import { PGlite } from "@electric-sql/pglite"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { type AutoEmbedClient, createAutoEmbed, type CreateAutoEmbedOptions, type SourceConfigInput } from "@autoembed/core"
-import { PGlite } from "@electric-sql/pglite"
 import pg from "pg"
 
 /**
@@ -100,13 +105,18 @@ export const startNotesService = async (options: NotesServiceOptions = {}): Prom
         return send(res, 400, { error: "title and body must be non-empty strings" })
       }
       // The insert trigger has queued the row in this same statement; enqueue only wakes the workers now.
-      const [row] = await autoembed.query<{ id: number }>("INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING id", [title, body])
+      const [row] = await autoembed.query<{ id: number }>(
+        "INSERT INTO notes (title, body) VALUES ($1, $2) RETURNING id",
+        [title, body]
+      )
       await autoembed.enqueue("notes", [row.id])
       return send(res, 201, { id: Number(row.id) })
     }
     if (req.method === "PATCH" && patch) {
       const { body } = await readJson(req)
-      if (typeof body !== "string" || body.trim() === "") return send(res, 400, { error: "body must be a non-empty string" })
+      if (typeof body !== "string" || body.trim() === "") {
+        return send(res, 400, { error: "body must be a non-empty string" })
+      }
       const rows = await autoembed.query("UPDATE notes SET body = $1 WHERE id = $2 RETURNING id", [body, patch[1]])
       if (rows.length === 0) return send(res, 404, { error: `no note ${patch[1]}` })
       await autoembed.enqueue("notes", [patch[1]])
@@ -115,7 +125,11 @@ export const startNotesService = async (options: NotesServiceOptions = {}): Prom
     if (req.method === "GET" && url.pathname === "/search") {
       const q = url.searchParams.get("q") ?? ""
       const mode = (url.searchParams.get("mode") ?? "hybrid") as "vector" | "hybrid" | "text"
-      return send(res, 200, await autoembed.search({ q, mode, types: ["notes"], limit: Number(url.searchParams.get("limit") ?? 5) }))
+      return send(
+        res,
+        200,
+        await autoembed.search({ q, mode, types: ["notes"], limit: Number(url.searchParams.get("limit") ?? 5) })
+      )
     }
     if (req.method === "GET" && url.pathname === "/status") {
       const status = await autoembed.status()
@@ -128,7 +142,15 @@ export const startNotesService = async (options: NotesServiceOptions = {}): Prom
     routes(req, res).catch((error: unknown) => {
       // autoembed rejects with one-line messages (a bad query, say): a 400 with that message.
       const message = error instanceof Error ? error.message : String(error)
-      if (!res.headersSent) send(res, error instanceof SyntaxError || /InvalidRequest|SearchInvalid/.test(String((error as { tag?: string }).tag)) ? 400 : 500, { error: message })
+      if (!res.headersSent) {
+        send(
+          res,
+          error instanceof SyntaxError || /InvalidRequest|SearchInvalid/.test(String((error as { tag?: string }).tag))
+            ? 400
+            : 500,
+          { error: message }
+        )
+      }
     })
   })
   await new Promise<void>((resolve, reject) => {

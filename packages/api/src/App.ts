@@ -1,20 +1,20 @@
-import { randomUUID } from "node:crypto"
 import { Hono } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import { methodNotAllowed } from "hono/method-not-allowed"
 import { matchedRoutes } from "hono/route"
-import { type AuthSettings, authFor } from "./Auth.js"
-import { ApiError, errorBody, mapCause, type Mapped, mapError } from "./Errors.js"
+import { randomUUID } from "node:crypto"
+import { authFor, type AuthSettings } from "./Auth.js"
+import { ApiError, errorBody, mapCause, mapError, type Mapped } from "./Errors.js"
 import { type ApiEnv, CauseFailure, MAX_BODY_BYTES, runWith } from "./Http.js"
 import type { JsonLog } from "./Log.js"
 import { HttpMetrics } from "./Metrics.js"
-import type { ApiRuntime } from "./Runtime.js"
 import type { RouteDeps } from "./routes/Context.js"
 import { embeddingRoutes } from "./routes/embeddings.js"
 import { healthRoutes } from "./routes/health.js"
 import { ingestRoutes } from "./routes/ingest.js"
 import { pageRoutes } from "./routes/pages.js"
 import { searchRoutes } from "./routes/search.js"
+import type { ApiRuntime } from "./Runtime.js"
 
 export interface AppOptions {
   readonly runtime: ApiRuntime
@@ -56,15 +56,29 @@ export const makeApp = (options: AppOptions) => {
   })
   app.use(methodNotAllowed({
     app,
-    onMethodNotAllowed: (c, methods) => respond(c, { error: new ApiError(405, "method_not_allowed", `${c.req.method} is not allowed here; use ${methods.join(", ")}`, { allow: methods }, { allow: methods.join(", ") }) })
+    onMethodNotAllowed: (c, methods) =>
+      respond(c, {
+        error: new ApiError(
+          405,
+          "method_not_allowed",
+          `${c.req.method} is not allowed here; use ${methods.join(", ")}`,
+          { allow: methods },
+          { allow: methods.join(", ") }
+        )
+      })
   }))
-  app.use("*", bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      // The rest of the body stays unread on the socket: close it rather than parse leftovers as the next request.
-      throw new ApiError(413, "payload_too_large", `The body is larger than ${MAX_BODY_BYTES} bytes`, { max_bytes: MAX_BODY_BYTES }, { connection: "close" })
-    }
-  }))
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        // The rest of the body stays unread on the socket: close it rather than parse leftovers as the next request.
+        throw new ApiError(413, "payload_too_large", `The body is larger than ${MAX_BODY_BYTES} bytes`, {
+          max_bytes: MAX_BODY_BYTES
+        }, { connection: "close" })
+      }
+    })
+  )
 
   healthRoutes(app, deps)
   if (options.mode === "api") {
@@ -77,12 +91,22 @@ export const makeApp = (options: AppOptions) => {
   const respond = (c: Parameters<Parameters<typeof app.onError>[0]>[1], mapped: Mapped) => {
     const requestId = c.get("requestId") ?? randomUUID()
     if (mapped.log) {
-      options.log.write(mapped.log.level, "request failed", { request_id: requestId, method: c.req.method, path: c.req.path, status: mapped.error.status, detail: mapped.log.detail })
+      options.log.write(mapped.log.level, "request failed", {
+        request_id: requestId,
+        method: c.req.method,
+        path: c.req.path,
+        status: mapped.error.status,
+        detail: mapped.log.detail
+      })
     }
     return c.json(errorBody(mapped.error, requestId), mapped.error.status, mapped.error.headers)
   }
 
-  app.notFound((c) => respond(c, { error: new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path.slice(0, 200)}; see /docs`) }))
+  app.notFound((c) =>
+    respond(c, {
+      error: new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path.slice(0, 200)}; see /docs`)
+    })
+  )
   app.onError((err, c) => respond(c, err instanceof CauseFailure ? mapCause(err.cause) : mapError(err)))
   return app
 }

@@ -1,6 +1,6 @@
-import { createHash, timingSafeEqual } from "node:crypto"
 import { Option, Redacted } from "effect"
 import type { MiddlewareHandler } from "hono"
+import { createHash, timingSafeEqual } from "node:crypto"
 import { ApiError } from "./Errors.js"
 
 export interface AuthSettings {
@@ -27,7 +27,13 @@ export const requireToken = (settings: AuthSettings): MiddlewareHandler => {
   return async (c, next) => {
     const header = c.req.header("authorization")
     if (header === undefined || header.trim() === "") {
-      throw new ApiError(401, "unauthorized", "This route needs Authorization: Bearer <AUTOEMBED_API_TOKEN>", null, challenge)
+      throw new ApiError(
+        401,
+        "unauthorized",
+        "This route needs Authorization: Bearer <AUTOEMBED_API_TOKEN>",
+        null,
+        challenge
+      )
     }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
     if (!match || !tokenMatches(match[1], expected)) {

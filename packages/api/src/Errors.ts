@@ -46,7 +46,10 @@ export interface FieldProblem {
 
 /** A path as a client writes it: `messages[1].author`. */
 export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>((out, key) => (typeof key === "number" ? `${out}[${key}]` : out === "" ? String(key) : `${out}.${String(key)}`), "")
+  path.reduce<string>(
+    (out, key) => (typeof key === "number" ? `${out}[${key}]` : out === "" ? String(key) : `${out}.${String(key)}`),
+    ""
+  )
 
 /**
  * A ParseError as a flat list, instead of the tree dump ("(Struct (Encoded side) <-> ...)"): one
@@ -77,7 +80,11 @@ export const mapError = (e: unknown): Mapped => {
   if (ParseResult.isParseError(e)) {
     const problems = fieldProblems(e)
     const first = problems[0]
-    const message = first === undefined ? "The request does not match the schema" : first.path === "" || first.message.startsWith(first.path) ? first.message : `${first.path}: ${first.message}`
+    const message = first === undefined
+      ? "The request does not match the schema"
+      : first.path === "" || first.message.startsWith(first.path)
+      ? first.message
+      : `${first.path}: ${first.message}`
     return { error: new ApiError(422, "validation_failed", truncate(message, 500), problems) }
   }
   const tagged = e as { _tag?: unknown; message?: unknown; details?: unknown }
@@ -97,12 +104,20 @@ export const mapError = (e: unknown): Mapped => {
       if (p.reason === "RateLimited") {
         const seconds = Math.max(1, Math.ceil((p.retryAfterMs ?? 1000) / 1000))
         return {
-          error: new ApiError(429, "provider_rate_limited", "The embedding provider is rate limiting; retry later", { retry_after_seconds: seconds }, { "retry-after": String(seconds) }),
+          error: new ApiError(429, "provider_rate_limited", "The embedding provider is rate limiting; retry later", {
+            retry_after_seconds: seconds
+          }, { "retry-after": String(seconds) }),
           log: { level: "warning", detail: message }
         }
       }
       return {
-        error: new ApiError(503, "provider_unavailable", `The embedding provider (${p.provider}) cannot embed the query right now`, { reason: p.reason }, { "retry-after": "5" }),
+        error: new ApiError(
+          503,
+          "provider_unavailable",
+          `The embedding provider (${p.provider}) cannot embed the query right now`,
+          { reason: p.reason },
+          { "retry-after": "5" }
+        ),
         log: { level: "warning", detail: message }
       }
     }
@@ -111,21 +126,49 @@ export const mapError = (e: unknown): Mapped => {
       const state = sqlStateOf(e)
       const detail = `${message} ${state === undefined ? "" : `(SQLSTATE ${state}) `}${sqlReason(e)}`.slice(0, 1000)
       // 23505/23503: a concurrent write of the same key, or a row deleted meanwhile (e.g. two ingests of one external_id).
-      if (state === "23505" || state === "23503") return { error: new ApiError(409, "conflict", "A concurrent write changed the same rows; retry the request"), log: { level: "warning", detail } }
+      if (state === "23505" || state === "23503") {
+        return {
+          error: new ApiError(409, "conflict", "A concurrent write changed the same rows; retry the request"),
+          log: { level: "warning", detail }
+        }
+      }
       // Deadlock or serialization failure that outlasted core's retries: a race with another client, not an outage.
       if (isConflict(e)) {
         return {
-          error: new ApiError(409, "write_conflict", "Concurrent requests kept writing the same rows; retry the request", { sqlstate: state }, { "retry-after": "1" }),
+          error: new ApiError(
+            409,
+            "write_conflict",
+            "Concurrent requests kept writing the same rows; retry the request",
+            { sqlstate: state },
+            { "retry-after": "1" }
+          ),
           log: { level: "warning", detail }
         }
       }
       // Class 22 (data exception): a value the schema let through but PostgreSQL refuses, such as a NUL character in text.
       if (state !== undefined && state.startsWith("22")) {
-        return { error: new ApiError(422, "invalid_value", "The database refused a value in the request (for example a NUL character in text)", { sqlstate: state }), log: { level: "warning", detail } }
+        return {
+          error: new ApiError(
+            422,
+            "invalid_value",
+            "The database refused a value in the request (for example a NUL character in text)",
+            { sqlstate: state }
+          ),
+          log: { level: "warning", detail }
+        }
       }
       // Connection lost, too many connections, shutting down or recovering: the database, not the request.
       if (isConnectionLoss(e) || (state !== undefined && /^(53|57)/.test(state)) || tagged._tag === "DatabaseError") {
-        return { error: new ApiError(503, "database_unavailable", "The database is unavailable; retry later", state === undefined ? null : { sqlstate: state }, { "retry-after": "5" }), log: { level: "error", detail } }
+        return {
+          error: new ApiError(
+            503,
+            "database_unavailable",
+            "The database is unavailable; retry later",
+            state === undefined ? null : { sqlstate: state },
+            { "retry-after": "5" }
+          ),
+          log: { level: "error", detail }
+        }
       }
       return internal(detail)
     }
@@ -138,7 +181,11 @@ export const mapCause = (cause: Cause.Cause<unknown>): Mapped => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) return mapError(failure.value)
   if (Cause.isInterruptedOnly(cause)) {
-    return { error: new ApiError(503, "shutting_down", "The server is shutting down; retry on another instance", null, { "retry-after": "5" }) }
+    return {
+      error: new ApiError(503, "shutting_down", "The server is shutting down; retry on another instance", null, {
+        "retry-after": "5"
+      })
+    }
   }
   return internal(Cause.pretty(cause))
 }

@@ -81,7 +81,10 @@ const fieldPath = (path: string, key: string | number) =>
   typeof key === "number" ? `${path}[${key}]` : path === "" ? key : `${path}.${key}`
 
 /** The first string or object key in a parsed body that cannot be stored as sent, named by its path (messages[0].content). */
-export const unstorableText = (value: unknown, path = ""): { readonly field: string; readonly problem: string } | undefined => {
+export const unstorableText = (
+  value: unknown,
+  path = ""
+): { readonly field: string; readonly problem: string } | undefined => {
   if (typeof value === "string") {
     const problem = textProblem(value)
     return problem === undefined ? undefined : { field: path === "" ? "the body" : path, problem }
@@ -119,7 +122,9 @@ export const readJson = async <A, I>(
 ): Promise<A> => {
   const type = c.req.header("content-type")
   if (type !== undefined && type.trim() !== "" && !isJson(type)) {
-    throw new ApiError(415, "unsupported_media_type", "Send the body as application/json", { content_type: type.slice(0, 100) })
+    throw new ApiError(415, "unsupported_media_type", "Send the body as application/json", {
+      content_type: type.slice(0, 100)
+    })
   }
   const text = await bodyText(c)
   let value: unknown
@@ -131,17 +136,24 @@ export const readJson = async <A, I>(
       throw new ApiError(415, "unsupported_media_type", "Send the body with Content-Type: application/json")
     }
     if (nestingDepth(text) > MAX_JSON_DEPTH) {
-      throw new ApiError(422, "validation_failed", `The body is nested deeper than ${MAX_JSON_DEPTH} levels`, { max_depth: MAX_JSON_DEPTH })
+      throw new ApiError(422, "validation_failed", `The body is nested deeper than ${MAX_JSON_DEPTH} levels`, {
+        max_depth: MAX_JSON_DEPTH
+      })
     }
     try {
       value = JSON.parse(text)
     } catch (e) {
-      throw new ApiError(400, "invalid_json", "The body is not valid JSON", { parser: String((e as Error).message).slice(0, 200) })
+      throw new ApiError(400, "invalid_json", "The body is not valid JSON", {
+        parser: String((e as Error).message).slice(0, 200)
+      })
     }
   }
   const unstorable = unstorableText(value)
   if (unstorable) {
-    throw new ApiError(422, "validation_failed", `${unstorable.field} ${unstorable.problem}`, [{ path: unstorable.field, message: unstorable.problem }])
+    throw new ApiError(422, "validation_failed", `${unstorable.field} ${unstorable.problem}`, [{
+      path: unstorable.field,
+      message: unstorable.problem
+    }])
   }
   const decoded = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(value)
   if (Either.isLeft(decoded)) throw decoded.left

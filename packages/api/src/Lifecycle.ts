@@ -90,7 +90,11 @@ export const makeStopController = (host: ProcessHost): StopController => {
 
   const request = (reason: StopReason) => {
     if (first !== undefined) {
-      options.log(reason === first ? `${reason} again: already shutting down` : `${reason}: already shutting down (after ${first})`)
+      options.log(
+        reason === first
+          ? `${reason} again: already shutting down`
+          : `${reason}: already shutting down (after ${first})`
+      )
       return
     }
     first = reason
@@ -129,9 +133,8 @@ export const makeStopController = (host: ProcessHost): StopController => {
 let current: StopController | undefined
 
 /** This process's controller (created on first use; installs nothing until `install`). */
-export const processStop = (): StopController =>
-  (current ??= makeStopController({
-    on: (signal, listener) => void process.on(signal, listener),
-    ppid: () => process.ppid,
-    exit: (code) => process.exit(code)
-  }))
+export const processStop = (): StopController => (current ??= makeStopController({
+  on: (signal, listener) => void process.on(signal, listener),
+  ppid: () => process.ppid,
+  exit: (code) => process.exit(code)
+}))

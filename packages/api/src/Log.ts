@@ -30,17 +30,26 @@ const effectLevel: Record<Level, LogLevel.LogLevel> = {
 
 /** Core's own Effect logs (workers, sweeper, probe) in the same JSON-lines format and level. */
 export const effectLoggerLayer = (level: Level) =>
-  Layer.merge(Logger.replace(
-    Logger.defaultLogger,
-    Logger.make(({ logLevel, message, cause, annotations }) => {
-      const at = logLevel._tag === "Fatal" || logLevel._tag === "Error" ? "error" : logLevel._tag === "Warning" ? "warning" : logLevel._tag === "Debug" || logLevel._tag === "Trace" ? "debug" : "info"
-      const parts = Array.isArray(message) ? message : [message]
-      const fields: Record<string, unknown> = {}
-      for (const [k, v] of annotations) fields[k] = v
-      if (cause._tag !== "Empty") fields.cause = String(cause).slice(0, 2000)
-      makeLog(level).write(at, parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" "), fields)
-    })
-  ), Logger.minimumLogLevel(effectLevel[level]))
+  Layer.merge(
+    Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ logLevel, message, cause, annotations }) => {
+        const at = logLevel._tag === "Fatal" || logLevel._tag === "Error"
+          ? "error"
+          : logLevel._tag === "Warning"
+          ? "warning"
+          : logLevel._tag === "Debug" || logLevel._tag === "Trace"
+          ? "debug"
+          : "info"
+        const parts = Array.isArray(message) ? message : [message]
+        const fields: Record<string, unknown> = {}
+        for (const [k, v] of annotations) fields[k] = v
+        if (cause._tag !== "Empty") fields.cause = String(cause).slice(0, 2000)
+        makeLog(level).write(at, parts.map((p) => (typeof p === "string" ? p : JSON.stringify(p))).join(" "), fields)
+      })
+    ),
+    Logger.minimumLogLevel(effectLevel[level])
+  )
 
 /** AUTOEMBED_LOG_LEVEL, read before the rest of the configuration so start-up logs obey it too. */
 export const logLevelConfig = Config.literal("debug", "info", "warning", "error", "none")("AUTOEMBED_LOG_LEVEL").pipe(

@@ -1,4 +1,10 @@
-import { BackfillRequest, ExtractionRequest, IngestMessagesRequest, SearchQueryFields, SearchResponse } from "@autoembed/core"
+import {
+  BackfillRequest,
+  ExtractionRequest,
+  IngestMessagesRequest,
+  SearchQueryFields,
+  SearchResponse
+} from "@autoembed/core"
 import { JSONSchema, Schema, SchemaAST } from "effect"
 import * as S from "./Schemas.js"
 
@@ -44,19 +50,45 @@ const auth401 = { 401: err("Missing or wrong bearer token (only when AUTOEMBED_A
 
 export const routes: ReadonlyArray<RouteSpec> = [
   {
-    method: "post", path: "/v1/messages", operationId: "ingestMessages", tag: "ingest", auth: "write",
-    summary: "Save chat messages; each is embedded in the background within seconds (an external_id seen before updates that message)",
+    method: "post",
+    path: "/v1/messages",
+    operationId: "ingestMessages",
+    tag: "ingest",
+    auth: "write",
+    summary:
+      "Save chat messages; each is embedded in the background within seconds (an external_id seen before updates that message)",
     body: { schema: IngestMessagesRequest, required: true },
-    responses: { 201: { description: "Saved; the ids in request order", schema: S.IngestResponse }, ...auth401, ...bodyErrors, 409: err("A concurrent request wrote the same external_id; retry"), ...common }
+    responses: {
+      201: { description: "Saved; the ids in request order", schema: S.IngestResponse },
+      ...auth401,
+      ...bodyErrors,
+      409: err("A concurrent request wrote the same external_id; retry"),
+      ...common
+    }
   },
   {
-    method: "post", path: "/v1/extractions", operationId: "persistExtraction", tag: "ingest", auth: "write",
-    summary: "Persist an extraction (topics, knowledge atoms with links, processed message ids) in one transaction; atoms are embedded in the background",
+    method: "post",
+    path: "/v1/extractions",
+    operationId: "persistExtraction",
+    tag: "ingest",
+    auth: "write",
+    summary:
+      "Persist an extraction (topics, knowledge atoms with links, processed message ids) in one transaction; atoms are embedded in the background",
     body: { schema: ExtractionRequest, required: true },
-    responses: { 201: { description: "Persisted", schema: S.ExtractionResponse }, ...auth401, ...bodyErrors, 409: err("A concurrent write changed the same rows; retry"), ...common }
+    responses: {
+      201: { description: "Persisted", schema: S.ExtractionResponse },
+      ...auth401,
+      ...bodyErrors,
+      409: err("A concurrent write changed the same rows; retry"),
+      ...common
+    }
   },
   {
-    method: "get", path: "/v1/search", operationId: "search", tag: "search", auth: "read",
+    method: "get",
+    path: "/v1/search",
+    operationId: "search",
+    tag: "search",
+    auth: "read",
     summary: "Semantic (vector), full-text or hybrid search over every embedded source",
     query: SearchQueryFields,
     responses: {
@@ -68,7 +100,11 @@ export const routes: ReadonlyArray<RouteSpec> = [
     }
   },
   {
-    method: "post", path: "/v1/embeddings/backfill", operationId: "backfill", tag: "embeddings", auth: "write",
+    method: "post",
+    path: "/v1/embeddings/backfill",
+    operationId: "backfill",
+    tag: "embeddings",
+    auth: "write",
     summary: "Embed every missing or stale row: with dry_run, count them; otherwise start a background job",
     body: { schema: BackfillRequest, required: false },
     responses: {
@@ -81,54 +117,111 @@ export const routes: ReadonlyArray<RouteSpec> = [
     }
   },
   {
-    method: "get", path: "/v1/embeddings/backfill/{id}", operationId: "getBackfill", tag: "embeddings", auth: "read",
+    method: "get",
+    path: "/v1/embeddings/backfill/{id}",
+    operationId: "getBackfill",
+    tag: "embeddings",
+    auth: "read",
     summary: "Progress of a backfill job (from this process or, when another process ran it, from the database)",
     pathParams: [{ name: "id", description: "The job id from POST /v1/embeddings/backfill" }],
-    responses: { 200: { description: "The job", schema: S.BackfillJobSchema }, ...auth401, 404: err("No such job"), ...common }
+    responses: {
+      200: { description: "The job", schema: S.BackfillJobSchema },
+      ...auth401,
+      404: err("No such job"),
+      ...common
+    }
   },
   {
-    method: "get", path: "/v1/embeddings/status", operationId: "status", tag: "embeddings", auth: "read",
+    method: "get",
+    path: "/v1/embeddings/status",
+    operationId: "status",
+    tag: "embeddings",
+    auth: "read",
     summary: "Per-source totals (embedded, pending, stale, failed), queue, throughput, provider and recent errors",
     responses: { 200: { description: "The status report", schema: S.StatusResponse }, ...auth401, ...common }
   },
   {
-    method: "post", path: "/v1/embeddings/retry-failed", operationId: "retryFailed", tag: "embeddings", auth: "write",
+    method: "post",
+    path: "/v1/embeddings/retry-failed",
+    operationId: "retryFailed",
+    tag: "embeddings",
+    auth: "write",
     summary: "Queue rows that failed permanently again (after fixing the cause)",
     body: { schema: S.RetryFailedRequest, required: false },
-    responses: { 200: { description: "How many rows were queued again", schema: S.RetryFailedResponse }, ...auth401, ...bodyErrors, ...common }
+    responses: {
+      200: { description: "How many rows were queued again", schema: S.RetryFailedResponse },
+      ...auth401,
+      ...bodyErrors,
+      ...common
+    }
   },
   {
-    method: "get", path: "/healthz", operationId: "health", tag: "operations", auth: "none",
+    method: "get",
+    path: "/healthz",
+    operationId: "health",
+    tag: "operations",
+    auth: "none",
     summary: "The process is up (no dependency checked)",
     responses: { 200: { description: "Up", schema: S.HealthResponse } }
   },
   {
-    method: "get", path: "/readyz", operationId: "ready", tag: "operations", auth: "none",
+    method: "get",
+    path: "/readyz",
+    operationId: "ready",
+    tag: "operations",
+    auth: "none",
     summary: "The database answers and the embedding provider embeds (provider result cached for 30 s)",
-    responses: { 200: { description: "Ready", schema: S.ReadyResponse }, 503: err("Not ready; details has the database and provider checks") }
+    responses: {
+      200: { description: "Ready", schema: S.ReadyResponse },
+      503: err("Not ready; details has the database and provider checks")
+    }
   },
   {
-    method: "get", path: "/metrics", operationId: "metrics", tag: "operations", auth: "read",
-    summary: "Prometheus metrics of this process: embeddings, queue, batch and search latency, provider errors, rows per state",
-    responses: { 200: { description: "Prometheus text exposition format 0.0.4", contentType: "text/plain; version=0.0.4" }, ...auth401 }
+    method: "get",
+    path: "/metrics",
+    operationId: "metrics",
+    tag: "operations",
+    auth: "read",
+    summary:
+      "Prometheus metrics of this process: embeddings, queue, batch and search latency, provider errors, rows per state",
+    responses: {
+      200: { description: "Prometheus text exposition format 0.0.4", contentType: "text/plain; version=0.0.4" },
+      ...auth401
+    }
   },
   {
-    method: "get", path: "/openapi.json", operationId: "openapi", tag: "operations", auth: "none",
+    method: "get",
+    path: "/openapi.json",
+    operationId: "openapi",
+    tag: "operations",
+    auth: "none",
     summary: "This document",
     responses: { 200: { description: "OpenAPI 3.1 document", contentType: "application/json" } }
   },
   {
-    method: "get", path: "/docs", operationId: "docs", tag: "operations", auth: "none",
+    method: "get",
+    path: "/docs",
+    operationId: "docs",
+    tag: "operations",
+    auth: "none",
     summary: "The routes of this document as an HTML page",
     responses: { 200: { description: "HTML", contentType: "text/html" } }
   },
   {
-    method: "get", path: "/", operationId: "page", tag: "operations", auth: "none",
+    method: "get",
+    path: "/",
+    operationId: "page",
+    tag: "operations",
+    auth: "none",
     summary: "Web page: search, pipeline status, backfill",
     responses: { 200: { description: "HTML", contentType: "text/html" } }
   },
   {
-    method: "get", path: "/static/{name}", operationId: "asset", tag: "operations", auth: "none",
+    method: "get",
+    path: "/static/{name}",
+    operationId: "asset",
+    tag: "operations",
+    auth: "none",
     summary: "The web page's script and style sheet",
     pathParams: [{ name: "name", description: "app.js or style.css" }],
     responses: { 200: { description: "The file", contentType: "text/javascript" }, 404: err("No such file") }
@@ -170,7 +263,13 @@ export const openApiDocument = (options: { readonly version: string; readonly se
   for (const r of routes) {
     const parameters: Array<unknown> = []
     for (const p of r.pathParams ?? []) {
-      parameters.push({ name: p.name, in: "path", required: true, description: p.description, schema: { type: "string", maxLength: 64 } })
+      parameters.push({
+        name: p.name,
+        in: "path",
+        required: true,
+        description: p.description,
+        schema: { type: "string", maxLength: 64 }
+      })
     }
     if (r.query) {
       for (const ps of queryFields(r.query.ast)) {
@@ -181,7 +280,8 @@ export const openApiDocument = (options: { readonly version: string; readonly se
             name: "filter.{column}[.gte|.gt|.lte|.lt]",
             in: "query",
             required: false,
-            description: "Equality (or, for numbers and dates, a range bound) on a column the source declares in `filters`",
+            description:
+              "Equality (or, for numbers and dates, a range bound) on a column the source declares in `filters`",
             schema: { type: "string", maxLength: 200 }
           })
           continue
@@ -210,9 +310,15 @@ export const openApiDocument = (options: { readonly version: string; readonly se
       responses,
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(r.body
-        ? { requestBody: { required: r.body.required, content: { "application/json": { schema: toJson(r.body.schema) } } } }
+        ? {
+          requestBody: { required: r.body.required, content: { "application/json": { schema: toJson(r.body.schema) } } }
+        }
         : {}),
-      ...(r.auth === "write" ? { security: [{ bearer: [] }] } : r.auth === "read" ? { security: [{ bearer: [] }, {}] } : {}),
+      ...(r.auth === "write"
+        ? { security: [{ bearer: [] }] }
+        : r.auth === "read"
+        ? { security: [{ bearer: [] }, {}] }
+        : {}),
       "x-autoembed-auth": r.auth
     }
     paths[r.path] = { ...(paths[r.path] ?? {}), [r.method]: operation }

@@ -6,19 +6,28 @@ import { Schema } from "effect"
  */
 
 export const RetryFailedRequest = Schema.Struct({
-  entity_types: Schema.optional(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(63))).pipe(Schema.minItems(1), Schema.maxItems(50)))
+  entity_types: Schema.optional(
+    Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(63))).pipe(
+      Schema.minItems(1),
+      Schema.maxItems(50)
+    )
+  )
 })
 
 export const ErrorResponse = Schema.Struct({
   error: Schema.Struct({
-    code: Schema.String.annotations({ description: "Stable machine-readable code, e.g. validation_failed, unauthorized, not_found" }),
+    code: Schema.String.annotations({
+      description: "Stable machine-readable code, e.g. validation_failed, unauthorized, not_found"
+    }),
     message: Schema.String,
     details: Schema.Unknown,
     request_id: Schema.String.annotations({ description: "Also in the x-request-id header and the server log" })
   })
 }).annotations({ identifier: "Error" })
 
-export const IngestResponse = Schema.Struct({ ids: Schema.Array(Schema.Int) }).annotations({ identifier: "IngestResponse" })
+export const IngestResponse = Schema.Struct({ ids: Schema.Array(Schema.Int) }).annotations({
+  identifier: "IngestResponse"
+})
 
 export const ExtractionResponse = Schema.Struct({
   topic_ids: Schema.Array(Schema.Int),
@@ -53,7 +62,9 @@ export const BackfillJobSchema = Schema.Struct({
 
 export const BackfillStarted = Schema.Struct({ job: BackfillJobSchema }).annotations({ identifier: "BackfillStarted" })
 
-export const RetryFailedResponse = Schema.Struct({ requeued: Schema.Int }).annotations({ identifier: "RetryFailedResponse" })
+export const RetryFailedResponse = Schema.Struct({ requeued: Schema.Int }).annotations({
+  identifier: "RetryFailedResponse"
+})
 
 const SourceStatus = Schema.Struct({
   total: Schema.Int,
@@ -64,7 +75,11 @@ const SourceStatus = Schema.Struct({
   failed: Schema.Int,
   in_flight: Schema.Int,
   oldest_pending_seconds: Schema.NullOr(Schema.Number),
-  index: Schema.Struct({ name: Schema.String, state: Schema.Literal("valid", "building", "missing"), definition: Schema.NullOr(Schema.String) })
+  index: Schema.Struct({
+    name: Schema.String,
+    state: Schema.Literal("valid", "building", "missing"),
+    definition: Schema.NullOr(Schema.String)
+  })
 })
 
 export const StatusResponse = Schema.Struct({
@@ -93,9 +108,19 @@ export const StatusResponse = Schema.Struct({
     batches: Schema.Int,
     provider_errors: Schema.Record({ key: Schema.String, value: Schema.Int })
   }),
-  provider: Schema.Struct({ provider: Schema.String, model: Schema.String, dimensions: Schema.Int, model_key: Schema.String }),
+  provider: Schema.Struct({
+    provider: Schema.String,
+    model: Schema.String,
+    dimensions: Schema.Int,
+    model_key: Schema.String
+  }),
   database: Schema.Struct({ kind: Schema.String, description: Schema.String }),
-  index_settings: Schema.Struct({ kind: Schema.String, m: Schema.Int, ef_construction: Schema.Int, ef_search: Schema.Int }),
+  index_settings: Schema.Struct({
+    kind: Schema.String,
+    m: Schema.Int,
+    ef_construction: Schema.Int,
+    ef_search: Schema.Int
+  }),
   recent_errors: Schema.Array(Schema.Struct({
     type: Schema.String,
     id: Schema.String,

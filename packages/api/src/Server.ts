@@ -1,9 +1,15 @@
+import {
+  AutoEmbedConfig,
+  type AutoEmbedConfigShape,
+  drainTimeoutSetting,
+  EXIT_CODES,
+  loadSampleDataIfEmpty
+} from "@autoembed/core"
+import { serve, type ServerType } from "@hono/node-server"
+import { Effect, Either, Option } from "effect"
 import { readFileSync } from "node:fs"
 import type { ServerOptions as HttpServerOptions } from "node:http"
 import type { AddressInfo } from "node:net"
-import { AutoEmbedConfig, type AutoEmbedConfigShape, drainTimeoutSetting, EXIT_CODES, loadSampleDataIfEmpty } from "@autoembed/core"
-import { serve, type ServerType } from "@hono/node-server"
-import { Effect, Either, Option } from "effect"
 import { makeApp } from "./App.js"
 import { HARD_EXIT_GRACE_MS, processStop, type StopReason } from "./Lifecycle.js"
 import { type Level, makeLog } from "./Log.js"
@@ -49,7 +55,12 @@ const isLoopback = (host: string) => host === "localhost" || host === "::1" || /
 const listen = (server: ServerType, host: string, port: number) =>
   new Promise<AddressInfo>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) =>
-      reject(new StartupFailure(`Cannot listen on ${host}:${port} (${e.code ?? e.message}); set PORT or HOST to a free address`, EXIT_CODES.configuration))
+      reject(
+        new StartupFailure(
+          `Cannot listen on ${host}:${port} (${e.code ?? e.message}); set PORT or HOST to a free address`,
+          EXIT_CODES.configuration
+        )
+      )
     server.once("error", onError)
     server.once("listening", () => {
       server.off("error", onError)
@@ -104,7 +115,10 @@ export const startServer = async (options: ServerOptions): Promise<RunningServer
     if (api && options.sampleData && config.sampleData) {
       const loaded = await runtime.runPromise(loadSampleDataIfEmpty())
       if (loaded.loaded) {
-        log.write("info", `loaded the sample data set (${loaded.messages} messages, ${loaded.atoms} atoms, ${loaded.topics} topics); AUTOEMBED_SAMPLE_DATA=false starts empty`)
+        log.write(
+          "info",
+          `loaded the sample data set (${loaded.messages} messages, ${loaded.atoms} atoms, ${loaded.topics} topics); AUTOEMBED_SAMPLE_DATA=false starts empty`
+        )
       }
     }
     const app = makeApp({
@@ -114,21 +128,28 @@ export const startServer = async (options: ServerOptions): Promise<RunningServer
       version: version(),
       mode: api ? "api" : "worker"
     })
-    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port, serverOptions: httpServerOptions(config) })
+    const server = serve({
+      fetch: app.fetch,
+      hostname: config.host,
+      port: config.port,
+      serverOptions: httpServerOptions(config)
+    })
     server.setTimeout(socketIdleBound(config))
     const address = await listen(server, config.host, config.port)
     if (api && !isLoopback(config.host) && Option.isNone(config.apiToken)) {
-      log.write("warning", `listening on ${config.host} without AUTOEMBED_API_TOKEN: anyone who can reach this address can write and start backfills`)
+      log.write(
+        "warning",
+        `listening on ${config.host} without AUTOEMBED_API_TOKEN: anyone who can reach this address can write and start backfills`
+      )
     }
     const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address
     const url = `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "localhost" : shownHost}:${address.port}`
 
     let closing: Promise<void> | undefined
-    const close = () =>
-      (closing ??= (async () => {
-        await closeHttp(server, config.drainTimeoutMs)
-        await runtime.dispose()
-      })())
+    const close = () => (closing ??= (async () => {
+      await closeHttp(server, config.drainTimeoutMs)
+      await runtime.dispose()
+    })())
     return { url, host: config.host, port: address.port, runtime, close }
   } catch (e) {
     await runtime.dispose().catch(() => undefined)
@@ -140,7 +161,8 @@ export const startServer = async (options: ServerOptions): Promise<RunningServer
  * The bound of a whole shutdown: in-flight requests (one drain), the workers' batches (another, when
  * this process runs workers), and a grace period for closing the database.
  */
-const hardExitBound = (drainMs: number, options: ServerOptions) => drainMs * (options.workers ? 2 : 1) + HARD_EXIT_GRACE_MS
+const hardExitBound = (drainMs: number, options: ServerOptions) =>
+  drainMs * (options.workers ? 2 : 1) + HARD_EXIT_GRACE_MS
 
 /** AUTOEMBED_DRAIN_TIMEOUT_MS before the configuration is loaded; a bad value is reported by start-up itself. */
 const drainBeforeStart = (options: ServerOptions): number =>
@@ -166,7 +188,9 @@ export const runServer = async (options: ServerOptions): Promise<void> => {
   try {
     running = await startServer(options)
   } catch (e) {
-    const failure = e instanceof StartupFailure ? e : new StartupFailure(String((e as Error)?.message ?? e).split("\n")[0], EXIT_CODES.failed)
+    const failure = e instanceof StartupFailure
+      ? e
+      : new StartupFailure(String((e as Error)?.message ?? e).split("\n")[0], EXIT_CODES.failed)
     process.stderr.write(`autoembed: ${failure.message}\n`)
     process.exit(failure.exitCode)
   }

@@ -1,3 +1,4 @@
+import { processStop, type StopReason } from "@autoembed/api/lifecycle"
 import {
   AutoEmbed,
   AutoEmbedConfig,
@@ -13,7 +14,6 @@ import {
   uninstall as uninstallAll,
   VectorIndex
 } from "@autoembed/core"
-import { processStop, type StopReason } from "@autoembed/api/lifecycle"
 import { Args, Command, Options, Prompt } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult } from "effect"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
@@ -27,10 +27,14 @@ export class CliExit extends Error {
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
 const types = Options.text("type").pipe(
-  Options.withDescription("Source to include (repeatable or comma-separated): a name from the configuration file, or atoms, messages"),
+  Options.withDescription(
+    "Source to include (repeatable or comma-separated): a name from the configuration file, or atoms, messages"
+  ),
   Options.repeated
 )
-const typesOrAll = (t: ReadonlyArray<string>) => (t.length > 0 ? t.flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean) : undefined)
+const typesOrAll = (
+  t: ReadonlyArray<string>
+) => (t.length > 0 ? t.flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean) : undefined)
 
 /** The services for a command: no background workers unless the command runs them itself. */
 const services = (options: { workers?: boolean } = {}) => AutoEmbed.layer({ workers: options.workers ?? false })
@@ -42,7 +46,9 @@ const migrate = Command.make(
   "migrate",
   {
     resetEmbeddings: Options.boolean("reset-embeddings").pipe(
-      Options.withDescription("Drop the vectors autoembed keeps (its own tables, the built-in tables' columns) and re-embed at EMBEDDING_DIMENSIONS")
+      Options.withDescription(
+        "Drop the vectors autoembed keeps (its own tables, the built-in tables' columns) and re-embed at EMBEDDING_DIMENSIONS"
+      )
     )
   },
   ({ resetEmbeddings }) =>
@@ -60,7 +66,9 @@ const migrate = Command.make(
           `(vectors: ${report.provider.dimensions}-d, ${report.provider.model_key}); ${missing} rows without a vector.`
       )
     })
-).pipe(Command.withDescription("Install what the configuration needs (schema, triggers, indexes); runs at every start too"))
+).pipe(
+  Command.withDescription("Install what the configuration needs (schema, triggers, indexes); runs at every start too")
+)
 
 const sources = Command.make("sources", { json }, ({ json }) =>
   Effect.gen(function*() {
@@ -69,8 +77,11 @@ const sources = Command.make("sources", { json }, ({ json }) =>
     if (report.problems.length > 0) {
       return yield* Effect.fail(new CliExit(1, report.problems.join("\n")))
     }
-  }).pipe(Effect.provide(databaseOnly()))
-).pipe(Command.withDescription("Each declared source with what autoembed finds (rows, missing vectors, triggers, index); non-zero exit on problems"))
+  }).pipe(Effect.provide(databaseOnly()))).pipe(
+    Command.withDescription(
+      "Each declared source with what autoembed finds (rows, missing vectors, triggers, index); non-zero exit on problems"
+    )
+  )
 
 const uninstall = Command.make(
   "uninstall",
@@ -79,46 +90,69 @@ const uninstall = Command.make(
     Effect.gen(function*() {
       const config = yield* AutoEmbedConfig
       const database = yield* Database
-      const what = `every autoembed trigger, the indexes it created and the schema ${config.stateSchema} (queue, bookkeeping, vectors kept there) ` +
+      const what =
+        `every autoembed trigger, the indexes it created and the schema ${config.stateSchema} (queue, bookkeeping, vectors kept there) ` +
         `from ${database.description}; your tables and the vectors in their columns stay`
       if (!yes) {
-        if (process.stdin.isTTY !== true) return yield* Effect.fail(new CliExit(1, `uninstall removes ${what}. Run it with --yes to confirm.`))
+        if (process.stdin.isTTY !== true) {
+          return yield* Effect.fail(new CliExit(1, `uninstall removes ${what}. Run it with --yes to confirm.`))
+        }
         const confirmed = yield* Prompt.confirm({ message: `Remove ${what}?`, initial: false })
         if (!confirmed) return yield* Console.log("Nothing removed.")
       }
       const removed = yield* uninstallAll(config.stateSchema, database.kind === "postgres")
       yield* Console.log(
-        `Removed ${removed.triggers} triggers, ${removed.indexes.length} indexes${removed.indexes.length ? ` (${removed.indexes.join(", ")})` : ""}` +
+        `Removed ${removed.triggers} triggers, ${removed.indexes.length} indexes${
+          removed.indexes.length ? ` (${removed.indexes.join(", ")})` : ""
+        }` +
           `${removed.schema ? ` and the schema ${removed.schema}` : ""}. Your tables are as they were.`
       )
     }).pipe(Effect.provide(databaseOnly()))
-).pipe(Command.withDescription("Remove every trace of autoembed from the database (triggers, owned indexes, its schema); user tables stay"))
+).pipe(
+  Command.withDescription(
+    "Remove every trace of autoembed from the database (triggers, owned indexes, its schema); user tables stay"
+  )
+)
 
 const status = Command.make("status", { json }, ({ json }) =>
   Effect.gen(function*() {
     const report = yield* Effect.flatMap(Status, (s) => s.report())
     yield* Console.log(json ? JSON.stringify(report, null, 2) : statusTable(report))
-  }).pipe(Effect.provide(services()))
-).pipe(Command.withDescription("Per-type totals, pending, stale and failed rows, provider and model"))
+  }).pipe(Effect.provide(services()))).pipe(
+    Command.withDescription("Per-type totals, pending, stale and failed rows, provider and model")
+  )
 
 const backfill = Command.make(
   "backfill",
   {
     dryRun: Options.boolean("dry-run").pipe(Options.withDescription("Count what a run would do; change nothing")),
     types,
-    batchSize: Options.integer("batch-size").pipe(Options.optional, Options.withDescription("Texts per provider request")),
-    concurrency: Options.integer("concurrency").pipe(Options.optional, Options.withDescription("Provider requests in flight")),
+    batchSize: Options.integer("batch-size").pipe(
+      Options.optional,
+      Options.withDescription("Texts per provider request")
+    ),
+    concurrency: Options.integer("concurrency").pipe(
+      Options.optional,
+      Options.withDescription("Provider requests in flight")
+    ),
     limit: Options.integer("limit").pipe(Options.optional, Options.withDescription("Embed at most this many rows")),
     includeFailed: Options.boolean("include-failed").pipe(Options.withDescription("Retry rows marked failed too")),
     bulk: Options.choice("bulk", ["auto", "on", "off"]).pipe(
       Options.withDefault("auto" as const),
-      Options.withDescription("Drop the HNSW index during the load and build it once at the end (auto: above AUTOEMBED_BULK_THRESHOLD rows; on: every type with rows to embed)")
+      Options.withDescription(
+        "Drop the HNSW index during the load and build it once at the end (auto: above AUTOEMBED_BULK_THRESHOLD rows; on: every type with rows to embed)"
+      )
     ),
     json
   },
   (o) => {
     // Plain usage mistakes are refused before the database is opened.
-    for (const [name, v] of [["--batch-size", o.batchSize], ["--concurrency", o.concurrency], ["--limit", o.limit]] as const) {
+    for (
+      const [name, v] of [["--batch-size", o.batchSize], ["--concurrency", o.concurrency], [
+        "--limit",
+        o.limit
+      ]] as const
+    ) {
       if (Option.isSome(v) && v.value < 1) return Effect.fail(new CliExit(1, `${name} must be a positive whole number`))
     }
     return Effect.gen(function*() {
@@ -152,7 +186,11 @@ const backfill = Command.make(
       if (tty) process.stdout.write(`\r${progressBar(job)}\u001b[K\n\n${summaryTable(job)}\n`)
       else process.stdout.write(JSON.stringify({ event: "done", ...job }) + "\n")
       if (job.state !== "succeeded") return yield* Effect.fail(new CliExit(2, job.error ?? `backfill ${job.state}`))
-      if (job.failed > 0) return yield* Effect.fail(new CliExit(1, `${job.failed} rows failed; see \`pnpm cli status\`, then \`pnpm cli retry-failed\``))
+      if (job.failed > 0) {
+        return yield* Effect.fail(
+          new CliExit(1, `${job.failed} rows failed; see \`pnpm cli status\`, then \`pnpm cli retry-failed\``)
+        )
+      }
     }).pipe(Effect.provide(services()))
   }
 ).pipe(Command.withDescription("Embed every row with a missing or stale embedding (resumable)"))
@@ -160,31 +198,45 @@ const backfill = Command.make(
 const retryFailed = Command.make("retry-failed", { types, json }, (o) =>
   Effect.gen(function*() {
     const result = yield* Effect.flatMap(Backfill, (b) => b.retryFailed(typesOrAll(o.types)))
-    yield* Console.log(o.json ? JSON.stringify(result) : `${result.requeued} failed rows requeued; running workers will embed them.`)
-  }).pipe(Effect.provide(services()))
-).pipe(Command.withDescription("Requeue rows marked failed"))
+    yield* Console.log(
+      o.json ? JSON.stringify(result) : `${result.requeued} failed rows requeued; running workers will embed them.`
+    )
+  }).pipe(Effect.provide(services()))).pipe(Command.withDescription("Requeue rows marked failed"))
 
 const reembed = Command.make("reembed", { types, json }, (o) =>
   Effect.gen(function*() {
     const result = yield* Effect.flatMap(Backfill, (b) => b.reembed(typesOrAll(o.types)))
-    yield* Console.log(o.json ? JSON.stringify(result) : `${result.queued} rows with a missing or other model's vector queued for the current model.`)
-  }).pipe(Effect.provide(services()))
-).pipe(Command.withDescription("Queue rows embedded by another model (after changing EMBEDDING_MODEL)"))
+    yield* Console.log(
+      o.json
+        ? JSON.stringify(result)
+        : `${result.queued} rows with a missing or other model's vector queued for the current model.`
+    )
+  }).pipe(Effect.provide(services()))).pipe(
+    Command.withDescription("Queue rows embedded by another model (after changing EMBEDDING_MODEL)")
+  )
 
 const search = Command.make(
   "search",
   {
     query: Args.text({ name: "query" }).pipe(Args.withDescription("What to look for")),
-    types: Options.text("types").pipe(Options.optional, Options.withDescription("Comma-separated entity types (default: all)")),
+    types: Options.text("types").pipe(
+      Options.optional,
+      Options.withDescription("Comma-separated entity types (default: all)")
+    ),
     limit: Options.text("limit").pipe(Options.optional, Options.withDescription("1 to 100 (default 10)")),
-    mode: Options.choice("mode", ["hybrid", "vector", "text"]).pipe(Options.optional, Options.withDescription("Default hybrid")),
+    mode: Options.choice("mode", ["hybrid", "vector", "text"]).pipe(
+      Options.optional,
+      Options.withDescription("Default hybrid")
+    ),
     topicId: Options.text("topic-id").pipe(Options.optional),
     atomType: Options.text("atom-type").pipe(Options.optional),
     since: Options.text("since").pipe(Options.optional, Options.withDescription("ISO date, e.g. 2024-05-01")),
     minScore: Options.text("min-score").pipe(Options.optional),
     filter: Options.keyValueMap("filter").pipe(
       Options.optional,
-      Options.withDescription("A filter on a declared column (repeatable): --filter chat_id=42 --filter created_at.gte=2024-05-01")
+      Options.withDescription(
+        "A filter on a declared column (repeatable): --filter chat_id=42 --filter created_at.gte=2024-05-01"
+      )
     ),
     json
   },
@@ -200,30 +252,45 @@ const search = Command.make(
       add("atom_type", o.atomType)
       add("since", o.since)
       add("min_score", o.minScore)
-      for (const [key, value] of Option.getOrElse(o.filter, () => new Map<string, string>())) params[`filter.${key}`] = value
+      for (const [key, value] of Option.getOrElse(o.filter, () => new Map<string, string>())) {
+        params[`filter.${key}`] = value
+      }
       const request = yield* decodeSearchParams(params).pipe(
         Effect.mapError((e) => {
           const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
-          return new CliExit(1, `Invalid search: ${issue ? `${issue.path.join(".") || "query"}: ${issue.message}` : e.message}`)
+          return new CliExit(
+            1,
+            `Invalid search: ${issue ? `${issue.path.join(".") || "query"}: ${issue.message}` : e.message}`
+          )
         })
       )
       const result = yield* Effect.flatMap(Search, (s) => s.search(request))
       if (o.json) return yield* Console.log(JSON.stringify(result, null, 2))
-      if (result.results.length === 0) return yield* Console.log(`No results for "${result.query}" (${result.mode}, ${result.model}).`)
+      if (result.results.length === 0) {
+        return yield* Console.log(
+          `No results for "${result.query}" (${result.mode}, ${result.model}).`
+        )
+      }
       const lines = result.results.map((r, i) => {
-        const head = `${String(i + 1).padStart(2)}. [${r.score.toFixed(3)}] ${r.type} ${r.id}${r.title ? `: ${r.title}` : ""}`
+        const head = `${String(i + 1).padStart(2)}. [${r.score.toFixed(3)}] ${r.type} ${r.id}${
+          r.title ? `: ${r.title}` : ""
+        }`
         const snippet = r.content.replace(/\s+/g, " ").slice(0, 160)
         return `${head}\n      ${snippet}`
       })
       const degraded = result.degraded === undefined ? [] : [`(text results only: ${result.degraded})`]
-      yield* Console.log([`${result.mode} search for "${result.query}" (${result.model})`, ...degraded, "", ...lines].join("\n"))
+      yield* Console.log(
+        [`${result.mode} search for "${result.query}" (${result.model})`, ...degraded, "", ...lines].join("\n")
+      )
     }).pipe(Effect.provide(services()))
 ).pipe(Command.withDescription("Semantic, full-text or hybrid search over embedded rows"))
 
 const reindex = Command.make(
   "reindex",
   {
-    force: Options.boolean("force").pipe(Options.withDescription("Rebuild even when the index already matches the settings")),
+    force: Options.boolean("force").pipe(
+      Options.withDescription("Rebuild even when the index already matches the settings")
+    ),
     types,
     json
   },
@@ -233,17 +300,30 @@ const reindex = Command.make(
       const rebuilt = yield* index.reindex({ force: o.force, sources: typesOrAll(o.types) })
       const after = yield* index.describe()
       if (o.json) return yield* Console.log(JSON.stringify({ rebuilt, indexes: after }, null, 2))
-      yield* Console.log(rebuilt.length > 0 ? `Rebuilt the HNSW index of ${rebuilt.join(", ")}.` : "Every HNSW index already matches the settings.")
-      for (const i of after) yield* Console.log(`  ${i.source}: ${i.kind ?? "none"} m=${i.m ?? "-"} ef_construction=${i.efConstruction ?? "-"} ${i.valid ? "valid" : "not valid"}`)
+      yield* Console.log(
+        rebuilt.length > 0
+          ? `Rebuilt the HNSW index of ${rebuilt.join(", ")}.`
+          : "Every HNSW index already matches the settings."
+      )
+      for (const i of after) {
+        yield* Console.log(
+          `  ${i.source}: ${i.kind ?? "none"} m=${i.m ?? "-"} ef_construction=${i.efConstruction ?? "-"} ${
+            i.valid ? "valid" : "not valid"
+          }`
+        )
+      }
     }).pipe(Effect.provide(services()))
-).pipe(Command.withDescription("Build the HNSW indexes as configured (AUTOEMBED_INDEX_TYPE, AUTOEMBED_HNSW_M, AUTOEMBED_HNSW_EF_CONSTRUCTION)"))
+).pipe(
+  Command.withDescription(
+    "Build the HNSW indexes as configured (AUTOEMBED_INDEX_TYPE, AUTOEMBED_HNSW_M, AUTOEMBED_HNSW_EF_CONSTRUCTION)"
+  )
+)
 
 const serve = Command.make("serve", {}, () =>
   Effect.promise(async () => {
     const { runServer } = await import("@autoembed/api")
     await runServer({ workers: false })
-  })
-).pipe(Command.withDescription("Run the HTTP API only (run the embedding workers with `worker`)"))
+  })).pipe(Command.withDescription("Run the HTTP API only (run the embedding workers with `worker`)"))
 
 /**
  * Waits for SIGTERM, SIGINT or the exit of the parent process. The worker then returns normally:
@@ -263,11 +343,23 @@ const worker = Command.make("worker", {}, () =>
     )
     const reason = yield* untilStopRequested
     yield* Console.log(`${reason}: stopping (batches in flight finish, claimed rows go back to the queue)`)
-  }).pipe(Effect.provide(services({ workers: true })))
-).pipe(Command.withDescription("Run embedding workers only (scale out: claims are safe across processes)"))
+  }).pipe(Effect.provide(services({ workers: true })))).pipe(
+    Command.withDescription("Run embedding workers only (scale out: claims are safe across processes)")
+  )
 
 export const root = Command.make("autoembed").pipe(
   Command.withDescription("Keeps pgvector embeddings of PostgreSQL rows correct and searchable"),
-  Command.withSubcommands([migrate, sources, status, backfill, search, retryFailed, reembed, reindex, serve, worker, uninstall])
+  Command.withSubcommands([
+    migrate,
+    sources,
+    status,
+    backfill,
+    search,
+    retryFailed,
+    reembed,
+    reindex,
+    serve,
+    worker,
+    uninstall
+  ])
 )
-

@@ -19,12 +19,20 @@ export const formatDuration = (seconds: number | null): string => {
 }
 
 export const dryRunTable = (report: DryRunReport, where: string): string => {
-  const lines = [`Backfill dry run on ${where} (nothing was changed)`, "", `  ${pad("Type", 12)}${pad("Missing", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}`]
+  const lines = [
+    `Backfill dry run on ${where} (nothing was changed)`,
+    "",
+    `  ${pad("Type", 12)}${pad("Missing", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}`
+  ]
   // Messages first, then atoms, then any custom sources, as people read them.
   const order = Object.keys(report.entity_types).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
   for (const t of order) {
     const c = report.entity_types[t]
-    lines.push(`  ${pad(label(t), 12)}${pad(num(c.missing), 10, true)}${pad(num(c.stale), 10, true)}${pad(num(c.failed), 10, true)}`)
+    lines.push(
+      `  ${pad(label(t), 12)}${pad(num(c.missing), 10, true)}${pad(num(c.stale), 10, true)}${
+        pad(num(c.failed), 10, true)
+      }`
+    )
   }
   lines.push(`  ${pad("Total", 12)}${pad(num(report.total), 10, true)}  rows a run would embed`)
   return lines.join("\n")
@@ -34,7 +42,9 @@ const rank = (t: string) => (t === "messages" ? 0 : t === "atoms" ? 1 : 2)
 export const progressBar = (job: BackfillJob, width = 30): string => {
   const fraction = job.total > 0 ? Math.min(1, job.processed / job.total) : 1
   const filled = Math.round(fraction * width)
-  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${num(job.processed)}/${num(job.total)} ${Math.floor(fraction * 100)}%  ${job.rate_per_second}/s  ETA ${formatDuration(job.eta_seconds)}`
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${num(job.processed)}/${num(job.total)} ${
+    Math.floor(fraction * 100)
+  }%  ${job.rate_per_second}/s  ETA ${formatDuration(job.eta_seconds)}`
 }
 
 export const summaryTable = (job: BackfillJob): string =>
@@ -51,16 +61,24 @@ export const statusTable = (report: StatusReport): string => {
   const lines = [
     `autoembed status: ${report.database.description}, ${report.provider.model_key} (${report.provider.dimensions}-d)`,
     "",
-    `  ${pad("Type", 12)}${pad("Total", 10, true)}${pad("Embedded", 10, true)}${pad("Pending", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}  Oldest pending  Index`
+    `  ${pad("Type", 12)}${pad("Total", 10, true)}${pad("Embedded", 10, true)}${pad("Pending", 10, true)}${
+      pad("Stale", 10, true)
+    }${pad("Failed", 10, true)}  Oldest pending  Index`
   ]
   for (const [t, c] of Object.entries(report.sources).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))) {
     lines.push(
-      `  ${pad(label(t), 12)}${pad(num(c.total), 10, true)}${pad(num(c.embedded), 10, true)}${pad(num(c.pending), 10, true)}${pad(num(c.stale), 10, true)}${pad(num(c.failed), 10, true)}  ${pad(formatDuration(c.oldest_pending_seconds), 14)}  ${c.index.state}`
+      `  ${pad(label(t), 12)}${pad(num(c.total), 10, true)}${pad(num(c.embedded), 10, true)}${
+        pad(num(c.pending), 10, true)
+      }${pad(num(c.stale), 10, true)}${pad(num(c.failed), 10, true)}  ${
+        pad(formatDuration(c.oldest_pending_seconds), 14)
+      }  ${c.index.state}`
     )
   }
   if (report.recent_errors.length > 0) {
     lines.push("", "  Recent errors:")
-    for (const e of report.recent_errors) lines.push(`    ${e.at} ${e.type} ${e.id}${e.failed ? " (failed)" : ""}: ${e.error}`)
+    for (const e of report.recent_errors) {
+      lines.push(`    ${e.at} ${e.type} ${e.id}${e.failed ? " (failed)" : ""}: ${e.error}`)
+    }
   }
   if (report.notes.length > 0) lines.push("", ...report.notes.map((n) => `  note: ${n}`))
   return lines.join("\n")
@@ -71,7 +89,10 @@ type SourcesReport = Effect.Effect.Success<typeof inspectSources>
 
 /** `pnpm cli sources`: one block per source; the problems follow on stderr with a non-zero exit. */
 export const sourcesTable = (report: SourcesReport): string => {
-  const lines = [`Sources on ${report.database} (declared in ${report.config_file}; autoembed's schema: ${report.schema})`, ""]
+  const lines = [
+    `Sources on ${report.database} (declared in ${report.config_file}; autoembed's schema: ${report.schema})`,
+    ""
+  ]
   const width = Math.max(6, ...report.sources.map((s) => s.name.length)) + 2
   for (const s of report.sources) {
     const index = s.index ? `${s.index.name} ${s.index.state}${s.index.owned ? "" : " (yours)"}` : "none"
@@ -80,9 +101,15 @@ export const sourcesTable = (report: SourcesReport): string => {
       lines.push(`  ${pad("", width)}not usable as declared (see below)`)
       continue
     }
-    lines.push(`  ${pad("", width)}rows ${num(s.rows ?? 0)}, missing vectors ${num(s.missing_vectors ?? 0)}; vectors in ${s.storage}`)
+    lines.push(
+      `  ${pad("", width)}rows ${num(s.rows ?? 0)}, missing vectors ${
+        num(s.missing_vectors ?? 0)
+      }; vectors in ${s.storage}`
+    )
     lines.push(`  ${pad("", width)}triggers ${s.triggers}/3; index ${index}`)
   }
-  if (report.sources.length === 0) lines.push("  no sources declared (add them to autoembed.config.json; see the README)")
+  if (report.sources.length === 0) {
+    lines.push("  no sources declared (add them to autoembed.config.json; see the README)")
+  }
   return lines.join("\n")
 }

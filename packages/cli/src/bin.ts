@@ -17,7 +17,10 @@ const program = cli(process.argv).pipe(
 // ignored instead of killing the process with rows still claimed. A bad value is reported by the command.
 const drainMs = Either.getOrElse(Effect.runSync(Effect.either(drainTimeoutSetting)), () => 15_000)
 const stop = processStop()
-stop.install({ hardExitAfterMs: drainMs + HARD_EXIT_GRACE_MS, log: (message) => process.stderr.write(`autoembed: ${message}\n`) })
+stop.install({
+  hardExitAfterMs: drainMs + HARD_EXIT_GRACE_MS,
+  log: (message) => process.stderr.write(`autoembed: ${message}\n`)
+})
 
 let interrupted = false
 const controller = Effect.runFork(program)
@@ -46,7 +49,9 @@ controller.addObserver((exit) => {
     if (ValidationError.isValidationError(error)) process.exit(EXIT_CODES.failed)
     const code = exitCodeOf(error)
     // A configuration error has one line per problem (all worth reading); anything else, its first line.
-    const message = code === EXIT_CODES.configuration ? startupErrorMessage(error) : String((error as { message?: unknown })?.message ?? "").split("\n")[0]
+    const message = code === EXIT_CODES.configuration
+      ? startupErrorMessage(error)
+      : String((error as { message?: unknown })?.message ?? "").split("\n")[0]
     if (message !== "") process.stderr.write(`${message}\n`)
     process.exit(code)
   }

@@ -4,20 +4,20 @@ import { Context, Effect, Layer, Option } from "effect"
 import { AutoEmbedConfig, type AutoEmbedConfigShape, ConfigurationError, readConfig } from "./AutoEmbedConfig.js"
 import { Backfill } from "./Backfill.js"
 import { type Database, DatabaseError } from "./Database.js"
+import { makeDatabaseLayer } from "./Database.js"
 import { type EmbeddingProvider, ProviderStartupError } from "./EmbeddingProvider.js"
 import { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { EmbeddingStore } from "./EmbeddingStore.js"
 import { Extraction } from "./Extraction.js"
-import { makeDatabaseLayer } from "./Database.js"
+import { DimensionMismatch } from "./Installer.js"
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./QueryCache.js"
 import { Search } from "./Search.js"
-import { DimensionMismatch } from "./Installer.js"
 import { ConfigFileError, type SourceConfigInput } from "./SourceConfig.js"
-import { sqlReason } from "./SqlFailure.js"
 import { SourceError, Sources } from "./Sources.js"
+import { sqlReason } from "./SqlFailure.js"
 import { Status } from "./Status.js"
 import { VectorIndex } from "./VectorIndex.js"
 
@@ -65,10 +65,21 @@ export type AutoEmbedStartupError =
   | ProviderStartupError
 
 /** Declared sources from code join the file's; declaring any turns the built-in model off unless asked. */
-const withSources = (base: AutoEmbedConfigShape, options: AutoEmbedOptions): Effect.Effect<AutoEmbedConfigShape, ConfigurationError> => {
+const withSources = (
+  base: AutoEmbedConfigShape,
+  options: AutoEmbedOptions
+): Effect.Effect<AutoEmbedConfigShape, ConfigurationError> => {
   const code = options.sources ?? {}
   const clash = Object.keys(code).find((name) => name in base.sources)
-  if (clash) return Effect.fail(new ConfigurationError(`Source "${clash}" is declared both in code and in ${Option.getOrElse(base.configFile, () => "the configuration file")}`))
+  if (clash) {
+    return Effect.fail(
+      new ConfigurationError(
+        `Source "${clash}" is declared both in code and in ${
+          Option.getOrElse(base.configFile, () => "the configuration file")
+        }`
+      )
+    )
+  }
   const sources = { ...base.sources, ...code } as AutoEmbedConfigShape["sources"]
   const declaredInCode = Object.keys(code).length > 0
   const builtin = options.builtinSources ?? (declaredInCode ? false : base.builtin)
@@ -77,7 +88,10 @@ const withSources = (base: AutoEmbedConfigShape, options: AutoEmbedOptions): Eff
 
 const configLayer = (options: AutoEmbedOptions): Layer.Layer<AutoEmbedConfig, ConfigurationError> => {
   const base = options.env === false
-    ? Layer.build(AutoEmbedConfig.make(options.config)).pipe(Effect.map((ctx) => Context.get(ctx, AutoEmbedConfig)), Effect.scoped)
+    ? Layer.build(AutoEmbedConfig.make(options.config)).pipe(
+      Effect.map((ctx) => Context.get(ctx, AutoEmbedConfig)),
+      Effect.scoped
+    )
     : Effect.map(readConfig, (fromEnv) => ({ ...fromEnv, ...options.config }))
   return Layer.effect(AutoEmbedConfig, Effect.flatMap(base, (config) => withSources(config, options)))
 }
@@ -87,17 +101,22 @@ const configLayer = (options: AutoEmbedOptions): Layer.Layer<AutoEmbedConfig, Co
  * (probed once), the pending state, extraction hook, backfill, search, status, and — unless
  * `workers: false` — the embedding workers. Its scope closing drains the workers gracefully.
  */
-export const layer = (options: AutoEmbedOptions = {}): Layer.Layer<AutoEmbedServices | EmbeddingQueue, AutoEmbedStartupError> => {
+export const layer = (
+  options: AutoEmbedOptions = {}
+): Layer.Layer<AutoEmbedServices | EmbeddingQueue, AutoEmbedStartupError> => {
   const config = configLayer(options)
   const database = makeDatabaseLayer()
   const provider = options.provider ?? EmbeddingProviderLive
   // The provider is probed before anything is installed: a model of the wrong size changes nothing.
   const base = Sources.layer.pipe(Layer.provideMerge(provider), Layer.provideMerge(database))
-  const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default).pipe(
-    Layer.provideMerge(PendingSignal.Default),
-    Layer.provideMerge(base)
+  const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default)
+    .pipe(
+      Layer.provideMerge(PendingSignal.Default),
+      Layer.provideMerge(base)
+    )
+  const services = Layer.mergeAll(Extraction.Default, Search.DefaultWithoutDependencies, Backfill.Default).pipe(
+    Layer.provideMerge(core)
   )
-  const services = Layer.mergeAll(Extraction.Default, Search.DefaultWithoutDependencies, Backfill.Default).pipe(Layer.provideMerge(core))
   const withWorkers = options.workers === false
     ? services
     : Layer.provideMerge(EmbeddingQueue.Default, services)
@@ -126,8 +145,14 @@ export const startupErrorMessage = (error: unknown): string => {
  */
 export const EXIT_CODES = { ok: 0, failed: 1, configuration: 2, interrupted: 130 } as const
 
-const configurationErrors = [ConfigurationError, ConfigFileError, SourceError, DatabaseError, ProviderStartupError, DimensionMismatch]
+const configurationErrors = [
+  ConfigurationError,
+  ConfigFileError,
+  SourceError,
+  DatabaseError,
+  ProviderStartupError,
+  DimensionMismatch
+]
 
 export const exitCodeOf = (error: unknown): number =>
   configurationErrors.some((type) => error instanceof type) ? EXIT_CODES.configuration : EXIT_CODES.failed
-

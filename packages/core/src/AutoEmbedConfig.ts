@@ -174,7 +174,10 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   efSearch: positiveInt("AUTOEMBED_EF_SEARCH", 100, 1000),
   hybridVectorWeight: Config.number("AUTOEMBED_HYBRID_VECTOR_WEIGHT").pipe(
     Config.withDefault(0.4),
-    Config.validate({ message: "AUTOEMBED_HYBRID_VECTOR_WEIGHT must be a number from 0 to 1", validation: (n) => n >= 0 && n <= 1 })
+    Config.validate({
+      message: "AUTOEMBED_HYBRID_VECTOR_WEIGHT must be a number from 0 to 1",
+      validation: (n) => n >= 0 && n <= 1
+    })
   ),
   hnswM: positiveInt("AUTOEMBED_HNSW_M", 16, 100).pipe(
     Config.validate({ message: "AUTOEMBED_HNSW_M must be from 2 to 100", validation: (n) => n >= 2 })
@@ -187,7 +190,10 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   ),
   bulkThreshold: positiveInt("AUTOEMBED_BULK_THRESHOLD", 20_000),
   indexBuildMemoryMb: positiveInt("AUTOEMBED_INDEX_BUILD_MEMORY_MB", 1024, 1_048_576).pipe(
-    Config.validate({ message: "AUTOEMBED_INDEX_BUILD_MEMORY_MB must be from 16 to 1048576 (megabytes)", validation: (n) => n >= 16 })
+    Config.validate({
+      message: "AUTOEMBED_INDEX_BUILD_MEMORY_MB must be from 16 to 1048576 (megabytes)",
+      validation: (n) => n >= 16
+    })
   ),
   indexBuildWorkers: Config.option(Config.integer("AUTOEMBED_INDEX_BUILD_WORKERS")).pipe(
     Config.validate({
@@ -215,7 +221,8 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
     validation: (c) => c.httpHeadersTimeoutMs <= c.httpRequestTimeoutMs
   }),
   Config.validate({
-    message: "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
+    message:
+      "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
     validation: (c) => c.dimensions <= (c.indexKind === "vector" ? 2000 : 4000)
   })
 )
@@ -245,7 +252,10 @@ export class ConfigurationError extends Error {
 /** The environment and the configuration file, validated; a mistake names the setting or the file and key. */
 export const readConfig: Effect.Effect<AutoEmbedConfigShape, ConfigurationError> = Effect.catchAll(
   withConfigFile,
-  (e) => Effect.fail(e instanceof ConfigurationError ? e : new ConfigurationError(formatConfigError(e as ConfigError.ConfigError)))
+  (e) =>
+    Effect.fail(
+      e instanceof ConfigurationError ? e : new ConfigurationError(formatConfigError(e as ConfigError.ConfigError))
+    )
 )
 
 /** One line per problem, each naming the environment variable. */
@@ -282,7 +292,9 @@ export class AutoEmbedConfig extends Context.Tag("@autoembed/core/AutoEmbedConfi
   static readonly layer: Layer.Layer<AutoEmbedConfig, ConfigurationError> = Layer.effect(AutoEmbedConfig, readConfig)
 
   /** A fixed configuration (tests, library users): starts from the defaults and overrides fields. */
-  static readonly make = (overrides: Partial<AutoEmbedConfigShape> = {}): Layer.Layer<AutoEmbedConfig, ConfigurationError> =>
+  static readonly make = (
+    overrides: Partial<AutoEmbedConfigShape> = {}
+  ): Layer.Layer<AutoEmbedConfig, ConfigurationError> =>
     Layer.effect(
       AutoEmbedConfig,
       Effect.map(

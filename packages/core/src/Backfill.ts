@@ -2,11 +2,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Cause, Context, Duration, Effect, FiberSet, Ref, Schema, Scope } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import type { Database } from "./Database.js"
-import type { PendingSignal } from "./PendingSignal.js"
-import type { PipelineMetrics } from "./PipelineMetrics.js"
 import { EmbeddingProvider } from "./EmbeddingProvider.js"
 import { type BatchOutcome, makeEmbeddingPipeline } from "./EmbeddingQueue.js"
 import { EmbeddingStore, modelKeyOf } from "./EmbeddingStore.js"
+import type { PendingSignal } from "./PendingSignal.js"
+import type { PipelineMetrics } from "./PipelineMetrics.js"
 import { Sources } from "./Sources.js"
 import { sqlReason } from "./SqlFailure.js"
 import { stateTables } from "./State.js"
@@ -14,7 +14,12 @@ import { VectorIndex } from "./VectorIndex.js"
 
 export const BackfillRequest = Schema.Struct({
   dry_run: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  entity_types: Schema.optional(Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(63))).pipe(Schema.minItems(1), Schema.maxItems(50))),
+  entity_types: Schema.optional(
+    Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(63))).pipe(
+      Schema.minItems(1),
+      Schema.maxItems(50)
+    )
+  ),
   batch_size: Schema.optional(Schema.Int.pipe(Schema.between(1, 2048))),
   concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
   limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000_000))),
@@ -87,7 +92,9 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     // The backfill's own worker pool is built from the same services as the long-running one.
     // Without the layer's own Scope: the pool must close with its run, not with the application.
     const context = Context.omit(Scope.Scope)(
-      yield* Effect.context<AutoEmbedConfig | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources>()
+      yield* Effect.context<
+        AutoEmbedConfig | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources
+      >()
     )
     const modelKey = modelKeyOf(provider)
     const st = stateTables(sql, config.stateSchema)
@@ -99,7 +106,11 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         if (!requested) return sources.names
         const unknown = requested.filter((t) => !sources.names.includes(t))
         if (unknown.length > 0) {
-          return yield* new BackfillInvalid({ message: `Unknown entity type ${unknown.map((u) => `"${u}"`).join(", ")}; known: ${sources.names.join(", ")}` })
+          return yield* new BackfillInvalid({
+            message: `Unknown entity type ${unknown.map((u) => `"${u}"`).join(", ")}; known: ${
+              sources.names.join(", ")
+            }`
+          })
         }
         return [...new Set(requested)]
       })
@@ -115,27 +126,40 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         entity_types[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
         total += c.missing + c.stale + (request.include_failed ? c.failed : 0)
       }
-      const report: DryRunReport = { dry_run: true, entity_types, total: request.limit ? Math.min(total, request.limit) : total }
+      const report: DryRunReport = {
+        dry_run: true,
+        entity_types,
+        total: request.limit ? Math.min(total, request.limit) : total
+      }
       return report
     })
 
     const pendingCount = (types: ReadonlyArray<string>) =>
       Effect.map(
-        sql<{ n: number }>`SELECT count(*)::int AS n FROM ${st.queue} WHERE failed_at IS NULL AND source = ANY(${types}::text[])`,
+        sql<
+          { n: number }
+        >`SELECT count(*)::int AS n FROM ${st.queue} WHERE failed_at IS NULL AND source = ANY(${types}::text[])`,
         (r) => r[0]?.n ?? 0
       )
 
     const persistJob = (job: BackfillJob, params: unknown) =>
       sql`
         INSERT INTO ${st.jobs} (id, state, params, total, processed, succeeded, failed, skipped, error, started_at, updated_at, finished_at)
-        VALUES (${job.id}, ${job.state}, ${JSON.stringify(params)}::jsonb, ${job.total}, ${job.processed}, ${job.succeeded}, ${job.failed}, ${job.skipped},
+        VALUES (${job.id}, ${job.state}, ${
+        JSON.stringify(params)
+      }::jsonb, ${job.total}, ${job.processed}, ${job.succeeded}, ${job.failed}, ${job.skipped},
                 ${job.error}, ${job.started_at}::timestamptz, now(), ${job.finished_at}::timestamptz)
         ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, total = EXCLUDED.total, processed = EXCLUDED.processed,
           succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, skipped = EXCLUDED.skipped, error = EXCLUDED.error,
           updated_at = now(), finished_at = EXCLUDED.finished_at`.pipe(Effect.ignore)
 
     /** Runs a backfill to the end in this fiber; interrupting it gives claimed rows back at once. */
-    const runJob = (id: string, request: BackfillRequest, types: ReadonlyArray<string>, onProgress: (job: BackfillJob) => Effect.Effect<void>) =>
+    const runJob = (
+      id: string,
+      request: BackfillRequest,
+      types: ReadonlyArray<string>,
+      onProgress: (job: BackfillJob) => Effect.Effect<void>
+    ) =>
       Effect.gen(function*() {
         const started = Date.now()
         const jobRef = jobs.get(id)!
@@ -162,7 +186,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         // cost a rebuild and send its searches to exact scans meanwhile.
         const bulkTypes = types.filter((t) => {
           const work = before.entity_types[t].missing + before.entity_types[t].stale
-          return marked.has(t) || (request.bulk === "on" && work > 0) || (request.bulk === "auto" && work >= config.bulkThreshold)
+          return marked.has(t) || (request.bulk === "on" && work > 0) ||
+            (request.bulk === "auto" && work >= config.bulkThreshold)
         })
         for (const t of bulkTypes) {
           if (!marked.has(t)) yield* vectorIndex.beginBulk(yield* sources.get(t))
@@ -183,7 +208,9 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
               ...(yield* Ref.get(jobRef)),
               state,
               total,
-              processed: finished && state === "succeeded" ? Math.max(processed, Math.min(total, ownProcessed)) : processed,
+              processed: finished && state === "succeeded"
+                ? Math.max(processed, Math.min(total, ownProcessed))
+                : processed,
               succeeded: o.embedded,
               failed: o.failed,
               skipped: o.skipped + o.dropped,
@@ -199,49 +226,56 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
             return { job, remaining }
           })
 
-        const outcome = yield* Effect.provide(Effect.scoped(
-          Effect.gen(function*() {
-            const pipeline = yield* makeEmbeddingPipeline({
-              sources: types,
-              maxClaims: request.limit,
-              batchSize: request.batch_size,
-              concurrency: request.concurrency,
-              sweep: false,
-              onBatch: (o) =>
-                Ref.update(own, (s) => ({
-                  embedded: s.embedded + o.embedded,
-                  failed: s.failed + o.failed,
-                  skipped: s.skipped + o.skipped,
-                  dropped: s.dropped + o.dropped
-                }))
-            })
-            yield* pipeline.wake
-            let lastProgress = Date.now()
-            let lastProcessed = -1
-            let lastPersist = 0
-            while (true) {
-              yield* Effect.sleep(POLL)
-              const { job, remaining } = yield* publish("running")
-              if (Date.now() - lastPersist > 1000) {
-                lastPersist = Date.now()
-                yield* persistJob(job, request)
-              }
-              const stats = yield* pipeline.stats
-              const claimed = yield* pipeline.claimed
-              const idle = stats.depth === 0 && stats.inFlight === 0
-              if (idle && (remaining === 0 || (request.limit !== undefined && claimed >= request.limit))) return { state: "succeeded" as const, error: null }
-              if (job.processed !== lastProcessed) {
-                lastProcessed = job.processed
-                lastProgress = Date.now()
-              } else if (Date.now() - lastProgress > Duration.toMillis(STALL_TIMEOUT)) {
-                return {
-                  state: "failed" as const,
-                  error: `No progress for ${Duration.format(STALL_TIMEOUT)}${stats.lastError ? `; last provider error: ${stats.lastError}` : ""}`
+        const outcome = yield* Effect.provide(
+          Effect.scoped(
+            Effect.gen(function*() {
+              const pipeline = yield* makeEmbeddingPipeline({
+                sources: types,
+                maxClaims: request.limit,
+                batchSize: request.batch_size,
+                concurrency: request.concurrency,
+                sweep: false,
+                onBatch: (o) =>
+                  Ref.update(own, (s) => ({
+                    embedded: s.embedded + o.embedded,
+                    failed: s.failed + o.failed,
+                    skipped: s.skipped + o.skipped,
+                    dropped: s.dropped + o.dropped
+                  }))
+              })
+              yield* pipeline.wake
+              let lastProgress = Date.now()
+              let lastProcessed = -1
+              let lastPersist = 0
+              while (true) {
+                yield* Effect.sleep(POLL)
+                const { job, remaining } = yield* publish("running")
+                if (Date.now() - lastPersist > 1000) {
+                  lastPersist = Date.now()
+                  yield* persistJob(job, request)
+                }
+                const stats = yield* pipeline.stats
+                const claimed = yield* pipeline.claimed
+                const idle = stats.depth === 0 && stats.inFlight === 0
+                if (idle && (remaining === 0 || (request.limit !== undefined && claimed >= request.limit))) {
+                  return { state: "succeeded" as const, error: null }
+                }
+                if (job.processed !== lastProcessed) {
+                  lastProcessed = job.processed
+                  lastProgress = Date.now()
+                } else if (Date.now() - lastProgress > Duration.toMillis(STALL_TIMEOUT)) {
+                  return {
+                    state: "failed" as const,
+                    error: `No progress for ${Duration.format(STALL_TIMEOUT)}${
+                      stats.lastError ? `; last provider error: ${stats.lastError}` : ""
+                    }`
+                  }
                 }
               }
-            }
-          })
-        ), context)
+            })
+          ),
+          context
+        )
         if (bulkTypes.length > 0) {
           // Also after a stalled run, so search is not left scanning exactly; an interrupted run
           // never gets here and leaves the mark for the next run to finish.
@@ -294,24 +328,34 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       })
 
     /** Runs a backfill in the caller's fiber, reporting progress; for the CLI. */
-    const run = Effect.fn("Backfill.run")(function*(input: BackfillInput, onProgress: (job: BackfillJob) => Effect.Effect<void> = () => Effect.void) {
-      const { id, request, types } = yield* begin(input)
-      return yield* runJob(id, request, types, onProgress)
-    })
+    const run = Effect.fn("Backfill.run")(
+      function*(input: BackfillInput, onProgress: (job: BackfillJob) => Effect.Effect<void> = () => Effect.void) {
+        const { id, request, types } = yield* begin(input)
+        return yield* runJob(id, request, types, onProgress)
+      }
+    )
 
     /** Starts a backfill in the background and returns its job at once; for the API. */
     const start = Effect.fn("Backfill.start")(function*(input: BackfillInput) {
       const { id, request, types } = yield* begin(input)
-      yield* FiberSet.run(running, runJob(id, request, types, () => Effect.void).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.gen(function*() {
-            const ref = jobs.get(id)!
-            const job = { ...(yield* Ref.get(ref)), state: "failed" as const, error: sqlReason(Cause.squash(cause)).slice(0, 500), finished_at: new Date().toISOString() }
-            yield* Ref.set(ref, job)
-            yield* persistJob(job, request)
-          })
+      yield* FiberSet.run(
+        running,
+        runJob(id, request, types, () => Effect.void).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.gen(function*() {
+              const ref = jobs.get(id)!
+              const job = {
+                ...(yield* Ref.get(ref)),
+                state: "failed" as const,
+                error: sqlReason(Cause.squash(cause)).slice(0, 500),
+                finished_at: new Date().toISOString()
+              }
+              yield* Ref.set(ref, job)
+              yield* persistJob(job, request)
+            })
+          )
         )
-      ))
+      )
       return yield* Ref.get(jobs.get(id)!)
     })
 
@@ -320,8 +364,19 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       const local = jobs.get(id)
       if (local) return yield* Ref.get(local)
       const rows = yield* sql<{
-        id: string; state: BackfillState; params: any; total: number; processed: number; succeeded: number; failed: number; skipped: number
-        error: string | null; started_at: Date | null; created_at: Date; finished_at: Date | null; updated_at: Date
+        id: string
+        state: BackfillState
+        params: any
+        total: number
+        processed: number
+        succeeded: number
+        failed: number
+        skipped: number
+        error: string | null
+        started_at: Date | null
+        created_at: Date
+        finished_at: Date | null
+        updated_at: Date
       }>`SELECT * FROM ${st.jobs} WHERE id = ${id}`
       if (rows.length === 0) return yield* new BackfillNotFound({ id, message: `No backfill job ${id}` })
       const r = rows[0]
@@ -342,7 +397,11 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         failed: Number(r.failed),
         skipped: Number(r.skipped),
         rate_per_second: Math.round(rate * 10) / 10,
-        eta_seconds: r.state === "running" && rate > 0 ? Math.ceil((Number(r.total) - Number(r.processed)) / rate) : r.state === "running" ? null : 0,
+        eta_seconds: r.state === "running" && rate > 0
+          ? Math.ceil((Number(r.total) - Number(r.processed)) / rate)
+          : r.state === "running"
+          ? null
+          : 0,
         elapsed_seconds: Math.round(elapsed * 10) / 10,
         started_at: new Date(started).toISOString(),
         finished_at: r.finished_at ? new Date(r.finished_at).toISOString() : null,

@@ -1,6 +1,6 @@
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import { Context, Data, Duration, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
 import pg from "pg"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
@@ -67,7 +67,13 @@ const listenOn = (url: string, channel: string, live: Ref.Ref<number>): Stream.S
     Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
-          const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: "autoembed-listen" })
+          const client = new pg.Client({
+            connectionString: url,
+            connectionTimeoutMillis: 5000,
+            keepAlive: true,
+            keepAliveInitialDelayMillis: 10_000,
+            application_name: "autoembed-listen"
+          })
           const lost = (cause: unknown) => emit.fail(new SqlError({ message: "The LISTEN connection was lost", cause }))
           client.on("error", lost)
           client.on("end", () => lost(new Error("connection ended")))
@@ -110,7 +116,9 @@ const postgres = (url: Redacted.Redacted<string>) => {
       const context = yield* Layer.build(layer).pipe(
         Effect.mapError((e) =>
           new DatabaseError({
-            message: `Cannot connect to PostgreSQL at ${where} (${reasonOf(e)}). Check DATABASE_URL, or unset it to use the embedded database.`,
+            message: `Cannot connect to PostgreSQL at ${where} (${
+              reasonOf(e)
+            }). Check DATABASE_URL, or unset it to use the embedded database.`,
             cause: e
           })
         )
@@ -133,7 +141,9 @@ const embedded = (dataDir: string) =>
       const { db, sql } = yield* makePgliteClient(dataDir).pipe(
         Effect.mapError((e) =>
           new DatabaseError({
-            message: `${e.message} (${reasonOf(e.cause)}). Check AUTOEMBED_DATA_DIR (another process may hold it open).`,
+            message: `${e.message} (${
+              reasonOf(e.cause)
+            }). Check AUTOEMBED_DATA_DIR (another process may hold it open).`,
             cause: e
           })
         )
@@ -159,12 +169,13 @@ const embedded = (dataDir: string) =>
  * PostgreSQL when DATABASE_URL is set, else the embedded PGlite database under AUTOEMBED_DATA_DIR.
  * A function, so that each call is a distinct layer (layers are memoised by identity).
  */
-export const makeDatabaseLayer = (): Layer.Layer<Database | SqlClient.SqlClient, DatabaseError, AutoEmbedConfig> => Layer.unwrapEffect(
-  Effect.map(AutoEmbedConfig, (config) =>
-    Option.match(config.databaseUrl, {
-      onNone: () => embedded(config.dataDir),
-      onSome: (url) => postgres(url)
-    }))
-)
+export const makeDatabaseLayer = (): Layer.Layer<Database | SqlClient.SqlClient, DatabaseError, AutoEmbedConfig> =>
+  Layer.unwrapEffect(
+    Effect.map(AutoEmbedConfig, (config) =>
+      Option.match(config.databaseUrl, {
+        onNone: () => embedded(config.dataDir),
+        onSome: (url) => postgres(url)
+      }))
+  )
 
 export const DatabaseLive = makeDatabaseLayer()

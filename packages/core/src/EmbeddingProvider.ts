@@ -144,13 +144,19 @@ export const truncateToTokens = (text: string, maxTokens: number): string => {
 export const splitByLimits: {
   <A extends string>(texts: ReadonlyArray<A>, limits: ProviderLimits): Array<Array<A>>
   <A>(items: ReadonlyArray<A>, limits: ProviderLimits, textOf: (item: A) => string): Array<Array<A>>
-} = <A>(items: ReadonlyArray<A>, limits: ProviderLimits, textOf: (item: A) => string = (item) => item as unknown as string) => {
+} = <A>(
+  items: ReadonlyArray<A>,
+  limits: ProviderLimits,
+  textOf: (item: A) => string = (item) => item as unknown as string
+) => {
   const groups: Array<Array<A>> = []
   let current: Array<A> = []
   let tokens = 0
   for (const item of items) {
     const t = Math.min(estimateTokens(textOf(item)), limits.maxTokensPerInput)
-    if (current.length > 0 && (current.length >= limits.maxInputsPerRequest || tokens + t > limits.maxTokensPerRequest)) {
+    if (
+      current.length > 0 && (current.length >= limits.maxInputsPerRequest || tokens + t > limits.maxTokensPerRequest)
+    ) {
       groups.push(current)
       current = []
       tokens = 0

@@ -7,8 +7,8 @@ import { type ClaimedItem, EmbeddingStore, type LoadedRow, modelKeyOf } from "./
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { providerRetrySchedule } from "./RetryPolicy.js"
-import { outageSchedule, sqlReason } from "./SqlFailure.js"
 import { type Source, Sources } from "./Sources.js"
+import { outageSchedule, sqlReason } from "./SqlFailure.js"
 
 /** How long the queue pauses after an error that affects every request (bad key, unknown model). */
 const SYSTEMIC_PAUSE_MS = 30_000
@@ -89,12 +89,17 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     const lastError = yield* Ref.make<string | null>(null)
     const inFlight = yield* Ref.make(0)
     const stopping = yield* Ref.make(false)
-    const retryPolicy = providerRetrySchedule({ baseMs: config.retryBaseMs, maxMs: config.retryMaxMs, retries: config.retries })
+    const retryPolicy = providerRetrySchedule({
+      baseMs: config.retryBaseMs,
+      maxMs: config.retryMaxMs,
+      retries: config.retries
+    })
 
     // Claim tokens this worker holds, with how many of their rows are not finished yet. After a
     // failed claim, leases of this worker under any other token are ones it never heard of.
     const held = new Map<string, number>()
-    const hold = (items: ReadonlyArray<ClaimedItem>) => items.forEach((i) => held.set(i.token, (held.get(i.token) ?? 0) + 1))
+    const hold = (items: ReadonlyArray<ClaimedItem>) =>
+      items.forEach((i) => held.set(i.token, (held.get(i.token) ?? 0) + 1))
     const letGo = (items: ReadonlyArray<ClaimedItem>) =>
       items.forEach((i) => {
         const n = (held.get(i.token) ?? 1) - 1
@@ -139,7 +144,10 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         Effect.catchAll((e) =>
           Effect.sync(() => {
             claimFailed = true
-          }).pipe(Effect.zipRight(Effect.logWarning(`autoembed: claiming failed; will retry (${e.message})`)), Effect.as(0))
+          }).pipe(
+            Effect.zipRight(Effect.logWarning(`autoembed: claiming failed; will retry (${e.message})`)),
+            Effect.as(0)
+          )
         )
       )
       if (n === 0) yield* Effect.race(Queue.take(signal.wakes), Effect.sleep(Duration.millis(config.pollIntervalMs)))
@@ -155,9 +163,15 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
       const adopt = sweeps++ % ADOPT_EVERY_SWEEPS === 0
       while (true) {
         const found = yield* store.discover(model, SWEEP_PAGE, undefined, { adopt }).pipe(
-          Effect.catchAll((e) => Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), { adopted: 0, queued: 0 }))
+          Effect.catchAll((e) =>
+            Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), { adopted: 0, queued: 0 })
+          )
         )
-        if (found.adopted > 0) yield* Effect.logInfo(`autoembed: sweeper adopted ${found.adopted} vectors that were in place before autoembed`)
+        if (found.adopted > 0) {
+          yield* Effect.logInfo(
+            `autoembed: sweeper adopted ${found.adopted} vectors that were in place before autoembed`
+          )
+        }
         if (found.queued > 0) {
           yield* Effect.logInfo(`autoembed: sweeper queued ${found.queued} rows that were not pending`)
           yield* signal.wake
@@ -173,20 +187,30 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
      */
     let listenLost = false
     const listenLoop = signal.wake.pipe(
-      Effect.zipRight(database.listen("autoembed_pending").pipe(
-        Stream.tap(() =>
-          listenLost
-            ? Effect.sync(() => {
-              listenLost = false
-            }).pipe(Effect.zipRight(Effect.logInfo("autoembed: LISTEN connection is back; wake-ups are live again")))
-            : Effect.void
-        ),
-        Stream.runForEach(() => signal.wake)
-      )),
+      Effect.zipRight(
+        database.listen("autoembed_pending").pipe(
+          Stream.tap(() =>
+            listenLost
+              ? Effect.sync(() => {
+                listenLost = false
+              }).pipe(Effect.zipRight(Effect.logInfo("autoembed: LISTEN connection is back; wake-ups are live again")))
+              : Effect.void
+          ),
+          Stream.runForEach(() => signal.wake)
+        )
+      ),
       Effect.tapError((e) =>
         listenLost ? Effect.void : Effect.sync(() => {
           listenLost = true
-        }).pipe(Effect.zipRight(Effect.logWarning(`autoembed: LISTEN failed (${sqlReason(e)}); reconnecting, polling every ${config.pollIntervalMs} ms meanwhile`)))
+        }).pipe(
+          Effect.zipRight(
+            Effect.logWarning(
+              `autoembed: LISTEN failed (${
+                sqlReason(e)
+              }); reconnecting, polling every ${config.pollIntervalMs} ms meanwhile`
+            )
+          )
+        )
       ),
       Effect.retry(outageSchedule(Duration.infinity)),
       Effect.catchAllCause(() => Effect.void)
@@ -198,15 +222,24 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
      */
     const giveBack = (items: ReadonlyArray<ClaimedItem>) =>
       store.release(items, { delayMs: 0, countAttempt: false }).pipe(
-        Effect.catchAll((e) => Effect.logWarning(`autoembed: ${items.length} rows stay leased until their lease ends (${e.message})`))
+        Effect.catchAll((e) =>
+          Effect.logWarning(`autoembed: ${items.length} rows stay leased until their lease ends (${e.message})`)
+        )
       )
 
     /** At shutdown: a release may not wait out an outage (the drain is bounded); the lease covers the rest. */
     const releaseNow = (items: ReadonlyArray<ClaimedItem>) =>
-      store.release(items, { delayMs: 0, countAttempt: false }).pipe(Effect.timeoutOption(Duration.seconds(2)), Effect.ignore)
+      store.release(items, { delayMs: 0, countAttempt: false }).pipe(
+        Effect.timeoutOption(Duration.seconds(2)),
+        Effect.ignore
+      )
 
     /** Embeds a group of rows; a permanent failure of a group of several is split in two. */
-    const embedPairs = (source: Source, pairs: ReadonlyArray<Pair>, outcome: BatchOutcome): Effect.Effect<void, never> =>
+    const embedPairs = (
+      source: Source,
+      pairs: ReadonlyArray<Pair>,
+      outcome: BatchOutcome
+    ): Effect.Effect<void, never> =>
       Effect.gen(function*() {
         if (pairs.length === 0) return
         const result = yield* providerPermits.withPermits(1)(
@@ -219,7 +252,11 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         if (Either.isRight(result)) {
           const vectors = result.right
           const written = new Set(
-            yield* store.writeVectors(source, model, pairs.map((p, i) => ({ rowId: p.row.rowId, hash: p.row.hash, vector: vectors[i] })))
+            yield* store.writeVectors(
+              source,
+              model,
+              pairs.map((p, i) => ({ rowId: p.row.rowId, hash: p.row.hash, vector: vectors[i] }))
+            )
           )
           const done = items.filter((i) => written.has(i.rowId))
           // Not written: the text changed while it was embedded; it is pending again for the new text.
@@ -256,7 +293,11 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
           yield* Effect.logWarning(`autoembed: ${item.source} ${item.rowId} failed: ${describe(e)}`)
           outcome.failed += 1
         } else {
-          yield* store.release(items, { delayMs: config.retryBaseMs * 2 ** item.attempts, error: describe(e), countAttempt: true })
+          yield* store.release(items, {
+            delayMs: config.retryBaseMs * 2 ** item.attempts,
+            error: describe(e),
+            countAttempt: true
+          })
         }
       }).pipe(
         // The database stayed away longer than a statement waits (half a lease): give the rows back
@@ -286,32 +327,48 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
             yield* store.release(items, { delayMs: 60_000, countAttempt: false })
             continue
           }
-          const rows = new Map((yield* store.loadTexts(source, items.map((i) => i.rowId), model)).map((r) => [r.rowId, r]))
+          const rows = new Map(
+            (yield* store.loadTexts(source, items.map((i) => i.rowId), model)).map((r) => [r.rowId, r])
+          )
           const gone = items.filter((i) => !rows.has(i.rowId))
           const upToDate = items.filter((i) => rows.get(i.rowId)?.upToDate === true)
-          const todo = items.filter((i) => rows.has(i.rowId) && !rows.get(i.rowId)!.upToDate).map((item) => ({ item, row: rows.get(item.rowId)! }))
+          const todo = items.filter((i) => rows.has(i.rowId) && !rows.get(i.rowId)!.upToDate).map((item) => ({
+            item,
+            row: rows.get(item.rowId)!
+          }))
           yield* store.drop(gone)
           yield* store.complete(upToDate)
           outcome.dropped += gone.length
           outcome.skipped += upToDate.length
-          for (const group of splitByLimits(todo, provider.limits, (p) => p.row.text)) yield* embedPairs(source, group, outcome)
+          for (const group of splitByLimits(todo, provider.limits, (p) => p.row.text)) {
+            yield* embedPairs(source, group, outcome)
+          }
         }
         yield* metrics.recordBatch({ ...outcome, latencyMs: Date.now() - started })
-        if (options.onBatch) yield* options.onBatch(outcome)
+        if (options.onBatch) {
+          yield* options.onBatch(outcome)
+        }
       }).pipe(
         Effect.catchAll((e) =>
-          Effect.logWarning(`autoembed: a batch failed; its rows go back to the queue (${e.message})`).pipe(Effect.zipRight(giveBack(batch)))
+          Effect.logWarning(`autoembed: a batch failed; its rows go back to the queue (${e.message})`).pipe(
+            Effect.zipRight(giveBack(batch))
+          )
         ),
         // Interrupted mid-batch (shutdown): give the rows back at once instead of waiting out the lease.
         Effect.onInterrupt(() => releaseNow(batch)),
-        Effect.ensuring(Ref.update(inFlight, (n) => n - batch.length).pipe(Effect.zipRight(Effect.sync(() => letGo(batch)))))
+        Effect.ensuring(
+          Ref.update(inFlight, (n) => n - batch.length).pipe(Effect.zipRight(Effect.sync(() => letGo(batch))))
+        )
       )
 
     const workers = Stream.fromQueue(queue).pipe(
       Stream.groupedWithin(config.batchSize, Duration.millis(config.batchWindowMs)),
       Stream.tap((chunk) => Ref.update(inFlight, (n) => n + Chunk.size(chunk))),
       // Twice the provider concurrency, so database work of one batch overlaps provider calls of others.
-      Stream.mapEffect((chunk) => processBatch(Chunk.toReadonlyArray(chunk)), { concurrency: config.concurrency * 2, unordered: true }),
+      Stream.mapEffect((chunk) => processBatch(Chunk.toReadonlyArray(chunk)), {
+        concurrency: config.concurrency * 2,
+        unordered: true
+      }),
       Stream.runDrain
     )
 

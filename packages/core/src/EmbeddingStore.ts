@@ -1,13 +1,13 @@
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Statement from "@effect/sql/Statement"
 import type { Fragment } from "@effect/sql/Statement"
-import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { Database } from "./Database.js"
 import type { RowKey } from "./PendingSignal.js"
-import { sourceSql } from "./SourceSql.js"
 import { type Source, Sources } from "./Sources.js"
+import { sourceSql } from "./SourceSql.js"
 import { nameFailure, resilient } from "./SqlFailure.js"
 import { stateTables } from "./State.js"
 import { vectorArrayBinary, vectorLiteral } from "./VectorEncoding.js"
@@ -73,7 +73,9 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
         if (database.kind === "pglite") return sql`${vectors.map(vectorLiteral)}::text[]::vector[]`
         if (vectorOid === undefined) {
           const rows = yield* sql<{ oid: number | null }>`SELECT to_regtype('vector')::oid::int8 AS oid`
-          if (rows[0]?.oid == null) return yield* Effect.dieMessage("The vector type is missing: run the migrations (pnpm cli migrate)")
+          if (rows[0]?.oid == null) {
+            return yield* Effect.dieMessage("The vector type is missing: run the migrations (pnpm cli migrate)")
+          }
           vectorOid = Number(rows[0].oid)
         }
         return sql`${vectorArrayBinary(vectorOid, vectors)}::vector[]`
@@ -89,7 +91,13 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
 
     type ClaimRow = { source: string; row_id: string; version: number; attempts: number; claim_token: string }
     const toClaimed = (rows: ReadonlyArray<ClaimRow>): Array<ClaimedItem> =>
-      rows.map((r) => ({ source: r.source, rowId: r.row_id, version: Number(r.version), token: r.claim_token, attempts: r.attempts }))
+      rows.map((r) => ({
+        source: r.source,
+        rowId: r.row_id,
+        version: Number(r.version),
+        token: r.claim_token,
+        attempts: r.attempts
+      }))
 
     /** Leases the rows `selected` picks (locked, skipping rows another claim holds) under one new claim token. */
     const lease = (workerId: string, selected: Statement.Fragment) =>
@@ -112,24 +120,30 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const claimReady = (limit: number, workerId: string, only: ReadonlyArray<string> = sources.names) =>
       Effect.gen(function*() {
         if (limit <= 0 || only.length === 0) return []
-        return yield* lease(workerId, sql`
+        return yield* lease(
+          workerId,
+          sql`
           SELECT source, row_id FROM ${st.queue}
           WHERE failed_at IS NULL AND next_attempt_at <= now() AND source = ANY(${only}::text[])
           ORDER BY next_attempt_at
           LIMIT ${limit}
-          FOR UPDATE SKIP LOCKED`)
+          FOR UPDATE SKIP LOCKED`
+        )
       }).pipe(named("claimReady"))
 
     /** Claims these rows if they are ready (the hook's fresh ids go first). */
     const claimKeys = (keys: ReadonlyArray<RowKey>, workerId: string) =>
       Effect.gen(function*() {
         if (keys.length === 0) return []
-        return yield* lease(workerId, sql`
+        return yield* lease(
+          workerId,
+          sql`
           SELECT q.source, q.row_id FROM ${st.queue} q
           JOIN unnest(${keys.map((k) => k.source)}::text[], ${keys.map((k) => k.rowId)}::text[]) AS k(source, row_id)
             ON q.source = k.source AND q.row_id = k.row_id
           WHERE q.failed_at IS NULL AND q.next_attempt_at <= now()
-          FOR UPDATE OF q SKIP LOCKED`)
+          FOR UPDATE OF q SKIP LOCKED`
+        )
       }).pipe(named("claimKeys"))
 
     /** In key order, so that two statements over overlapping rows lock them in the same order (no deadlock). */
@@ -170,11 +184,17 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
             FROM ${table(source)} t WHERE t.${id(source)} = ANY(${idArray(source, rowIds)})
           ) x
           LEFT JOIN ${st.rows} s ON s.source = ${source.name} AND s.row_id = x.ae_id`
-        return rows.map((r): LoadedRow => ({ rowId: r.row_id, text: r.text ?? "", hash: r.hash, upToDate: r.up_to_date }))
+        return rows.map((r): LoadedRow => ({
+          rowId: r.row_id,
+          text: r.text ?? "",
+          hash: r.hash,
+          upToDate: r.up_to_date
+        }))
       }).pipe(retried("loadTexts"))
 
     /** Records what the written rows were embedded from, in the same statement as the vectors. */
-    const recordRows = (source: Source, model: string, written: Fragment) => sql<{ row_id: string }>`
+    const recordRows = (source: Source, model: string, written: Fragment) =>
+      sql<{ row_id: string }>`
       WITH ${written}
       INSERT INTO ${st.rows} AS s (source, row_id, model, hash, tsv, embedded_at)
       SELECT ${source.name}, w.ae_row, ${model}, w.ae_hash, w.ae_tsv, now() FROM w
@@ -194,7 +214,9 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       Effect.gen(function*() {
         if (rows.length === 0) return []
         const vectors = yield* vectorsParam(rows.map((r) => r.vector))
-        const batch = sql`unnest(${rows.map((r) => r.rowId)}::text[], ${rows.map((r) => r.hash)}::text[], ${vectors}) AS v(ae_id, ae_hash, ae_vec)`
+        const batch = sql`unnest(${rows.map((r) => r.rowId)}::text[], ${
+          rows.map((r) => r.hash)
+        }::text[], ${vectors}) AS v(ae_id, ae_hash, ae_vec)`
         // The ANY keeps the plan on the primary key: a hash join on (id, md5) would hash every row of the table.
         const guard = sql`t.${id(source)} = ANY(${idArray(source, rows.map((r) => r.rowId))})
           AND t.${id(source)} = v.ae_id::${idType(source)} AND ${hash(source)} = v.ae_hash`
@@ -204,7 +226,9 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
               UPDATE ${table(source)} AS t SET ${sql(source.storage.column)} = v.ae_vec FROM ${batch} WHERE ${guard}
               RETURNING t.${id(source)}::text AS ae_row, v.ae_hash, ${tsvector(source, text(source))} AS ae_tsv)`
           : sql`w AS (
-              SELECT t.${id(source)} AS ae_key, t.${id(source)}::text AS ae_row, v.ae_hash, v.ae_vec, ${tsvector(source, text(source))} AS ae_tsv
+              SELECT t.${id(source)} AS ae_key, t.${id(source)}::text AS ae_row, v.ae_hash, v.ae_vec, ${
+            tsvector(source, text(source))
+          } AS ae_tsv
               FROM ${batch} JOIN ${table(source)} t ON ${guard}),
             ae_put AS (
               INSERT INTO ${st.vectors(source.name)} (id, embedding) SELECT ae_key, ae_vec FROM w
@@ -225,7 +249,10 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       }).pipe(retried("complete"))
 
     /** Gives rows back for a later attempt (after `delayMs`), recording the error. */
-    const release = (items: ReadonlyArray<ClaimedItem>, options: { delayMs: number; error?: string; countAttempt: boolean }) =>
+    const release = (
+      items: ReadonlyArray<ClaimedItem>,
+      options: { delayMs: number; error?: string; countAttempt: boolean }
+    ) =>
       Effect.gen(function*() {
         if (items.length === 0) return
         const k = keyArrays(items)
@@ -271,7 +298,8 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     /** Queue rows whose source row is gone (deleted while pending): dropped, not retried. */
     const drop = (items: ReadonlyArray<ClaimedItem>) => complete(items)
 
-    const notQueued = (s: Source) => sql`NOT EXISTS (SELECT 1 FROM ${st.queue} ae_q WHERE ae_q.source = ${s.name} AND ae_q.row_id = t.${id(s)}::text)`
+    const notQueued = (s: Source) =>
+      sql`NOT EXISTS (SELECT 1 FROM ${st.queue} ae_q WHERE ae_q.source = ${s.name} AND ae_q.row_id = t.${id(s)}::text)`
 
     /**
      * Vectors already in a source's own column that autoembed has no record of (the table was filled
@@ -289,7 +317,9 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
             FROM (
               SELECT t.${id(s)}::text AS ae_id, ${text(s)} AS ae_text FROM ${table(s)} t
               WHERE ${hasVector(s)} AND ${notQueued(s)}
-                AND NOT EXISTS (SELECT 1 FROM ${st.rows} ae_r WHERE ae_r.source = ${s.name} AND ae_r.row_id = t.${id(s)}::text)
+                AND NOT EXISTS (SELECT 1 FROM ${st.rows} ae_r WHERE ae_r.source = ${s.name} AND ae_r.row_id = t.${
+          id(s)
+        }::text)
               LIMIT ${limit}
             ) x
             ON CONFLICT DO NOTHING
@@ -308,7 +338,8 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     const queueMissing = (s: Source, model: string, limit: number) =>
       Effect.gen(function*() {
         const count = (rows: ReadonlyArray<{ n: number }>) => rows[0]?.n ?? 0
-        const missing = count(yield* sql<{ n: number }>`
+        const missing = count(
+          yield* sql<{ n: number }>`
           WITH ins AS (
             INSERT INTO ${st.queue} (source, row_id)
             SELECT ${s.name}, t.${id(s)}::text FROM ${table(s)} t
@@ -316,8 +347,10 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
             LIMIT ${limit}
             ON CONFLICT DO NOTHING
             RETURNING 1
-          ) SELECT count(*)::int AS n FROM ins`)
-        const stale = count(yield* sql<{ n: number }>`
+          ) SELECT count(*)::int AS n FROM ins`
+        )
+        const stale = count(
+          yield* sql<{ n: number }>`
           WITH ins AS (
             INSERT INTO ${st.queue} (source, row_id)
             SELECT ${s.name}, ae_r.row_id FROM ${st.rows} ae_r
@@ -326,7 +359,8 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
             LIMIT ${limit}
             ON CONFLICT DO NOTHING
             RETURNING 1
-          ) SELECT count(*)::int AS n FROM ins`)
+          ) SELECT count(*)::int AS n FROM ins`
+        )
         return missing + stale
       })
 
@@ -335,7 +369,12 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
      * queues rows with no vector or another model's and, unless `adopt` is false, adopts existing
      * vectors it has no record of; up to `limit` of each per source. Returns how many it adopted and queued.
      */
-    const discover = (model: string, limit: number, only: ReadonlyArray<string> = sources.names, options: { readonly adopt?: boolean } = {}) =>
+    const discover = (
+      model: string,
+      limit: number,
+      only: ReadonlyArray<string> = sources.names,
+      options: { readonly adopt?: boolean } = {}
+    ) =>
       Effect.gen(function*() {
         let adopted = 0
         let queued = 0
@@ -378,9 +417,13 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
           }>`
             SELECT
               ${options.withTotal ? sql`(SELECT count(*) FROM ${table(s)})::int` : sql`NULL::int`} AS total,
-              (SELECT count(*) FROM ${table(s)} t WHERE NOT ${hasVector(s)} AND ${notFailed(sql`t.${id(s)}::text`)})::int AS missing,
+              (SELECT count(*) FROM ${table(s)} t WHERE NOT ${hasVector(s)} AND ${
+            notFailed(sql`t.${id(s)}::text`)
+          })::int AS missing,
               (SELECT count(*) FROM ${st.rows} ae_r JOIN ${table(s)} t ON t.${id(s)} = ae_r.row_id::${idType(s)}
-                 WHERE ae_r.source = ${s.name} AND ae_r.model <> ${model} AND ${hasVector(s)} AND ${notFailed(sql`ae_r.row_id`)})::int AS stale_model,
+                 WHERE ae_r.source = ${s.name} AND ae_r.model <> ${model} AND ${hasVector(s)} AND ${
+            notFailed(sql`ae_r.row_id`)
+          })::int AS stale_model,
               (SELECT count(*) FROM ${st.queue} ae_q JOIN ${st.rows} ae_r ON ae_r.source = ae_q.source AND ae_r.row_id = ae_q.row_id
                  WHERE ae_q.source = ${s.name} AND ae_q.failed_at IS NULL AND ae_r.model = ${model})::int AS stale_content,
               (SELECT count(*) FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NOT NULL)::int AS failed,

@@ -34,7 +34,11 @@ export const AtomLinkInput = Schema.Struct({
 export const AtomInput = Schema.Struct({
   /** Update this existing atom (a new version when title or content changes). */
   id: Schema.optional(Id),
-  type: Text(50).pipe(Schema.pattern(/^[a-z][a-z0-9_-]*$/, { message: () => "type must be a lowercase word such as insight, problem, decision" })),
+  type: Text(50).pipe(
+    Schema.pattern(/^[a-z][a-z0-9_-]*$/, {
+      message: () => "type must be a lowercase word such as insight, problem, decision"
+    })
+  ),
   title: Text(500),
   content: Text(50_000),
   topic: Schema.optional(Text(200)),
@@ -46,7 +50,9 @@ export type AtomInput = typeof AtomInput.Type
 export const ExtractionRequest = Schema.Struct({
   message_ids: Schema.optionalWith(Schema.Array(Id).pipe(Schema.maxItems(1000)), { default: () => [] }),
   topics: Schema.optionalWith(
-    Schema.Array(Schema.Struct({ name: Text(200), description: Schema.optional(Schema.String.pipe(Schema.maxLength(5000))) })).pipe(Schema.maxItems(100)),
+    Schema.Array(
+      Schema.Struct({ name: Text(200), description: Schema.optional(Schema.String.pipe(Schema.maxLength(5000))) })
+    ).pipe(Schema.maxItems(100)),
     { default: () => [] }
   ),
   atoms: Schema.optionalWith(Schema.Array(AtomInput).pipe(Schema.maxItems(500)), { default: () => [] })
@@ -62,7 +68,9 @@ export interface ExtractionResult {
 }
 
 /** The request refers to something that does not exist (unknown message or atom id, link target). */
-export class ExtractionInvalid extends Data.TaggedError("ExtractionInvalid")<{ readonly message: string; readonly details?: unknown }> {}
+export class ExtractionInvalid
+  extends Data.TaggedError("ExtractionInvalid")<{ readonly message: string; readonly details?: unknown }>
+{}
 
 /** The built-in knowledge model is off, so its tables and endpoints do not exist here. */
 export class BuiltinDisabled extends Schema.TaggedError<BuiltinDisabled>()("BuiltinDisabled", {
@@ -70,7 +78,8 @@ export class BuiltinDisabled extends Schema.TaggedError<BuiltinDisabled>()("Buil
 }) {}
 
 const builtinOff = new BuiltinDisabled({
-  message: "The built-in knowledge model (messages, atoms, topics) is off because a configuration file declares sources; " +
+  message:
+    "The built-in knowledge model (messages, atoms, topics) is off because a configuration file declares sources; " +
     "set AUTOEMBED_BUILTIN=true (or \"builtin\": true in the file) to use it beside them"
 })
 
@@ -102,7 +111,9 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
     const requireBuiltin = config.builtin ? Effect.void : Effect.fail(builtinOff)
 
     /** The extraction hook: wake the embedding queue for these rows. Never fails, never blocks. */
-    const afterExtraction = (ids: { readonly atomIds?: ReadonlyArray<number | string>; readonly messageIds?: ReadonlyArray<number | string> }) =>
+    const afterExtraction = (
+      ids: { readonly atomIds?: ReadonlyArray<number | string>; readonly messageIds?: ReadonlyArray<number | string> }
+    ) =>
       signal.notify([
         ...(ids.atomIds ?? []).map((id): RowKey => ({ source: "atoms", rowId: String(id) })),
         ...(ids.messageIds ?? []).map((id): RowKey => ({ source: "messages", rowId: String(id) }))
@@ -121,18 +132,20 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
       })
 
     const insertMessage = (m: MessageInput) =>
-        Effect.map(
-          sql<{ id: number }>`
+      Effect.map(
+        sql<{ id: number }>`
             INSERT INTO messages (content, chat_id, author, sent_at, external_id, importance)
-            VALUES (${m.content}, ${m.chat_id ?? null}, ${m.author ?? null}, ${m.sent_at ?? null}, ${m.external_id ?? null}, ${m.importance ?? null})
+            VALUES (${m.content}, ${m.chat_id ?? null}, ${m.author ?? null}, ${m.sent_at ?? null}, ${
+          m.external_id ?? null
+        }, ${m.importance ?? null})
             ON CONFLICT (external_id) DO UPDATE SET
               content = EXCLUDED.content, chat_id = coalesce(EXCLUDED.chat_id, messages.chat_id),
               author = coalesce(EXCLUDED.author, messages.author), sent_at = coalesce(EXCLUDED.sent_at, messages.sent_at),
               importance = coalesce(EXCLUDED.importance, messages.importance),
               updated_at = CASE WHEN messages.content IS DISTINCT FROM EXCLUDED.content THEN now() ELSE messages.updated_at END
             RETURNING id`,
-          (rows) => rows[0].id
-        )
+        (rows) => rows[0].id
+      )
 
     /** Saves a batch of messages (an `external_id` seen before updates that message instead of duplicating it). */
     const ingestMessages = Effect.fn("Extraction.ingestMessages")(function*(request: IngestMessagesRequest) {
@@ -152,10 +165,20 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
           if (messageIds.length > 0) {
             const found = yield* sql<{ id: number }>`SELECT id FROM messages WHERE id = ANY(${messageIds}::bigint[])`
             const missing = messageIds.filter((id) => !found.some((f) => f.id === id))
-            if (missing.length > 0) return yield* new ExtractionInvalid({ message: `Unknown message ids: ${missing.join(", ")}`, details: { message_ids: missing } })
+            if (missing.length > 0) {
+              return yield* new ExtractionInvalid({
+                message: `Unknown message ids: ${missing.join(", ")}`,
+                details: { message_ids: missing }
+              })
+            }
           }
           // Topics: upsert by name; atoms may name a topic not listed, which is created too.
-          const topicNames = [...new Set([...request.topics.map((t) => t.name), ...request.atoms.flatMap((a) => (a.topic ? [a.topic] : []))])]
+          const topicNames = [
+            ...new Set([
+              ...request.topics.map((t) => t.name),
+              ...request.atoms.flatMap((a) => (a.topic ? [a.topic] : []))
+            ])
+          ]
           const topicIds = new Map<string, number>()
           // In sorted order: concurrent extractions upsert shared topics in one order (no deadlock between them).
           for (const name of [...topicNames].sort()) {
@@ -174,13 +197,18 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
             const topicId = atom.topic ? topicIds.get(atom.topic)! : defaultTopic
             // The same atom is its id, or else the same type and title in the same topic.
             const existing = atom.id !== undefined
-              ? yield* sql<{ id: number; title: string; content: string; version: number }>`SELECT id, title, content, version FROM atoms WHERE id = ${atom.id}`
+              ? yield* sql<
+                { id: number; title: string; content: string; version: number }
+              >`SELECT id, title, content, version FROM atoms WHERE id = ${atom.id}`
               : yield* sql<{ id: number; title: string; content: string; version: number }>`
                   SELECT id, title, content, version FROM atoms
                   WHERE type = ${atom.type} AND lower(title) = lower(${atom.title}) AND topic_id IS NOT DISTINCT FROM ${topicId}
                   ORDER BY id LIMIT 1`
             if (atom.id !== undefined && existing.length === 0) {
-              return yield* new ExtractionInvalid({ message: `Unknown atom id ${atom.id}`, details: { atom_id: atom.id } })
+              return yield* new ExtractionInvalid({
+                message: `Unknown atom id ${atom.id}`,
+                details: { atom_id: atom.id }
+              })
             }
             let id: number
             if (existing.length === 0) {
@@ -197,12 +225,16 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
                 const version = prev.version + 1
                 yield* sql`
                   UPDATE atoms SET title = ${atom.title}, content = ${atom.content}, type = ${atom.type}, version = ${version},
-                    confidence = coalesce(${atom.confidence ?? null}, confidence), topic_id = coalesce(${topicId}, topic_id), updated_at = now()
+                    confidence = coalesce(${
+                  atom.confidence ?? null
+                }, confidence), topic_id = coalesce(${topicId}, topic_id), updated_at = now()
                   WHERE id = ${id}`
                 yield* sql`INSERT INTO atom_versions (atom_id, version, title, content) VALUES (${id}, ${version}, ${atom.title}, ${atom.content})
                   ON CONFLICT DO NOTHING`
               } else {
-                yield* sql`UPDATE atoms SET confidence = coalesce(${atom.confidence ?? null}, confidence), updated_at = now() WHERE id = ${id}`
+                yield* sql`UPDATE atoms SET confidence = coalesce(${
+                  atom.confidence ?? null
+                }, confidence), updated_at = now() WHERE id = ${id}`
               }
             }
             atomIds.push(id)
@@ -218,7 +250,9 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
               } else {
                 target = byTitle.get(link.to.toLowerCase())
                 if (target === undefined) {
-                  const rows = yield* sql<{ id: number }>`SELECT id FROM atoms WHERE lower(title) = lower(${link.to}) ORDER BY id LIMIT 1`
+                  const rows = yield* sql<
+                    { id: number }
+                  >`SELECT id FROM atoms WHERE lower(title) = lower(${link.to}) ORDER BY id LIMIT 1`
                   target = rows[0]?.id
                 }
               }
@@ -228,7 +262,9 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
                   details: { atom: atom.title, to: link.to }
                 })
               }
-              yield* sql`INSERT INTO atom_links (from_atom_id, to_atom_id, relation) VALUES (${atomIds[i]}, ${target}, ${link.relation})
+              yield* sql`INSERT INTO atom_links (from_atom_id, to_atom_id, relation) VALUES (${
+                atomIds[i]
+              }, ${target}, ${link.relation})
                 ON CONFLICT DO NOTHING`
             }
           }
@@ -245,7 +281,11 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
               SELECT 'messages', id::text FROM messages WHERE id = ANY(${messageIds}::bigint[]) AND embedding IS NULL
               ON CONFLICT DO NOTHING`
           }
-          const result: ExtractionResult = { topic_ids: topicNames.map((name) => topicIds.get(name)!), atom_ids: atomIds, message_ids: messageIds }
+          const result: ExtractionResult = {
+            topic_ids: topicNames.map((name) => topicIds.get(name)!),
+            atom_ids: atomIds,
+            message_ids: messageIds
+          }
           return result
         })
       ).pipe(retryConflicts)

@@ -1,7 +1,21 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Cause, Config, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime, Option, ParseResult, Redacted, Schema } from "effect"
+import {
+  Cause,
+  Config,
+  Effect,
+  Exit,
+  Layer,
+  Logger,
+  LogLevel,
+  ManagedRuntime,
+  Option,
+  ParseResult,
+  Redacted,
+  Schema
+} from "effect"
 import * as AutoEmbed from "./AutoEmbed.js"
 import type { AutoEmbedConfigShape, ProviderChoice } from "./AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { Backfill, type BackfillInput, type BackfillJob, type DryRunReport } from "./Backfill.js"
 import type { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { Extraction } from "./Extraction.js"
@@ -10,7 +24,6 @@ import { Search, type SearchInput, SearchRequest, type SearchResponse } from "./
 import type { SourceConfigInput } from "./SourceConfig.js"
 import { Sources } from "./Sources.js"
 import { stateTables } from "./State.js"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { Status, type StatusReport } from "./Status.js"
 
 /** Options of `createAutoEmbed`: the common settings by name, everything else through `config`. */
@@ -45,7 +58,9 @@ export interface CreateAutoEmbedOptions {
 /** A running autoembed, for code that does not use Effect. Every method returns a Promise and rejects with an `AutoEmbedError`. */
 export interface AutoEmbedClient {
   /** The extraction hook: wake the queue for these built-in rows (they are already pending). Never rejects for embedding problems. */
-  readonly afterExtraction: (ids: { readonly atomIds?: ReadonlyArray<number | string>; readonly messageIds?: ReadonlyArray<number | string> }) => Promise<void>
+  readonly afterExtraction: (
+    ids: { readonly atomIds?: ReadonlyArray<number | string>; readonly messageIds?: ReadonlyArray<number | string> }
+  ) => Promise<void>
   /**
    * Rows of a source that changed: wakes the queue for them, and queues any that have no pending
    * row (written with triggers disabled, say) or whose earlier attempts failed. Ids not in the table are ignored.
@@ -53,7 +68,10 @@ export interface AutoEmbedClient {
   readonly enqueue: (type: string, ids: ReadonlyArray<number | string>) => Promise<{ readonly queued: number }>
   readonly search: (request: SearchInput) => Promise<SearchResponse>
   /** Embeds every missing and stale row and resolves when done, with the job's final counts. */
-  readonly backfill: (request?: Omit<BackfillInput, "dry_run">, options?: { readonly onProgress?: (job: BackfillJob) => void }) => Promise<BackfillJob>
+  readonly backfill: (
+    request?: Omit<BackfillInput, "dry_run">,
+    options?: { readonly onProgress?: (job: BackfillJob) => void }
+  ) => Promise<BackfillJob>
   /** What a backfill would do: per-source missing, stale and failed counts. */
   readonly dryRun: (request?: Omit<BackfillInput, "dry_run">) => Promise<DryRunReport>
   readonly status: () => Promise<StatusReport>
@@ -64,7 +82,10 @@ export interface AutoEmbedClient {
    * The embedded database admits a single instance, so a service on it writes its rows here; on
    * PostgreSQL your own client works just as well.
    */
-  readonly query: <Row extends object = Record<string, unknown>>(text: string, params?: ReadonlyArray<unknown>) => Promise<ReadonlyArray<Row>>
+  readonly query: <Row extends object = Record<string, unknown>>(
+    text: string,
+    params?: ReadonlyArray<unknown>
+  ) => Promise<ReadonlyArray<Row>>
   /** Drains the workers (claimed rows go back to the queue) and closes the database. Idempotent. */
   readonly close: () => Promise<void>
 }
@@ -82,7 +103,10 @@ type Services = AutoEmbed.AutoEmbedServices | EmbeddingQueue
 const messageOf = (error: unknown): { message: string; tag: string } => {
   if (ParseResult.isParseError(error)) {
     const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-    return { tag: "InvalidRequest", message: issues.map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ") }
+    return {
+      tag: "InvalidRequest",
+      message: issues.map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ")
+    }
   }
   const e = error as { _tag?: unknown; message?: unknown; cause?: { message?: unknown } }
   const tag = typeof e?._tag === "string" ? e._tag : error instanceof Error ? error.name : "Error"
@@ -93,7 +117,9 @@ const messageOf = (error: unknown): { message: string; tag: string } => {
 }
 
 const toError = (cause: Cause.Cause<unknown>, context: string): AutoEmbedError => {
-  if (Cause.isInterruptedOnly(cause)) return new AutoEmbedError(`${context}: interrupted (the client was closed)`, "Interrupted")
+  if (Cause.isInterruptedOnly(cause)) {
+    return new AutoEmbedError(`${context}: interrupted (the client was closed)`, "Interrupted")
+  }
   const error = Cause.squash(cause)
   const { message, tag } = messageOf(error)
   return new AutoEmbedError(`${context}: ${message}`, tag, { cause: error })
@@ -112,7 +138,9 @@ const logLevelLayer = (options: CreateAutoEmbedOptions) =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const fromEnv = options.env === true
-        ? yield* Config.option(Config.string("AUTOEMBED_LOG_LEVEL")).pipe(Effect.orElseSucceed(() => Option.none<string>()))
+        ? yield* Config.option(Config.string("AUTOEMBED_LOG_LEVEL")).pipe(
+          Effect.orElseSucceed(() => Option.none<string>())
+        )
         : Option.none<string>()
       const name = options.config?.logLevel ?? Option.getOrElse(fromEnv, () => "warning")
       return Logger.minimumLogLevel(levels[name] ?? LogLevel.Warning)
@@ -134,10 +162,19 @@ const overrides = (options: CreateAutoEmbedOptions): Partial<AutoEmbedConfigShap
 
 const validateOptions = (options: CreateAutoEmbedOptions): void => {
   if (options.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(options.databaseUrl)) {
-    throw new AutoEmbedError("autoembed failed to start: databaseUrl must be a postgres:// or postgresql:// connection string", "ConfigurationError")
+    throw new AutoEmbedError(
+      "autoembed failed to start: databaseUrl must be a postgres:// or postgresql:// connection string",
+      "ConfigurationError"
+    )
   }
-  if (options.dimensions !== undefined && !(Number.isInteger(options.dimensions) && options.dimensions >= 1 && options.dimensions <= 16000)) {
-    throw new AutoEmbedError(`autoembed failed to start: dimensions must be a whole number from 1 to 16000, got ${options.dimensions}`, "ConfigurationError")
+  if (
+    options.dimensions !== undefined &&
+    !(Number.isInteger(options.dimensions) && options.dimensions >= 1 && options.dimensions <= 16000)
+  ) {
+    throw new AutoEmbedError(
+      `autoembed failed to start: dimensions must be a whole number from 1 to 16000, got ${options.dimensions}`,
+      "ConfigurationError"
+    )
   }
 }
 
@@ -189,7 +226,11 @@ export const createAutoEmbed = async (options: CreateAutoEmbedOptions = {}): Pro
   if (Exit.isFailure(built)) {
     await runtime.dispose().catch(() => undefined)
     const error = Cause.squash(built.cause)
-    throw new AutoEmbedError(`autoembed failed to start: ${AutoEmbed.startupErrorMessage(error)}`, messageOf(error).tag, { cause: error })
+    throw new AutoEmbedError(
+      `autoembed failed to start: ${AutoEmbed.startupErrorMessage(error)}`,
+      messageOf(error).tag,
+      { cause: error }
+    )
   }
 
   let closing: Promise<void> | undefined
@@ -204,10 +245,17 @@ export const createAutoEmbed = async (options: CreateAutoEmbedOptions = {}): Pro
     afterExtraction: (ids) => run("afterExtraction", Effect.flatMap(Extraction, (e) => e.afterExtraction(ids))),
     enqueue: (type, ids) => run(`enqueue(${type})`, enqueueRows(type, ids)),
     search: (request) =>
-      run("search", Effect.flatMap(Schema.decodeUnknown(SearchRequest)(request), (decoded) => Effect.flatMap(Search, (s) => s.search(decoded)))),
+      run(
+        "search",
+        Effect.flatMap(Schema.decodeUnknown(SearchRequest)(request), (decoded) =>
+          Effect.flatMap(Search, (s) => s.search(decoded)))
+      ),
     backfill: (request = {}, progress = {}) =>
-      run("backfill", Effect.flatMap(Backfill, (b) =>
-        b.run({ ...request, dry_run: false }, (job) => Effect.sync(() => progress.onProgress?.(job))))),
+      run(
+        "backfill",
+        Effect.flatMap(Backfill, (b) =>
+          b.run({ ...request, dry_run: false }, (job) => Effect.sync(() => progress.onProgress?.(job))))
+      ),
     dryRun: (request = {}) => run("dryRun", Effect.flatMap(Backfill, (b) => b.dryRun({ ...request, dry_run: true }))),
     status: () => run("status", Effect.flatMap(Status, (s) => s.report())),
     retryFailed: (types) => run("retryFailed", Effect.flatMap(Backfill, (b) => b.retryFailed(types))),

@@ -49,22 +49,26 @@ export const checkPrerequisites = (schema: string, where: string) =>
         (SELECT has_schema_privilege(${schema}, 'CREATE') WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${schema})) AS can_use_schema`
     if (r.installed === null && !r.available) {
       return yield* new DatabaseError({
-        message: `The PostgreSQL server at ${where} has no pgvector extension. Install it (on Debian: bash scripts/install-pgvector.sh), or unset DATABASE_URL to use the embedded database.`
+        message:
+          `The PostgreSQL server at ${where} has no pgvector extension. Install it (on Debian: bash scripts/install-pgvector.sh), or unset DATABASE_URL to use the embedded database.`
       })
     }
     if (r.installed === null && !r.superuser) {
       return yield* new DatabaseError({
-        message: `pgvector is not enabled in database ${r.database} and role ${r.role} may not enable it: run CREATE EXTENSION vector; as a superuser in ${r.database}, then start again.`
+        message:
+          `pgvector is not enabled in database ${r.database} and role ${r.role} may not enable it: run CREATE EXTENSION vector; as a superuser in ${r.database}, then start again.`
       })
     }
     if (!r.schema_exists && !r.can_create) {
       return yield* new DatabaseError({
-        message: `Role ${r.role} may not create schema ${schema} in database ${r.database}: GRANT CREATE ON DATABASE ${r.database} TO ${r.role}, create it for the role (CREATE SCHEMA ${schema} AUTHORIZATION ${r.role}), or set AUTOEMBED_SCHEMA to a schema it owns.`
+        message:
+          `Role ${r.role} may not create schema ${schema} in database ${r.database}: GRANT CREATE ON DATABASE ${r.database} TO ${r.role}, create it for the role (CREATE SCHEMA ${schema} AUTHORIZATION ${r.role}), or set AUTOEMBED_SCHEMA to a schema it owns.`
       })
     }
     if (r.schema_exists && r.can_use_schema === false) {
       return yield* new DatabaseError({
-        message: `Role ${r.role} may not create objects in schema ${schema}: GRANT CREATE, USAGE ON SCHEMA ${schema} TO ${r.role}, or set AUTOEMBED_SCHEMA to another schema.`
+        message:
+          `Role ${r.role} may not create objects in schema ${schema}: GRANT CREATE, USAGE ON SCHEMA ${schema} TO ${r.role}, or set AUTOEMBED_SCHEMA to another schema.`
       })
     }
   })
@@ -84,11 +88,14 @@ export const installState = (schema: string) =>
     )
     yield* Migrator.make({})({ loader: Migrator.fromRecord(migrations(schema)), table: migrationsTable(schema) }).pipe(
       // The migrator turns a failing migration into a defect; it is still a database problem to report.
-      Effect.catchAllDefect((defect) => Effect.fail(new DatabaseError({ message: `Migration failed: ${sqlReason(defect)}`, cause: defect })))
+      Effect.catchAllDefect((defect) =>
+        Effect.fail(new DatabaseError({ message: `Migration failed: ${sqlReason(defect)}`, cause: defect }))
+      )
     )
   }).pipe(
     Effect.catchTags({
-      SqlError: (e) => Effect.fail(new DatabaseError({ message: `Installing autoembed's schema failed: ${sqlReason(e)}`, cause: e })),
+      SqlError: (e) =>
+        Effect.fail(new DatabaseError({ message: `Installing autoembed's schema failed: ${sqlReason(e)}`, cause: e })),
       MigrationError: (e) => Effect.fail(new DatabaseError({ message: `Migration failed: ${e.message}`, cause: e }))
     })
   )
@@ -123,7 +130,8 @@ export const installSource = (source: Source, schema: string) =>
           source: source.name,
           columnDimensions: dims,
           configuredDimensions: source.dimensions,
-          message: `${schema}.${source.storage.table} holds ${dims}-dimensional vectors of source "${source.name}" but EMBEDDING_DIMENSIONS is ` +
+          message:
+            `${schema}.${source.storage.table} holds ${dims}-dimensional vectors of source "${source.name}" but EMBEDDING_DIMENSIONS is ` +
             `${source.dimensions}. Set EMBEDDING_DIMENSIONS=${dims}, or run \`pnpm cli migrate --reset-embeddings\` to drop those vectors and re-embed at ${source.dimensions}.`
         })
       }
@@ -143,7 +151,9 @@ export const installSource = (source: Source, schema: string) =>
     yield* sql`
       INSERT INTO ${t.registry} (name, table_schema, table_name, id_column, storage, vector_column, dimensions, index_schema, index_name, index_owned)
       VALUES (${source.name}, ${source.schema}, ${source.tableName}, ${source.idColumn}, ${source.storage.kind},
-        ${source.storage.kind === "column" ? source.storage.column : null}, ${source.dimensions}, ${source.index.schema}, ${source.index.name}, ${source.index.owned})
+        ${
+      source.storage.kind === "column" ? source.storage.column : null
+    }, ${source.dimensions}, ${source.index.schema}, ${source.index.name}, ${source.index.owned})
       ON CONFLICT (name) DO UPDATE SET table_schema = EXCLUDED.table_schema, table_name = EXCLUDED.table_name, id_column = EXCLUDED.id_column,
         storage = EXCLUDED.storage, vector_column = EXCLUDED.vector_column, dimensions = EXCLUDED.dimensions, index_schema = EXCLUDED.index_schema,
         index_name = EXCLUDED.index_name, index_owned = EXCLUDED.index_owned, updated_at = now()`
@@ -163,7 +173,9 @@ export interface InstalledTrigger {
 export const installedTriggers = (schema: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql<{ name: string; schema: string; table_name: string; args: string; function_schema: string; function_name: string }>`
+    const rows = yield* sql<
+      { name: string; schema: string; table_name: string; args: string; function_schema: string; function_name: string }
+    >`
       SELECT tg.tgname AS name, n.nspname AS schema, c.relname AS table_name, encode(tg.tgargs, 'escape') AS args,
         pn.nspname AS function_schema, p.proname AS function_name
       FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -185,7 +197,9 @@ export const removeStaleTriggers = (sources: ReadonlyArray<Source>, schema: stri
     const sql = yield* SqlClient.SqlClient
     const current = new Set(sources.map((s) => `${s.name}\u0000${s.schema}\u0000${s.tableName}`))
     // A 0.1 trigger still here was not replaced by a trigger of the same name: its source is gone.
-    const stale = (yield* installedTriggers(schema)).filter((tg) => tg.legacy || !current.has(`${tg.source}\u0000${tg.schema}\u0000${tg.table}`))
+    const stale = (yield* installedTriggers(schema)).filter((tg) =>
+      tg.legacy || !current.has(`${tg.source}\u0000${tg.schema}\u0000${tg.table}`)
+    )
     for (const tg of stale) yield* sql`DROP TRIGGER IF EXISTS ${sql(tg.name)} ON ${sql(`${tg.schema}.${tg.table}`)}`
     const names = sources.map((s) => s.name)
     yield* sql`DELETE FROM ${stateTables(sql, schema).registry} WHERE NOT (name = ANY(${names}::text[]))`
@@ -193,42 +207,65 @@ export const removeStaleTriggers = (sources: ReadonlyArray<Source>, schema: stri
   })
 
 /** The HNSW cosine index, as configured (vector or a halfvec expression index, m, ef_construction). */
-export const hnswIndexSql = (sql: SqlClient.SqlClient, spec: VectorIndexSpec, settings: IndexSettings, options: { readonly concurrently?: boolean; readonly name?: string } = {}) => {
+export const hnswIndexSql = (
+  sql: SqlClient.SqlClient,
+  spec: VectorIndexSpec,
+  settings: IndexSettings,
+  options: { readonly concurrently?: boolean; readonly name?: string } = {}
+) => {
   const column = settings.kind === "halfvec"
     ? sql`(${sql(spec.column)}::${sql.literal(`halfvec(${Math.trunc(settings.dimensions)})`)}) halfvec_cosine_ops`
     : sql`${sql(spec.column)} vector_cosine_ops`
-  return sql`CREATE INDEX ${sql.literal(options.concurrently ? "CONCURRENTLY " : "")}IF NOT EXISTS ${sql(options.name ?? spec.name)}
+  return sql`CREATE INDEX ${sql.literal(options.concurrently ? "CONCURRENTLY " : "")}IF NOT EXISTS ${
+    sql(options.name ?? spec.name)
+  }
     ON ${sql(`${spec.schema}.${spec.table}`)} USING hnsw (${column})
-    WITH (m = ${sql.literal(String(Math.trunc(settings.m)))}, ef_construction = ${sql.literal(String(Math.trunc(settings.efConstruction)))})`
+    WITH (m = ${sql.literal(String(Math.trunc(settings.m)))}, ef_construction = ${
+    sql.literal(String(Math.trunc(settings.efConstruction)))
+  })`
 }
 
 /** The validity and definition of these indexes (schema, name); absent ones have no row. */
 export const findIndexes = (indexes: ReadonlyArray<{ readonly schema: string; readonly name: string }>) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ schema: string; name: string; valid: boolean; definition: string }>`
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql<{ schema: string; name: string; valid: boolean; definition: string }>`
       SELECT n.nspname AS schema, c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
       JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN unnest(${indexes.map((i) => i.schema)}::text[], ${indexes.map((i) => i.name)}::text[]) AS k(schema, name)
-        ON n.nspname = k.schema AND c.relname = k.name`)
+        ON n.nspname = k.schema AND c.relname = k.name`
+  )
 
 /**
  * Builds the indexes autoembed owns that are missing (or left invalid by a failed concurrent build),
  * CONCURRENTLY on a server so the user's writes go on; a source under a bulk load is left alone.
  * Changing an existing index is `pnpm cli reindex`.
  */
-export const ensureIndexes = (sources: ReadonlyArray<Source>, schema: string, settings: (s: Source) => IndexSettings, server: boolean) =>
+export const ensureIndexes = (
+  sources: ReadonlyArray<Source>,
+  schema: string,
+  settings: (s: Source) => IndexSettings,
+  server: boolean
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const wanted = sources.filter((s) => s.index.owned && s.index.create)
     if (wanted.length === 0) return
-    const marks = new Set((yield* sql<{ source: string }>`SELECT source FROM ${stateTables(sql, schema).indexState}`).map((m) => m.source))
+    const marks = new Set(
+      (yield* sql<{ source: string }>`SELECT source FROM ${stateTables(sql, schema).indexState}`).map((m) => m.source)
+    )
     const existing = yield* findIndexes(wanted.map((s) => s.index))
     for (const s of wanted) {
       if (marks.has(s.name)) continue
       const found = existing.find((e) => e.schema === s.index.schema && e.name === s.index.name)
       if (found?.valid) continue
       const qualified = sql(`${s.index.schema}.${s.index.name}`)
-      if (found) yield* (server ? sql`DROP INDEX CONCURRENTLY IF EXISTS ${qualified}` : sql`DROP INDEX IF EXISTS ${qualified}`)
+      if (found) {
+        yield* (server
+          ? sql`DROP INDEX CONCURRENTLY IF EXISTS ${qualified}`
+          : sql`DROP INDEX IF EXISTS ${qualified}`)
+      }
       yield* hnswIndexSql(sql, s.index, settings(s), { concurrently: server })
     }
   })
@@ -242,12 +279,15 @@ export const uninstall = (schema: string, server: boolean) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const triggers = yield* installedTriggers(schema)
-    const hasSchema = (yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${schema}`)[0].n > 0
+    const hasSchema =
+      (yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${schema}`)[0].n > 0
     const hasRegistry = hasSchema &&
       (yield* sql<{ r: string | null }>`SELECT to_regclass(${`${schema}.sources`})::text AS r`)[0].r !== null
     const owned = hasRegistry
       ? yield* sql<{ index_schema: string; index_name: string }>`
-          SELECT index_schema, index_name FROM ${stateTables(sql, schema).registry} WHERE index_owned AND index_schema <> ${schema}`
+          SELECT index_schema, index_name FROM ${
+        stateTables(sql, schema).registry
+      } WHERE index_owned AND index_schema <> ${schema}`
       : []
     for (const tg of triggers) yield* sql`DROP TRIGGER IF EXISTS ${sql(tg.name)} ON ${sql(`${tg.schema}.${tg.table}`)}`
     for (const ix of owned) {
@@ -259,5 +299,9 @@ export const uninstall = (schema: string, server: boolean) =>
     const legacy = yield* sql<{ schema: string }>`
       SELECT n.nspname AS schema FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = 'autoembed_enqueue'`
     for (const l of legacy) yield* sql`DROP FUNCTION IF EXISTS ${sql(`${l.schema}.autoembed_enqueue`)}()`
-    return { triggers: triggers.length, indexes: owned.map((i) => `${i.index_schema}.${i.index_name}`), schema: hasSchema ? schema : null }
+    return {
+      triggers: triggers.length,
+      indexes: owned.map((i) => `${i.index_schema}.${i.index_name}`),
+      schema: hasSchema ? schema : null
+    }
   })

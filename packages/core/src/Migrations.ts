@@ -38,9 +38,13 @@ export const resetEmbeddings = Effect.gen(function*() {
           if (r.index_owned) yield* sql`DROP INDEX IF EXISTS ${sql(`${r.index_schema}.${r.index_name}`)}`
           const table = sql(`${r.table_schema}.${r.table_name}`)
           yield* sql`ALTER TABLE ${table} DROP COLUMN IF EXISTS ${sql(r.vector_column)}`
-          yield* sql`ALTER TABLE ${table} ADD COLUMN ${sql(r.vector_column)} ${sql.literal(`vector(${Math.trunc(config.dimensions)})`)}`
+          yield* sql`ALTER TABLE ${table} ADD COLUMN ${sql(r.vector_column)} ${
+            sql.literal(`vector(${Math.trunc(config.dimensions)})`)
+          }`
         } else {
-          skipped.push(`${r.name}: ${r.table_schema}.${r.table_name}.${r.vector_column} is your column; change its type to vector(${config.dimensions}) yourself`)
+          skipped.push(
+            `${r.name}: ${r.table_schema}.${r.table_name}.${r.vector_column} is your column; change its type to vector(${config.dimensions}) yourself`
+          )
           return
         }
         yield* sql`DELETE FROM ${t.rows} WHERE source = ${r.name}`

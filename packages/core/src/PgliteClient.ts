@@ -1,8 +1,8 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
+import { makeCompiler } from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import { makeCompiler } from "@effect/sql-pg/PgClient"
 import { PGlite } from "@electric-sql/pglite"
 import { vector } from "@electric-sql/pglite-pgvector"
 import { Chunk, Effect, Scope, Stream } from "effect"
@@ -51,8 +51,7 @@ export const makePgliteClient = (dataDir: string): Effect.Effect<PgliteClient, S
         sql: string,
         params: ReadonlyArray<unknown>,
         transformRows: (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
-      ) =>
-        guard(Effect.map(run(sql, params), (r) => (transformRows ? transformRows(r.rows) : r.rows)))
+      ) => guard(Effect.map(run(sql, params), (r) => (transformRows ? transformRows(r.rows) : r.rows)))
       return {
         execute,
         executeRaw: (sql, params) => guard(run(sql, params)),

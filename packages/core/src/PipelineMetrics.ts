@@ -64,7 +64,9 @@ export class PipelineMetrics extends Effect.Service<PipelineMetrics>()("@autoemb
     })
     const update = (f: (s: State) => void) => Ref.update(state, (s) => (f(s), s))
     return {
-      recordBatch: (outcome: { embedded: number; failed: number; skipped: number; dropped: number; latencyMs: number }) =>
+      recordBatch: (
+        outcome: { embedded: number; failed: number; skipped: number; dropped: number; latencyMs: number }
+      ) =>
         update((s) => {
           s.embedded += outcome.embedded
           s.failed += outcome.failed
@@ -99,8 +101,18 @@ export class PipelineMetrics extends Effect.Service<PipelineMetrics>()("@autoemb
           batches: s.batches,
           searches: s.searches,
           providerErrors: { ...s.providerErrors },
-          batchLatency: { buckets: LATENCY_BUCKETS_MS, counts: [...s.batch.counts], sum: s.batch.sum, count: s.batch.count },
-          searchLatency: { buckets: SEARCH_BUCKETS_MS, counts: [...s.search.counts], sum: s.search.sum, count: s.search.count },
+          batchLatency: {
+            buckets: LATENCY_BUCKETS_MS,
+            counts: [...s.batch.counts],
+            sum: s.batch.sum,
+            count: s.batch.count
+          },
+          searchLatency: {
+            buckets: SEARCH_BUCKETS_MS,
+            counts: [...s.search.counts],
+            sum: s.search.sum,
+            count: s.search.count
+          },
           throughput
         }
       })

@@ -73,7 +73,9 @@ export const makeQueryCache = (capacity: number = QUERY_CACHE_CAPACITY) =>
           const deferred = Deferred.unsafeMake<ReadonlyArray<number>, unknown>(FiberId.none)
           inFlight.set(key, deferred)
           return compute.pipe(
-            Effect.tap((vector) => Effect.sync(() => set(modelKey, kind, text, vector))),
+            Effect.tap((vector) =>
+              Effect.sync(() => set(modelKey, kind, text, vector))
+            ),
             Effect.onExit((exit) =>
               Effect.sync(() => inFlight.delete(key)).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
             )

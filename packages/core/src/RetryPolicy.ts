@@ -9,7 +9,9 @@ export const MAX_RETRY_AFTER = Duration.minutes(5)
  * `maxMs`, at most `retries` times, only for Transient and RateLimited errors. A `Retry-After` from
  * the server wins when it is longer than the backoff (the two schedules are intersected: max delay).
  */
-export const providerRetrySchedule = (options: { readonly baseMs: number; readonly maxMs: number; readonly retries: number }) => {
+export const providerRetrySchedule = (
+  options: { readonly baseMs: number; readonly maxMs: number; readonly retries: number }
+) => {
   const backoff = Schedule.exponential(Duration.millis(options.baseMs), 2).pipe(
     Schedule.jittered,
     Schedule.modifyDelay((_, d) => Duration.min(d, Duration.millis(options.maxMs))),

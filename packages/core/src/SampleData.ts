@@ -39,7 +39,9 @@ export const loadSampleDataIfEmpty = Effect.fn("SampleData.loadIfEmpty")(functio
   const extraction = yield* Extraction
   const config = yield* AutoEmbedConfig
   if (!config.builtin) return { loaded: false, messages: 0, atoms: 0, topics: 0 } satisfies SampleDataResult
-  const [row] = yield* sql<{ n: number }>`SELECT ((SELECT count(*) FROM atoms) + (SELECT count(*) FROM messages))::int AS n`
+  const [row] = yield* sql<
+    { n: number }
+  >`SELECT ((SELECT count(*) FROM atoms) + (SELECT count(*) FROM messages))::int AS n`
   if (Number(row?.n ?? 0) > 0) return { loaded: false, messages: 0, atoms: 0, topics: 0 } satisfies SampleDataResult
   const data = yield* Schema.decodeUnknown(SampleData)(sample).pipe(Effect.orDie)
 

@@ -4,13 +4,13 @@ import { Effect, Schema } from "effect"
 import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
 import { EmbeddingProvider, type ProviderError } from "./EmbeddingProvider.js"
 import { modelKeyOf } from "./EmbeddingStore.js"
-import { vectorLiteral } from "./VectorEncoding.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { QueryCache } from "./QueryCache.js"
 import type { FilterColumn } from "./SourceCatalog.js"
-import { sourceSql } from "./SourceSql.js"
 import { type Source, Sources } from "./Sources.js"
+import { sourceSql } from "./SourceSql.js"
 import { stateTables } from "./State.js"
+import { vectorLiteral } from "./VectorEncoding.js"
 
 /**
  * Hybrid fusion: a convex combination of min-max normalised scores (Bruch et al. 2022),
@@ -32,7 +32,10 @@ export const fuseByScore = (
   }
   const v = normalised(vector)
   const t = normalised(text)
-  return [...new Set([...v.keys(), ...t.keys()])].map((id) => ({ id, score: alpha * (v.get(id) ?? 0) + (1 - alpha) * (t.get(id) ?? 0) }))
+  return [...new Set([...v.keys(), ...t.keys()])].map((id) => ({
+    id,
+    score: alpha * (v.get(id) ?? 0) + (1 - alpha) * (t.get(id) ?? 0)
+  }))
 }
 
 /** Candidates per list and source in hybrid mode: max(limit × factor, minimum). */
@@ -88,7 +91,10 @@ const FilterKey = Schema.String.pipe(
     message: () => "filter keys are a column name, optionally followed by .eq, .gte, .gt, .lte or .lt"
   })
 )
-const Filter = Schema.Record({ key: FilterKey, value: Schema.String.pipe(Schema.maxLength(200, { message: () => "a filter value must be at most 200 characters" })) })
+const Filter = Schema.Record({
+  key: FilterKey,
+  value: Schema.String.pipe(Schema.maxLength(200, { message: () => "a filter value must be at most 200 characters" }))
+})
   .pipe(Schema.filter((f) => Object.keys(f).length <= 20 || "at most 20 filters"))
 
 /** Every score is in -1..1 (cosine) or 0..1 (text, hybrid). */
@@ -119,9 +125,12 @@ const CommaList = Schema.transform(Schema.String, Schema.Array(Schema.String), {
   encode: (a) => a.join(",")
 })
 /** Plain decimal digits only: NumberFromString is Number(), which also takes 0x10, +5, " 5", 5.0 and 1e3. */
-const digits = (pattern: RegExp, message: string) => Schema.String.pipe(Schema.pattern(pattern, { message: () => message }))
-const IntDigits = (name: string) => digits(/^-?\d{1,15}$/, `${name} must be a whole number in decimal digits, such as 10`)
-const DecimalDigits = (name: string) => digits(/^-?(\d{1,15}(\.\d{1,15})?|\.\d{1,15})$/, `${name} must be a decimal number such as 0.5`)
+const digits = (pattern: RegExp, message: string) =>
+  Schema.String.pipe(Schema.pattern(pattern, { message: () => message }))
+const IntDigits = (name: string) =>
+  digits(/^-?\d{1,15}$/, `${name} must be a whole number in decimal digits, such as 10`)
+const DecimalDigits = (name: string) =>
+  digits(/^-?(\d{1,15}(\.\d{1,15})?|\.\d{1,15})$/, `${name} must be a decimal number such as 0.5`)
 const fromDigits = <A, R>(text: Schema.Schema<string>, schema: Schema.Schema<A, number, R>) =>
   Schema.compose(Schema.compose(text, Schema.NumberFromString), schema)
 
@@ -272,12 +281,18 @@ const FILTER_VALUE: Record<FilterColumn["kind"], { readonly pattern: RegExp; rea
 /** A filter value must suit its column: a bad one is the caller's mistake (422), never a database error. */
 const checkFilter = (declared: FilterColumn, f: { column: string; op: FilterOp; value: string }) => {
   if (declared.kind === "text" || declared.kind === "boolean") {
-    if (f.op !== "eq") return Effect.fail(new SearchInvalid({ message: `filter.${f.column} is ${declared.type}: it takes equality only, not .${f.op}` }))
+    if (f.op !== "eq") {
+      return Effect.fail(
+        new SearchInvalid({ message: `filter.${f.column} is ${declared.type}: it takes equality only, not .${f.op}` })
+      )
+    }
   }
   const rule = FILTER_VALUE[declared.kind]
   return rule.pattern.test(f.value)
     ? Effect.void
-    : Effect.fail(new SearchInvalid({ message: `filter.${f.column}${f.op === "eq" ? "" : `.${f.op}`} must be ${rule.what}` }))
+    : Effect.fail(
+      new SearchInvalid({ message: `filter.${f.column}${f.op === "eq" ? "" : `.${f.op}`} must be ${rule.what}` })
+    )
 }
 
 const byScore = (a: Ranked, b: Ranked) =>
@@ -322,7 +337,9 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
         const asked = request.types === undefined ? undefined : [...new Set(request.types)]
         for (const name of asked ?? []) {
           if (!sources.names.includes(name)) {
-            return yield* new SearchInvalid({ message: `Unknown type "${name}"; known types: ${sources.names.join(", ")}` })
+            return yield* new SearchInvalid({
+              message: `Unknown type "${name}"; known types: ${sources.names.join(", ")}`
+            })
           }
         }
         let names = asked ?? sources.names
@@ -331,16 +348,22 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
             return yield* new SearchInvalid({ message: "atom_type filters atoms, but no atoms source is registered" })
           }
           if (!names.includes("atoms")) {
-            return yield* new SearchInvalid({ message: "atom_type filters atoms only; add atoms to types or drop atom_type" })
+            return yield* new SearchInvalid({
+              message: "atom_type filters atoms only; add atoms to types or drop atom_type"
+            })
           }
           names = ["atoms"]
         }
         const filters = requestedFilters(request)
         for (const f of filters) {
-          const declaring = sources.all.filter((s) => names.includes(s.name) && s.filters.some((d) => d.column === f.column))
+          const declaring = sources.all.filter((s) =>
+            names.includes(s.name) && s.filters.some((d) => d.column === f.column)
+          )
           if (declaring.length === 0) {
             return yield* new SearchInvalid({
-              message: `No ${asked ? "requested " : ""}source declares the filter column "${f.column}"; add it to "filters" in the source's configuration`
+              message: `No ${
+                asked ? "requested " : ""
+              }source declares the filter column "${f.column}"; add it to "filters" in the source's configuration`
             })
           }
           for (const s of declaring) yield* checkFilter(s.filters.find((d) => d.column === f.column)!, f)
@@ -362,7 +385,9 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     const filters = (s: Source, request: SearchRequest): Fragment => {
       const clauses: Array<Fragment> = [sql`ae_r.source = ${s.name}`, sql`ae_r.model = ${modelKey}`]
       if (s.storage.kind === "column") clauses.push(sql`t.${sql(s.storage.column)} IS NOT NULL`)
-      if (request.topic_id !== undefined && s.topicColumn) clauses.push(sql`t.${sql(s.topicColumn)} = ${request.topic_id}`)
+      if (request.topic_id !== undefined && s.topicColumn) {
+        clauses.push(sql`t.${sql(s.topicColumn)} = ${request.topic_id}`)
+      }
       if (request.since !== undefined && s.createdAtColumn) {
         clauses.push(sql`t.${sql(s.createdAtColumn)} >= ${request.since.toISOString()}::timestamptz`)
       }
@@ -383,7 +408,9 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
       const op = sql.literal(s.index.operator)
       const halfvec = s.index.owned ? config.indexKind === "halfvec" : s.index.halfvec
       const dims = sql.literal(String(Math.trunc(s.dimensions)))
-      return halfvec ? sql`${column}::halfvec(${dims}) ${op} ${vector}::halfvec(${dims})` : sql`${column} ${op} ${vector}::vector`
+      return halfvec
+        ? sql`${column}::halfvec(${dims}) ${op} ${vector}::halfvec(${dims})`
+        : sql`${column} ${op} ${vector}::vector`
     }
 
     /**
@@ -442,7 +469,9 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     /** PostgreSQL's length-normalised `ts_rank` (the ranking before BM25; `pnpm eval` compares them). */
     const tsRankQuery = (s: Source, request: SearchRequest, query: TextQuery, depth: number) =>
       sql<{ id: string; score: number }>`
-        SELECT t.${id(s)}::text AS id, ts_rank(ae_r.tsv, ${query.tsquery}::tsquery, ${sql.literal(String(TEXT_RANK_NORMALIZATION))}) AS score
+        SELECT t.${id(s)}::text AS id, ts_rank(ae_r.tsv, ${query.tsquery}::tsquery, ${
+        sql.literal(String(TEXT_RANK_NORMALIZATION))
+      }) AS score
         FROM ${st.rows} ae_r JOIN ${table(s)} t ON t.${id(s)} = ae_r.row_id::${idType(s)}
         WHERE ae_r.tsv @@ ${query.tsquery}::tsquery AND ${filters(s, request)}
         ORDER BY score DESC, t.${id(s)}
@@ -456,10 +485,12 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     const toTextQuery = (q: string, language: string) =>
       Effect.map(
         sql<{ q: string; lexemes: ReadonlyArray<string> }>`
-          SELECT ${usesWebSyntax(q)
+          SELECT ${
+          usesWebSyntax(q)
             ? sql`websearch_to_tsquery(${language}::regconfig, ${q})::text`
-            : // plainto_tsquery parses and stems safely; its ANDs become ORs so a document needs only some of the words.
-              sql`replace(plainto_tsquery(${language}::regconfig, ${q})::text, ' & ', ' | ')`} AS q,
+            // plainto_tsquery parses and stems safely; its ANDs become ORs so a document needs only some of the words.
+            : sql`replace(plainto_tsquery(${language}::regconfig, ${q})::text, ' & ', ' | ')`
+        } AS q,
             ARRAY(SELECT DISTINCT unnest(tsvector_to_array(to_tsvector(${language}::regconfig, ${q})))) AS lexemes`,
         (rows): TextQuery => ({ tsquery: rows[0]?.q ?? "", lexemes: rows[0]?.lexemes ?? [] })
       )
@@ -509,8 +540,7 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
               Effect.logWarning(`autoembed: hybrid search answered from text only (${e.reason}: ${e.message})`),
               { degraded: `vector leg unavailable: ${e.reason}: ${e.message}`.slice(0, 500) }
             )
-            : Effect.fail(e)
-        )
+            : Effect.fail(e))
       )
 
     const run = (request: SearchRequest, options: SearchOptions) =>
@@ -518,17 +548,22 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
         const searched = yield* resolveSources(request)
         const wantsVector = request.mode !== "text"
         const wantsText = request.mode !== "vector"
-        const depth = request.mode === "hybrid" ? Math.max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_DEPTH_MIN) : request.limit
+        const depth = request.mode === "hybrid"
+          ? Math.max(request.limit * HYBRID_DEPTH_FACTOR, HYBRID_DEPTH_MIN)
+          : request.limit
         const embedded = wantsVector && searched.length > 0 ? yield* queryVector(request) : undefined
         const vector = embedded?.vector
         const degraded = embedded?.degraded
         const textQueries = new Map<string, TextQuery>()
         if (wantsText) {
-          for (const language of new Set(searched.map((s) => s.language))) textQueries.set(language, yield* toTextQuery(request.q, language))
+          for (const language of new Set(searched.map((s) => s.language))) {
+            textQueries.set(language, yield* toTextQuery(request.q, language))
+          }
         }
         const ranking = options.textRanking === "ts_rank" ? tsRankQuery : bm25Query
         // ts_rank's scores are in 0..1 already (flag 32); BM25's are shown as s/(s+1).
-        const shownText = (c: Candidate): Candidate => options.textRanking === "ts_rank" ? c : { id: c.id, score: c.score / (c.score + 1) }
+        const shownText = (c: Candidate): Candidate =>
+          options.textRanking === "ts_rank" ? c : { id: c.id, score: c.score / (c.score + 1) }
 
         // Only the vector queries need the transaction: it scopes their SET LOCAL settings. (Under
         // READ COMMITTED one transaction would not give the statements one snapshot anyway.)
@@ -546,7 +581,8 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
         const textLists = yield* Effect.forEach(searched, (s) => {
           const query = textQueries.get(s.language)
           return query !== undefined && query.tsquery !== ""
-            ? Effect.map(ranking(s, request, query, depth), (rows) => rows.map((r) => ({ id: r.id, score: Number(r.score) })))
+            ? Effect.map(ranking(s, request, query, depth), (rows) =>
+              rows.map((r) => ({ id: r.id, score: Number(r.score) })))
             : Effect.succeed<Array<Candidate>>([])
         })
 
@@ -557,7 +593,9 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
             ? textLists[i].map(shownText)
             : fuseByScore(vectorLists[i], textLists[i], config.hybridVectorWeight)
           return scored
-            .filter((c) => request.min_score === undefined || c.score >= request.min_score)
+            .filter((c) =>
+              request.min_score === undefined || c.score >= request.min_score
+            )
             .map((c): Ranked => ({ ...c, source: s }))
             .sort(byScore)
             .slice(0, request.limit)

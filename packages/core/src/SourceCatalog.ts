@@ -75,7 +75,10 @@ export const BM25_DEFAULTS: Bm25Parameters = { k1: 0.9, b: 0.4 }
 
 /** The text of a row: literal pieces and column values (NULL renders as empty), or an SQL expression. */
 export type TextSpec =
-  | { readonly kind: "template"; readonly parts: ReadonlyArray<{ readonly literal: string } | { readonly column: string }> }
+  | {
+    readonly kind: "template"
+    readonly parts: ReadonlyArray<{ readonly literal: string } | { readonly column: string }>
+  }
   | { readonly kind: "sql"; readonly expression: string }
 
 interface ColumnInfo {
@@ -181,7 +184,10 @@ export const describeTable = (table: string) =>
       LIMIT 1`
     if (rows.length === 0) return undefined
     const r = rows[0]
-    const json = <A>(v: string | A | null, fallback: A): A => (v === null ? fallback : typeof v === "string" ? JSON.parse(v) : v)
+    const json = <A>(
+      v: string | A | null,
+      fallback: A
+    ): A => (v === null ? fallback : typeof v === "string" ? JSON.parse(v) : v)
     const info: TableInfo = {
       oid: Number(r.oid),
       schema: r.schema,
@@ -221,11 +227,21 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
     const at = (key: string) => `Source "${name}" (sources.${name}.${key} in ${ctx.origin})`
     const table = yield* describeTable(config.table)
     if (table === undefined) {
-      return { problems: [`${at("table")}: table ${config.table} does not exist${config.table.includes(".") ? "" : " in the search_path"}; create it or fix the name`] }
+      return {
+        problems: [
+          `${at("table")}: table ${config.table} does not exist${
+            config.table.includes(".") ? "" : " in the search_path"
+          }; create it or fix the name`
+        ]
+      }
     }
     const qualified = `${table.schema}.${table.name}`
     const problems: Array<string> = []
-    if (table.kind !== "r" && table.kind !== "p") problems.push(`${at("table")}: ${qualified} is not a table (a view or another relation); declare the table it reads`)
+    if (table.kind !== "r" && table.kind !== "p") {
+      problems.push(
+        `${at("table")}: ${qualified} is not a table (a view or another relation); declare the table it reads`
+      )
+    }
     const byName = new Map(table.columns.map((c) => [c.name, c]))
     const known = table.columns.map((c) => c.name).join(", ")
     const column = (key: string, col: string | undefined) => {
@@ -238,17 +254,29 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
     let idColumn = config.id
     if (idColumn === undefined) {
       if (table.primaryKey.length === 1) idColumn = table.primaryKey[0]
-      else problems.push(`${at("id")}: ${qualified} has ${table.primaryKey.length === 0 ? "no primary key" : "a primary key of several columns"}; set "id" to a unique column`)
+      else {problems.push(
+          `${at("id")}: ${qualified} has ${
+            table.primaryKey.length === 0 ? "no primary key" : "a primary key of several columns"
+          }; set "id" to a unique column`
+        )}
     }
     const id = column("id", idColumn)
-    const text: TextSpec = typeof config.text === "string" ? parseTemplate(config.text) : { kind: "sql", expression: config.text.sql }
-    if (text.kind === "template") for (const p of text.parts) if ("column" in p) column("text", p.column)
+    const text: TextSpec = typeof config.text === "string"
+      ? parseTemplate(config.text)
+      : { kind: "sql", expression: config.text.sql }
+    if (text.kind === "template") { for (const p of text.parts) if ("column" in p) column("text", p.column) }
     const watch = config.watch ?? columnsRead(text, table.columns.map((c) => c.name))
     for (const w of config.watch ?? []) column("watch", w)
-    if (watch.length === 0) problems.push(`${at("watch")}: cannot tell which columns the text expression reads; list them in "watch"`)
+    if (watch.length === 0) {
+      problems.push(`${at("watch")}: cannot tell which columns the text expression reads; list them in "watch"`)
+    }
     if (text.kind === "sql") {
-      const checked = yield* sql`SELECT (${sql.literal(text.expression)})::text FROM ${sql(qualified)} LIMIT 0`.pipe(Effect.either)
-      if (checked._tag === "Left") problems.push(`${at("text")}: the expression does not run on ${qualified}: ${sqlReason(checked.left)}`)
+      const checked = yield* sql`SELECT (${sql.literal(text.expression)})::text FROM ${sql(qualified)} LIMIT 0`.pipe(
+        Effect.either
+      )
+      if (checked._tag === "Left") {
+        problems.push(`${at("text")}: the expression does not run on ${qualified}: ${sqlReason(checked.left)}`)
+      }
     }
     for (const key of ["title", "content", "created_at", "topic"] as const) column(key, config[key])
     const filters: Array<FilterColumn> = []
@@ -257,10 +285,18 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
       if (c) filters.push({ column: f, type: c.type, kind: filterKind(c.type) })
     }
     const created = config.created_at === undefined ? undefined : byName.get(config.created_at)
-    if (created && filterKind(created.type) !== "date") problems.push(`${at("created_at")}: ${qualified}.${config.created_at} is ${created.type}, not a date or timestamp`)
+    if (created && filterKind(created.type) !== "date") {
+      problems.push(
+        `${at("created_at")}: ${qualified}.${config.created_at} is ${created.type}, not a date or timestamp`
+      )
+    }
     const language = config.language ?? "english"
     const ts = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_ts_config WHERE cfgname = ${language}`
-    if ((ts[0]?.n ?? 0) === 0) problems.push(`${at("language")}: no text search configuration "${language}" in this database (try english or simple)`)
+    if ((ts[0]?.n ?? 0) === 0) {
+      problems.push(
+        `${at("language")}: no text search configuration "${language}" in this database (try english or simple)`
+      )
+    }
     let storage: VectorStorage = { kind: "internal", table: vectorTableName(name) }
     let index: VectorIndexSpec = {
       schema: ctx.stateSchema,
@@ -277,13 +313,30 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
       if (v) {
         const dims = parseVectorDimensions(v.type)
         if (dims === undefined) {
-          problems.push(`${at("vector")}: ${qualified}.${v.name} is ${v.type}; it must be vector(n) with a fixed number of dimensions`)
+          problems.push(
+            `${
+              at("vector")
+            }: ${qualified}.${v.name} is ${v.type}; it must be vector(n) with a fixed number of dimensions`
+          )
         } else if (dims !== ctx.dimensions) {
-          problems.push(`${at("vector")}: ${qualified}.${v.name} is vector(${dims}) but EMBEDDING_DIMENSIONS is ${ctx.dimensions}; set EMBEDDING_DIMENSIONS=${dims} (and a ${dims}-d model)`)
+          problems.push(
+            `${
+              at("vector")
+            }: ${qualified}.${v.name} is vector(${dims}) but EMBEDDING_DIMENSIONS is ${ctx.dimensions}; set EMBEDDING_DIMENSIONS=${dims} (and a ${dims}-d model)`
+          )
         }
-        if (!v.update) problems.push(`${at("vector")}: the database role may not UPDATE ${qualified}.${v.name}; GRANT UPDATE (${v.name}) ON ${qualified} to it`)
+        if (!v.update) {
+          problems.push(
+            `${
+              at("vector")
+            }: the database role may not UPDATE ${qualified}.${v.name}; GRANT UPDATE (${v.name}) ON ${qualified} to it`
+          )
+        }
         storage = { kind: "column", column: v.name }
-        const existing = table.hnsw.filter((i) => i.valid).map((i) => ({ ...i, operator: hnswOn(i.definition, v.name) })).find((i) => i.operator !== undefined)
+        const existing = table.hnsw.filter((i) => i.valid).map((i) => ({
+          ...i,
+          operator: hnswOn(i.definition, v.name)
+        })).find((i) => i.operator !== undefined)
         const ownName = `autoembed_${name}_hnsw`
         const ours = table.hnsw.find((i) => i.name === ownName)
         index = existing && existing.name !== ownName && !ours
@@ -297,17 +350,44 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
             operator: existing.operator!,
             halfvec: existing.definition.includes("halfvec")
           }
-          : { schema: table.schema, table: table.name, column: v.name, name: ownName, owned: true, create: config.index !== false, operator: "<=>", halfvec: false }
+          : {
+            schema: table.schema,
+            table: table.name,
+            column: v.name,
+            name: ownName,
+            owned: true,
+            create: config.index !== false,
+            operator: "<=>",
+            halfvec: false
+          }
         if (index.owned && index.create && !table.isOwner) {
-          problems.push(`${at("index")}: creating the HNSW index on ${qualified} needs its owner's rights; run as the owner, create an HNSW index on ${v.name} yourself, or set "index": false`)
+          problems.push(
+            `${
+              at("index")
+            }: creating the HNSW index on ${qualified} needs its owner's rights; run as the owner, create an HNSW index on ${v.name} yourself, or set "index": false`
+          )
         }
         if (index.owned && index.create && table.kind === "p") {
-          problems.push(`${at("index")}: ${qualified} is partitioned, so its index cannot be built CONCURRENTLY; create an HNSW index on ${v.name} yourself or set "index": false`)
+          problems.push(
+            `${
+              at("index")
+            }: ${qualified} is partitioned, so its index cannot be built CONCURRENTLY; create an HNSW index on ${v.name} yourself or set "index": false`
+          )
         }
       }
     }
-    if (!table.canSelect) problems.push(`${at("table")}: the database role may not SELECT from ${qualified}; GRANT SELECT ON ${qualified} to it`)
-    if (!table.canTrigger) problems.push(`${at("table")}: the database role may not create triggers on ${qualified}; GRANT TRIGGER ON ${qualified} to it (or run as its owner)`)
+    if (!table.canSelect) {
+      problems.push(
+        `${at("table")}: the database role may not SELECT from ${qualified}; GRANT SELECT ON ${qualified} to it`
+      )
+    }
+    if (!table.canTrigger) {
+      problems.push(
+        `${
+          at("table")
+        }: the database role may not create triggers on ${qualified}; GRANT TRIGGER ON ${qualified} to it (or run as its owner)`
+      )
+    }
     if (problems.length > 0 || id === undefined) return { problems }
     const source: Source = {
       name,
@@ -332,4 +412,3 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
     }
     return { source, problems: [] as Array<string> }
   })
-

@@ -1,6 +1,6 @@
+import { Effect, Either, ParseResult, Schema } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import * as Path from "node:path"
-import { Effect, Either, ParseResult, Schema } from "effect"
 import { parse as parseYaml } from "yaml"
 
 /**
@@ -16,7 +16,9 @@ const Name = (what: string) =>
   )
 
 /** A SQL expression over the row; trusted, like the rest of the file (it is the operator's). */
-export const SqlText = Schema.Struct({ sql: Schema.String.pipe(Schema.minLength(1, { message: () => "sql must be an expression" })) })
+export const SqlText = Schema.Struct({
+  sql: Schema.String.pipe(Schema.minLength(1, { message: () => "sql must be an expression" }))
+})
 
 export const SourceConfig = Schema.Struct({
   /** "schema.table" or "table" (public); names are matched exactly as the catalog spells them. */
@@ -50,8 +52,12 @@ export const SourceConfig = Schema.Struct({
   language: Schema.optional(Name("language")),
   /** Okapi BM25 parameters of full-text ranking: term saturation k1 (default 0.9) and length normalisation b (default 0.4). */
   bm25: Schema.optional(Schema.Struct({
-    k1: Schema.optional(Schema.Number.pipe(Schema.between(0, 3, { message: () => "bm25.k1 must be from 0 to 3 (0.9 by default)" }))),
-    b: Schema.optional(Schema.Number.pipe(Schema.between(0, 1, { message: () => "bm25.b must be from 0 to 1 (0.4 by default)" })))
+    k1: Schema.optional(
+      Schema.Number.pipe(Schema.between(0, 3, { message: () => "bm25.k1 must be from 0 to 3 (0.9 by default)" }))
+    ),
+    b: Schema.optional(
+      Schema.Number.pipe(Schema.between(0, 1, { message: () => "bm25.b must be from 0 to 1 (0.4 by default)" }))
+    )
   })),
   /** Create an HNSW index when the vector column has none (default true). */
   index: Schema.optional(Schema.Boolean)
@@ -99,7 +105,13 @@ const parseText = (path: string, text: string): Either.Either<unknown, ConfigFil
   try {
     return Either.right(path.endsWith(".json") ? JSON.parse(text) : parseYaml(text))
   } catch (e) {
-    return Either.left(new ConfigFileError({ message: `${path}: not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${(e as Error).message.split("\n")[0]}` }))
+    return Either.left(
+      new ConfigFileError({
+        message: `${path}: not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${
+          (e as Error).message.split("\n")[0]
+        }`
+      })
+    )
   }
 }
 
@@ -112,19 +124,28 @@ export const loadConfigFile = (explicit: string | undefined, cwd: string = proce
     let path: string
     if (explicit !== undefined && explicit.trim() !== "") {
       path = Path.resolve(cwd, explicit)
-      if (!existsSync(path)) return yield* new ConfigFileError({ message: `AUTOEMBED_CONFIG names ${path}, which does not exist` })
+      if (!existsSync(path)) {
+        return yield* new ConfigFileError({ message: `AUTOEMBED_CONFIG names ${path}, which does not exist` })
+      }
     } else {
       const found = CONFIG_FILE_NAMES.map((n) => Path.join(cwd, n)).filter((p) => existsSync(p))
       if (found.length === 0) return undefined
       if (found.length > 1) {
-        return yield* new ConfigFileError({ message: `${found.map((p) => Path.basename(p)).join(" and ")} both exist in ${cwd}; keep one (or set AUTOEMBED_CONFIG)` })
+        return yield* new ConfigFileError({
+          message: `${
+            found.map((p) => Path.basename(p)).join(" and ")
+          } both exist in ${cwd}; keep one (or set AUTOEMBED_CONFIG)`
+        })
       }
       path = found[0]
     }
-    if (!/\.(json|ya?ml)$/.test(path)) return yield* new ConfigFileError({ message: `${path}: the configuration file must end in .json, .yaml or .yml` })
+    if (!/\.(json|ya?ml)$/.test(path)) {
+      return yield* new ConfigFileError({ message: `${path}: the configuration file must end in .json, .yaml or .yml` })
+    }
     const text = yield* Effect.try({
       try: () => readFileSync(path, "utf8"),
-      catch: (e) => new ConfigFileError({ message: `${path}: cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})` })
+      catch: (e) =>
+        new ConfigFileError({ message: `${path}: cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})` })
     })
     const raw = yield* parseText(path, text)
     const file = yield* Schema.decodeUnknown(ConfigFile, { onExcessProperty: "error", errors: "all" })(raw ?? {}).pipe(

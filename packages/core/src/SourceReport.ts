@@ -17,7 +17,11 @@ export interface SourceFinding {
   readonly missing_vectors: number | null
   /** Triggers installed for it, out of 3 (insert, update, delete). */
   readonly triggers: number
-  readonly index: { readonly name: string; readonly state: "valid" | "invalid" | "missing" | "none"; readonly owned: boolean } | null
+  readonly index: {
+    readonly name: string
+    readonly state: "valid" | "invalid" | "missing" | "none"
+    readonly owned: boolean
+  } | null
   readonly problems: ReadonlyArray<string>
 }
 
@@ -31,19 +35,42 @@ export const inspectSources = Effect.gen(function*() {
   const database = yield* Database
   const schema = config.stateSchema
   const general: Array<string> = []
-  yield* checkPrerequisites(schema, database.description).pipe(Effect.catchTag("DatabaseError", (e) => Effect.sync(() => general.push(e.message))))
+  yield* checkPrerequisites(schema, database.description).pipe(
+    Effect.catchTag("DatabaseError", (e) => Effect.sync(() => general.push(e.message)))
+  )
   const declared = yield* declaredSources(config)
   const triggers = yield* installedTriggers(schema)
   const installed = (yield* sql<{ r: string | null }>`SELECT to_regclass(${`${schema}.rows`})::text AS r`)[0].r !== null
   const ctx = { ...resolveContext(config, database.kind === "postgres"), origin: originOf(config) }
   const findings: Array<SourceFinding> = []
   for (const d of declared) {
-    const resolved = yield* resolveSource(d.name, d.config, { ...ctx, builtin: d.builtin, origin: d.builtin ? "the built-in model" : ctx.origin })
+    const resolved = yield* resolveSource(d.name, d.config, {
+      ...ctx,
+      builtin: d.builtin,
+      origin: d.builtin ? "the built-in model" : ctx.origin
+    })
     if (!resolved.source) {
-      findings.push({ name: d.name, table: d.config.table, builtin: d.builtin, storage: null, rows: null, missing_vectors: null, triggers: 0, index: null, problems: resolved.problems })
+      findings.push({
+        name: d.name,
+        table: d.config.table,
+        builtin: d.builtin,
+        storage: null,
+        rows: null,
+        missing_vectors: null,
+        triggers: 0,
+        index: null,
+        problems: resolved.problems
+      })
       continue
     }
-    findings.push(yield* inspectOne(resolved.source, { installed, triggers: triggers.filter((t) => t.source === d.name && t.schema === resolved.source!.schema && t.table === resolved.source!.tableName).length }))
+    findings.push(
+      yield* inspectOne(resolved.source, {
+        installed,
+        triggers: triggers.filter((t) =>
+          t.source === d.name && t.schema === resolved.source!.schema && t.table === resolved.source!.tableName
+        ).length
+      })
+    )
   }
   const problems = [...general, ...findings.flatMap((f) => f.problems)]
   return { database: database.description, schema, config_file: originOf(config), sources: findings, problems }
@@ -56,33 +83,53 @@ const inspectOne = (source: Source, state: { readonly installed: boolean; readon
     const st = stateTables(sql, config.stateSchema)
     const table = sql(`${source.schema}.${source.tableName}`)
     const internalExists = source.storage.kind === "internal" &&
-      (yield* sql<{ r: string | null }>`SELECT to_regclass(${`${config.stateSchema}.${vectorTableName(source.name)}`})::text AS r`)[0].r !== null
+      (yield* sql<{ r: string | null }>`SELECT to_regclass(${`${config.stateSchema}.${
+          vectorTableName(source.name)
+        }`})::text AS r`)[0].r !== null
     const [counts] = yield* sql<{ rows: number; missing: number }>`
       SELECT count(*)::int AS rows,
-        ${source.storage.kind === "column"
-          ? sql`count(*) FILTER (WHERE t.${sql(source.storage.column)} IS NULL)::int`
-          : internalExists
-          ? sql`count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ${st.vectors(source.name)} v WHERE v.id = t.${sql(source.idColumn)}))::int`
-          : sql`count(*)::int`} AS missing
+        ${
+      source.storage.kind === "column"
+        ? sql`count(*) FILTER (WHERE t.${sql(source.storage.column)} IS NULL)::int`
+        : internalExists
+        ? sql`count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ${st.vectors(source.name)} v WHERE v.id = t.${
+          sql(source.idColumn)
+        }))::int`
+        : sql`count(*)::int`
+    } AS missing
       FROM ${table} t`
     const [index] = yield* findIndexes([source.index])
     const problems: Array<string> = []
     if (!state.installed || state.triggers < 3) {
-      problems.push(`Source "${source.name}": ${state.triggers} of 3 triggers installed on ${source.table}; run \`pnpm cli migrate\``)
+      problems.push(
+        `Source "${source.name}": ${state.triggers} of 3 triggers installed on ${source.table}; run \`pnpm cli migrate\``
+      )
     }
     const wantsIndex = source.index.create || !source.index.owned
     if (wantsIndex && (!index || !index.valid) && state.installed) {
-      problems.push(`Source "${source.name}": the HNSW index ${source.index.schema}.${source.index.name} is ${index ? "not valid" : "missing"}; run \`pnpm cli reindex\``)
+      problems.push(
+        `Source "${source.name}": the HNSW index ${source.index.schema}.${source.index.name} is ${
+          index ? "not valid" : "missing"
+        }; run \`pnpm cli reindex\``
+      )
     }
     const finding: SourceFinding = {
       name: source.name,
       table: source.table,
       builtin: source.builtin,
-      storage: source.storage.kind === "column" ? `column ${source.table}.${source.storage.column}` : `${config.stateSchema}.${vectorTableName(source.name)}`,
+      storage: source.storage.kind === "column"
+        ? `column ${source.table}.${source.storage.column}`
+        : `${config.stateSchema}.${vectorTableName(source.name)}`,
       rows: counts.rows,
       missing_vectors: counts.missing,
       triggers: state.triggers,
-      index: wantsIndex ? { name: `${source.index.schema}.${source.index.name}`, state: index ? (index.valid ? "valid" : "invalid") : "missing", owned: source.index.owned } : null,
+      index: wantsIndex
+        ? {
+          name: `${source.index.schema}.${source.index.name}`,
+          state: index ? (index.valid ? "valid" : "invalid") : "missing",
+          owned: source.index.owned
+        }
+        : null,
       problems
     }
     return finding

@@ -14,7 +14,9 @@ export const sourceSql = (sql: SqlClient.SqlClient) => {
     s.text.kind === "sql"
       ? sql`(${sql.literal(s.text.expression)})`
       // concat renders NULL as empty; its literal pieces are parameters, typed so "any" accepts them.
-      : sql`concat(${sql.csv(s.text.parts.map((p) => ("column" in p ? sql`${sql(p.column)}` : sql`${p.literal}::text`)))})`
+      : sql`concat(${
+        sql.csv(s.text.parts.map((p) => ("column" in p ? sql`${sql(p.column)}` : sql`${p.literal}::text`)))
+      })`
   const hash = (s: Source) => sql`md5(coalesce(${text(s)}, ''))`
   const tsvector = (s: Source, value: Fragment) => sql`to_tsvector(${s.language}::regconfig, coalesce(${value}, ''))`
   /** Ids given as text, cast to the key's own type so the primary key serves the lookup. */

@@ -4,14 +4,23 @@ import { Context, Data, Effect, Layer, Option } from "effect"
 import { AutoEmbedConfig, type AutoEmbedConfigShape } from "./AutoEmbedConfig.js"
 import { builtinSources, createBuiltinTables } from "./Builtin.js"
 import { Database, type DatabaseError } from "./Database.js"
-import { checkPrerequisites, type DimensionMismatch, ensureIndexes, installSource, installState, removeStaleTriggers } from "./Installer.js"
+import {
+  checkPrerequisites,
+  type DimensionMismatch,
+  ensureIndexes,
+  installSource,
+  installState,
+  removeStaleTriggers
+} from "./Installer.js"
 import { type ResolveContext, resolveSource, type Source } from "./SourceCatalog.js"
 import { decodeSources, type SourceConfig } from "./SourceConfig.js"
 
 export type { Source } from "./SourceCatalog.js"
 
 /** A declared source that cannot be served as declared; the message has one line per problem. */
-export class SourceError extends Data.TaggedError("SourceError")<{ readonly message: string; readonly cause?: unknown }> {}
+export class SourceError
+  extends Data.TaggedError("SourceError")<{ readonly message: string; readonly cause?: unknown }>
+{}
 
 export interface Declared {
   readonly name: string
@@ -28,18 +37,23 @@ export interface SourcesShape {
 }
 
 /** Where the declarations come from, for messages. */
-export const originOf = (config: AutoEmbedConfigShape) => Option.getOrElse(config.configFile, () => "the sources given in code")
+export const originOf = (config: AutoEmbedConfigShape) =>
+  Option.getOrElse(config.configFile, () => "the sources given in code")
 
 /** The built-in sources (when on) and the declared ones, validated, with unique names. */
 export const declaredSources = (config: AutoEmbedConfigShape) =>
   Effect.gen(function*() {
     const origin = originOf(config)
-    const declared = yield* decodeSources(config.sources, origin).pipe(Effect.mapError((e) => new SourceError({ message: e.message })))
+    const declared = yield* decodeSources(config.sources, origin).pipe(
+      Effect.mapError((e) => new SourceError({ message: e.message }))
+    )
     const builtin = config.builtin ? Object.entries(builtinSources) : []
     const clash = builtin.find(([name]) => name in declared)
     if (clash) {
       return yield* new SourceError({
-        message: `Source "${clash[0]}" in ${origin} has the name of a built-in source; rename it, or turn the built-in model off (AUTOEMBED_BUILTIN=false)`
+        message: `Source "${
+          clash[0]
+        }" in ${origin} has the name of a built-in source; rename it, or turn the built-in model off (AUTOEMBED_BUILTIN=false)`
       })
     }
     return [
@@ -49,10 +63,18 @@ export const declaredSources = (config: AutoEmbedConfigShape) =>
   })
 
 /** Resolves sources against the catalog; all problems of all sources in one error, one line each. */
-export const resolveSources = (declared: ReadonlyArray<Declared>, ctx: Omit<ResolveContext, "builtin" | "origin">, origin: string) =>
+export const resolveSources = (
+  declared: ReadonlyArray<Declared>,
+  ctx: Omit<ResolveContext, "builtin" | "origin">,
+  origin: string
+) =>
   Effect.gen(function*() {
     const results = yield* Effect.forEach(declared, (d) =>
-      resolveSource(d.name, d.config, { ...ctx, builtin: d.builtin, origin: d.builtin ? "the built-in model" : origin }))
+      resolveSource(d.name, d.config, {
+        ...ctx,
+        builtin: d.builtin,
+        origin: d.builtin ? "the built-in model" : origin
+      }))
     const problems = results.flatMap((r) => r.problems)
     if (problems.length > 0) return yield* new SourceError({ message: problems.join("\n") })
     return results.flatMap((r) => (r.source ? [r.source] : []))
@@ -97,7 +119,11 @@ const install = Effect.gen(function*() {
       const resolved = [...builtin, ...declaredOnly]
       for (const s of resolved) yield* installSource(s, config.stateSchema)
       const removed = yield* removeStaleTriggers(resolved, config.stateSchema)
-      for (const tg of removed) yield* Effect.logInfo(`autoembed: removed trigger ${tg.name} on ${tg.schema}.${tg.table} (source "${tg.source}" is no longer declared)`)
+      for (const tg of removed) {
+        yield* Effect.logInfo(
+          `autoembed: removed trigger ${tg.name} on ${tg.schema}.${tg.table} (source "${tg.source}" is no longer declared)`
+        )
+      }
       return resolved
     })
   )
@@ -116,7 +142,9 @@ export const makeSourcesShape = (all: ReadonlyArray<Source>, builtin: boolean): 
       const s = byName.get(name)
       return s
         ? Effect.succeed(s)
-        : Effect.fail(new SourceError({ message: `Unknown entity type "${name}"; known: ${names.join(", ") || "none"}` }))
+        : Effect.fail(
+          new SourceError({ message: `Unknown entity type "${name}"; known: ${names.join(", ") || "none"}` })
+        )
     }
   }
 }

@@ -23,7 +23,8 @@ export const sqlStateOf = (e: unknown): string | undefined =>
 
 /** Network-level failures reaching the database carry no SQLSTATE, only a socket error code or pg's words. */
 const SOCKET_CODES = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/
-const SOCKET_MESSAGES = /connection (terminated|refused|closed)|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i
+const SOCKET_MESSAGES =
+  /connection (terminated|refused|closed)|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i
 
 /**
  * The database is unreachable or shutting down: class 08 (connection), 57P01-57P03 (shutdown,
@@ -33,7 +34,8 @@ export const isConnectionLoss = (e: unknown): boolean => {
   const state = sqlStateOf(e)
   if (state !== undefined) return state.startsWith("08") || /^57P0[1-3]$/.test(state) || state === "53300"
   return causeChain(e).some((c) =>
-    (typeof c.code === "string" && SOCKET_CODES.test(c.code)) || (typeof c.message === "string" && SOCKET_MESSAGES.test(c.message))
+    (typeof c.code === "string" && SOCKET_CODES.test(c.code)) ||
+    (typeof c.message === "string" && SOCKET_MESSAGES.test(c.message))
   )
 }
 
@@ -52,7 +54,8 @@ export const sqlReason = (e: unknown): string => {
   const state = sqlStateOf(e)
   const holder = chain.find((c) => typeof c.code === "string" && typeof c.message === "string")
   const inner = holder ?? chain.at(-1)
-  const words = (typeof inner?.message === "string" && inner.message !== "" ? inner.message : String(inner ?? e)).split("\n")[0]
+  const words =
+    (typeof inner?.message === "string" && inner.message !== "" ? inner.message : String(inner ?? e)).split("\n")[0]
   const code = state !== undefined ? `SQLSTATE ${state}` : typeof holder?.code === "string" ? holder.code : undefined
   const reason = code === undefined ? words : `${words} (${code})`
   return reason.length > 300 ? reason.slice(0, 300) + "…" : reason
@@ -88,11 +91,12 @@ export const conflictSchedule = Schedule.exponential(Duration.millis(10), 2).pip
  * A statement that survives a blip: retried through an outage (up to `within`) and after a lost
  * race, then failed with its name and SQLSTATE in the message. Only safe for idempotent work.
  */
-export const resilient = (statement: string, within: Duration.DurationInput) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  self.pipe(
-    Effect.retry({ schedule: outageSchedule(within), while: isConnectionLoss }),
-    Effect.retry({ schedule: conflictSchedule, while: isConflict }),
-    Effect.mapError((e) => (e instanceof SqlError ? (nameFailure(statement)(e) as E) : e)),
-    Effect.withSpan(statement)
-  )
+export const resilient =
+  (statement: string, within: Duration.DurationInput) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    self.pipe(
+      Effect.retry({ schedule: outageSchedule(within), while: isConnectionLoss }),
+      Effect.retry({ schedule: conflictSchedule, while: isConflict }),
+      Effect.mapError((e) => (e instanceof SqlError ? (nameFailure(statement)(e) as E) : e)),
+      Effect.withSpan(statement)
+    )

@@ -50,11 +50,36 @@ export interface StatusReport {
     readonly last_5_minutes_per_second: number
     readonly series: ReadonlyArray<{ readonly at: string; readonly embedded: number }>
   }
-  readonly totals: { readonly embedded: number; readonly failed: number; readonly skipped: number; readonly batches: number; readonly provider_errors: Readonly<Record<string, number>> }
-  readonly provider: { readonly provider: string; readonly model: string; readonly dimensions: number; readonly model_key: string }
+  readonly totals: {
+    readonly embedded: number
+    readonly failed: number
+    readonly skipped: number
+    readonly batches: number
+    readonly provider_errors: Readonly<Record<string, number>>
+  }
+  readonly provider: {
+    readonly provider: string
+    readonly model: string
+    readonly dimensions: number
+    readonly model_key: string
+  }
   readonly database: { readonly kind: string; readonly description: string }
-  readonly index_settings: { readonly kind: string; readonly m: number; readonly ef_construction: number; readonly ef_search: number }
-  readonly recent_errors: ReadonlyArray<{ readonly type: string; readonly id: string; readonly error: string; readonly at: string; readonly attempts: number; readonly failed: boolean }>
+  readonly index_settings: {
+    readonly kind: string
+    readonly m: number
+    readonly ef_construction: number
+    readonly ef_search: number
+  }
+  readonly recent_errors: ReadonlyArray<
+    {
+      readonly type: string
+      readonly id: string
+      readonly error: string
+      readonly at: string
+      readonly attempts: number
+      readonly failed: boolean
+    }
+  >
   readonly notes: ReadonlyArray<string>
   readonly generated_at: string
 }
@@ -93,9 +118,19 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           matches_config: idx.matchesConfig,
           bulk: idx.bulkMark
         }
-        if (idx.bulkMark) notes.push(`${s.name}: bulk load (${idx.bulkMark}); search scans exactly until the index is built at its end (or \`pnpm cli reindex\`)`)
-        else if (index.state !== "valid") notes.push(`${s.name}: HNSW index ${index.state}; search scans exactly until it is rebuilt (\`pnpm cli reindex\`)`)
-        else if (!idx.matchesConfig) notes.push(`${s.name}: the HNSW index differs from the configured settings; \`pnpm cli reindex\` applies them`)
+        if (idx.bulkMark) {
+          notes.push(
+            `${s.name}: bulk load (${idx.bulkMark}); search scans exactly until the index is built at its end (or \`pnpm cli reindex\`)`
+          )
+        } else if (index.state !== "valid") {
+          notes.push(
+            `${s.name}: HNSW index ${index.state}; search scans exactly until it is rebuilt (\`pnpm cli reindex\`)`
+          )
+        } else if (!idx.matchesConfig) {
+          notes.push(
+            `${s.name}: the HNSW index differs from the configured settings; \`pnpm cli reindex\` applies them`
+          )
+        }
         sourcesReport[s.name] = {
           total: c.total,
           embedded: c.embedded,
@@ -111,7 +146,11 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       }
       if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")
       const st = Option.getOrUndefined(stats)
-      if (st !== undefined && !st.listening) notes.push(`wake-ups are down (the LISTEN connection is reconnecting); workers poll every ${config.pollIntervalMs} ms meanwhile`)
+      if (st !== undefined && !st.listening) {
+        notes.push(
+          `wake-ups are down (the LISTEN connection is reconnecting); workers poll every ${config.pollIntervalMs} ms meanwhile`
+        )
+      }
       const result: StatusReport = {
         sources: sourcesReport,
         queue: {
@@ -138,9 +177,19 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           batches: snapshot.batches,
           provider_errors: snapshot.providerErrors
         },
-        provider: { provider: provider.provider, model: provider.model, dimensions: provider.dimensions, model_key: modelKey },
+        provider: {
+          provider: provider.provider,
+          model: provider.model,
+          dimensions: provider.dimensions,
+          model_key: modelKey
+        },
         database: { kind: database.kind, description: database.description },
-        index_settings: { kind: config.indexKind, m: config.hnswM, ef_construction: config.hnswEfConstruction, ef_search: config.efSearch },
+        index_settings: {
+          kind: config.indexKind,
+          m: config.hnswM,
+          ef_construction: config.hnswEfConstruction,
+          ef_search: config.efSearch
+        },
         recent_errors: errors.map((e) => ({
           type: e.source,
           id: e.row_id,

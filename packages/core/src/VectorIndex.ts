@@ -39,9 +39,16 @@ export const hnswGraphBytesPerRow = (kind: IndexKind, dimensions: number, m: num
  */
 export const buildMemoryPlan = (
   rows: number,
-  config: { readonly indexKind: IndexKind; readonly dimensions: number; readonly hnswM: number; readonly indexBuildMemoryMb: number }
+  config: {
+    readonly indexKind: IndexKind
+    readonly dimensions: number
+    readonly hnswM: number
+    readonly indexBuildMemoryMb: number
+  }
 ) => {
-  const neededMb = Math.ceil((rows * hnswGraphBytesPerRow(config.indexKind, config.dimensions, config.hnswM)) / 1024 / 1024)
+  const neededMb = Math.ceil(
+    (rows * hnswGraphBytesPerRow(config.indexKind, config.dimensions, config.hnswM)) / 1024 / 1024
+  )
   const memoryMb = Math.min(config.indexBuildMemoryMb, Math.max(64, Math.ceil(neededMb * 1.2)))
   return { rows, neededMb, memoryMb, fits: neededMb <= config.indexBuildMemoryMb }
 }
@@ -97,8 +104,9 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
             efConstruction: parsed?.efConstruction ?? null,
             definition: row?.definition ?? null,
             bulkMark: mark ? `${mark.state} since ${new Date(mark.started_at).toISOString()}` : null,
-            matchesConfig: row !== undefined && row.valid && (!source.index.owned || (parsed!.kind === config.indexKind && parsed!.m === config.hnswM &&
-              parsed!.efConstruction === config.hnswEfConstruction))
+            matchesConfig: row !== undefined && row.valid &&
+              (!source.index.owned || (parsed!.kind === config.indexKind && parsed!.m === config.hnswM &&
+                parsed!.efConstruction === config.hnswEfConstruction))
           }
         })
       })
@@ -116,7 +124,9 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
       yield* sql`INSERT INTO ${st.indexState} (source, state, note) VALUES (${source.name}, 'bulk_loading', 'index dropped for a bulk load')
         ON CONFLICT (source) DO UPDATE SET state = 'bulk_loading', started_at = now()`
       yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
-      yield* Effect.logInfo(`autoembed: ${source.name}: HNSW index dropped for a bulk load; search scans exactly until it is rebuilt`)
+      yield* Effect.logInfo(
+        `autoembed: ${source.name}: HNSW index dropped for a bulk load; search scans exactly until it is rebuilt`
+      )
     })
 
     /**
@@ -136,13 +146,20 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
         yield* Effect.scoped(
           Effect.gen(function*() {
             const conn = yield* sql.reserve
-            const setting = (key: string, value: string) => conn.execute("SELECT set_config($1, $2, false)", [key, value], undefined)
+            const setting = (key: string, value: string) =>
+              conn.execute("SELECT set_config($1, $2, false)", [key, value], undefined)
             // The session goes back to the pool afterwards: leave it as it was.
             yield* Effect.addFinalizer(() =>
-              Effect.forEach(["maintenance_work_mem", "max_parallel_maintenance_workers", "min_parallel_table_scan_size"], (key) =>
-                conn.executeRaw(`RESET ${key}`, [])).pipe(Effect.ignore)
+              Effect.forEach([
+                "maintenance_work_mem",
+                "max_parallel_maintenance_workers",
+                "min_parallel_table_scan_size"
+              ], (key) => conn.executeRaw(`RESET ${key}`, [])).pipe(Effect.ignore)
             )
-            const dropInvalid = conn.executeRaw(sql`DROP INDEX CONCURRENTLY IF EXISTS ${qualifiedName}`.compile()[0], [])
+            const dropInvalid = conn.executeRaw(
+              sql`DROP INDEX CONCURRENTLY IF EXISTS ${qualifiedName}`.compile()[0],
+              []
+            )
             if (name === spec.name && current.exists && !current.valid) yield* dropInvalid
             const [vectors] = yield* sql<{ n: number }>`
               SELECT count(*)::int8 AS n FROM ${indexed} WHERE ${sql(spec.column)} IS NOT NULL`
@@ -157,21 +174,24 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
             yield* setting("maintenance_work_mem", `${plan.memoryMb}MB`)
             // A table whose vectors live in TOAST looks small to the planner, which would build serially.
             yield* setting("min_parallel_table_scan_size", "0")
-            if (Option.isSome(config.indexBuildWorkers)) yield* setting("max_parallel_maintenance_workers", String(config.indexBuildWorkers.value))
+            if (Option.isSome(config.indexBuildWorkers)) {
+              yield* setting("max_parallel_maintenance_workers", String(config.indexBuildWorkers.value))
+            }
             yield* conn.executeRaw(statement, []).pipe(
               Effect.catchIf(isSharedMemoryExhausted, (error) =>
                 Effect.gen(function*() {
                   // A parallel build keeps its graph in /dev/shm (64 MB by default in a container): build in one process instead.
                   yield* Effect.logWarning(
                     `autoembed: ${source.name}: the server could not allocate ${plan.memoryMb} MB of shared memory for a parallel index build ` +
-                      `(${String(error.cause).slice(0, 160)}); building with one process instead. Give PostgreSQL a larger /dev/shm ` +
+                      `(${
+                        String(error.cause).slice(0, 160)
+                      }); building with one process instead. Give PostgreSQL a larger /dev/shm ` +
                       `(Docker: shm_size) or lower AUTOEMBED_INDEX_BUILD_MEMORY_MB.`
                   )
                   yield* dropInvalid
                   yield* setting("max_parallel_maintenance_workers", "0")
                   yield* conn.executeRaw(statement, [])
-                })
-              )
+                }))
             )
             yield* conn.executeRaw(sql`ANALYZE ${indexed}`.compile()[0], [])
           })
@@ -179,14 +199,18 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
       } else {
         yield* sql.withTransaction(
           Effect.gen(function*() {
-            if (name === spec.name && current.exists && !current.valid) yield* sql`DROP INDEX IF EXISTS ${qualifiedName}`
+            if (name === spec.name && current.exists && !current.valid) {
+              yield* sql`DROP INDEX IF EXISTS ${qualifiedName}`
+            }
             yield* sql`SELECT set_config('maintenance_work_mem', '256MB', true)`
             yield* sql.unsafe(statement)
           })
         )
       }
       if (name === spec.name) yield* sql`DELETE FROM ${st.indexState} WHERE source = ${source.name}`
-      yield* Effect.logInfo(`autoembed: ${source.name}: HNSW index built in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      yield* Effect.logInfo(
+        `autoembed: ${source.name}: HNSW index built in ${((Date.now() - started) / 1000).toFixed(1)} s`
+      )
     })
 
     /**
@@ -194,34 +218,36 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
      * interrupted bulk load, or built with other settings get a new one (`force` rebuilds all).
      * On a server the new index is built beside the old one, which keeps serving until the swap.
      */
-    const reindex = Effect.fn("VectorIndex.reindex")(function*(options: { readonly force?: boolean; readonly sources?: ReadonlyArray<string> } = {}) {
-      const rebuilt: Array<string> = []
-      for (const source of sources.all) {
-        if (options.sources && !options.sources.includes(source.name)) continue
-        // An index of the user's own is theirs to change.
-        if (!source.index.owned || !source.index.create) continue
-        const current = yield* info(source)
-        if (current.matchesConfig && current.bulkMark === null && !options.force) continue
-        const spec = source.index
-        if (server && current.exists && current.valid) {
-          const temporary = `${spec.name}_new`
-          yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${temporary}`)}`
-          yield* build(source, { name: temporary })
-          yield* sql.withTransaction(
-            Effect.gen(function*() {
-              yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${spec.name}`)}`
-              yield* sql`ALTER INDEX ${sql(`${spec.schema}.${temporary}`)} RENAME TO ${sql(spec.name)}`
-            })
-          )
-          yield* sql`DELETE FROM ${st.indexState} WHERE source = ${source.name}`
-        } else {
-          if (current.exists) yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${spec.name}`)}`
-          yield* build(source)
+    const reindex = Effect.fn("VectorIndex.reindex")(
+      function*(options: { readonly force?: boolean; readonly sources?: ReadonlyArray<string> } = {}) {
+        const rebuilt: Array<string> = []
+        for (const source of sources.all) {
+          if (options.sources && !options.sources.includes(source.name)) continue
+          // An index of the user's own is theirs to change.
+          if (!source.index.owned || !source.index.create) continue
+          const current = yield* info(source)
+          if (current.matchesConfig && current.bulkMark === null && !options.force) continue
+          const spec = source.index
+          if (server && current.exists && current.valid) {
+            const temporary = `${spec.name}_new`
+            yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${temporary}`)}`
+            yield* build(source, { name: temporary })
+            yield* sql.withTransaction(
+              Effect.gen(function*() {
+                yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${spec.name}`)}`
+                yield* sql`ALTER INDEX ${sql(`${spec.schema}.${temporary}`)} RENAME TO ${sql(spec.name)}`
+              })
+            )
+            yield* sql`DELETE FROM ${st.indexState} WHERE source = ${source.name}`
+          } else {
+            if (current.exists) yield* sql`DROP INDEX IF EXISTS ${sql(`${spec.schema}.${spec.name}`)}`
+            yield* build(source)
+          }
+          rebuilt.push(source.name)
         }
-        rebuilt.push(source.name)
+        return rebuilt
       }
-      return rebuilt
-    })
+    )
 
     return { describe, info, beginBulk, build, reindex } as const
   })

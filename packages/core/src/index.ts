@@ -4,33 +4,23 @@ export type { AutoEmbedOptions, AutoEmbedServices, AutoEmbedStartupError } from 
 export { EXIT_CODES, exitCodeOf, startupErrorMessage } from "./AutoEmbed.js"
 export * from "./AutoEmbedConfig.js"
 export * from "./Backfill.js"
+export { builtinSources } from "./Builtin.js"
 export * from "./Database.js"
 export * from "./EmbeddingProvider.js"
 export * from "./EmbeddingQueue.js"
 export * from "./EmbeddingStore.js"
 export * from "./Extraction.js"
+export * from "./Facade.js"
+export * from "./Installer.js"
 export * from "./Migrations.js"
 export * from "./PendingSignal.js"
 export * from "./PipelineMetrics.js"
-export * from "./QueryCache.js"
-export * from "./RetryPolicy.js"
-export * from "./SampleData.js"
-export * from "./Search.js"
-export * from "./Sources.js"
-export * from "./SourceCatalog.js"
-export * from "./SourceConfig.js"
-export * from "./Installer.js"
-export * from "./SourceReport.js"
-export * from "./SqlFailure.js"
-export { builtinSources } from "./Builtin.js"
-export * from "./Status.js"
-export * from "./VectorIndex.js"
 export {
   AUTO_DETECT_TIMEOUT_MS,
   baseModelName,
   DEFAULT_MODELS,
-  embedLocal,
   EmbeddingProviderLive,
+  embedLocal,
   LOCAL_MODEL,
   LocalProviderLive,
   makeLocalProvider,
@@ -42,5 +32,15 @@ export {
   profileFor
 } from "./providers/index.js"
 export type { ModelProfile, ProviderName } from "./providers/index.js"
-export * from "./Facade.js"
+export * from "./QueryCache.js"
+export * from "./RetryPolicy.js"
+export * from "./SampleData.js"
+export * from "./Search.js"
+export * from "./SourceCatalog.js"
+export * from "./SourceConfig.js"
+export * from "./SourceReport.js"
+export * from "./Sources.js"
+export * from "./SqlFailure.js"
+export * from "./Status.js"
 export * from "./VectorEncoding.js"
+export * from "./VectorIndex.js"

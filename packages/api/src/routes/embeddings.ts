@@ -19,10 +19,15 @@ export const embeddingRoutes = (app: Hono<ApiEnv>, { run, auth }: RouteDeps) => 
     if (lastJob !== undefined) {
       const previous = await run(Effect.flatMap(Backfill, (b) => b.get(lastJob!)))
       if (previous.state === "running") {
-        throw new ApiError(409, "backfill_running", `Backfill ${previous.id} is still running; wait for it or poll its progress`, {
-          job_id: previous.id,
-          location: `/v1/embeddings/backfill/${previous.id}`
-        })
+        throw new ApiError(
+          409,
+          "backfill_running",
+          `Backfill ${previous.id} is still running; wait for it or poll its progress`,
+          {
+            job_id: previous.id,
+            location: `/v1/embeddings/backfill/${previous.id}`
+          }
+        )
       }
     }
     const job = await run(Effect.flatMap(Backfill, (b) => b.start(request)))

@@ -21,7 +21,10 @@ interface Check {
 const timed = <E, R>(effect: Effect.Effect<unknown, E, R>, what: string) =>
   Effect.gen(function*() {
     const started = performance.now()
-    const result = yield* effect.pipe(Effect.timeoutFail({ duration: CHECK_TIMEOUT, onTimeout: () => new Error(`${what} did not answer within 3 s`) }), Effect.either)
+    const result = yield* effect.pipe(
+      Effect.timeoutFail({ duration: CHECK_TIMEOUT, onTimeout: () => new Error(`${what} did not answer within 3 s`) }),
+      Effect.either
+    )
     const ms = Math.round(performance.now() - started)
     const check: Check = result._tag === "Right"
       ? { ok: true, ms }
@@ -45,8 +48,11 @@ export const healthRoutes = (app: Hono<ApiEnv>, { run, http, auth }: RouteDeps) 
       const database = yield* Database
       const provider = yield* EmbeddingProvider
       const db = yield* timed(sql`SELECT 1`, "the database")
-      const fresh = providerCheck && Date.now() - providerCheck.at < (providerCheck.check.ok ? PROVIDER_OK_TTL_MS : PROVIDER_FAIL_TTL_MS)
-      const prov = fresh ? providerCheck!.check : yield* timed(provider.embed(["autoembed readiness probe"], "query"), "the embedding provider")
+      const fresh = providerCheck &&
+        Date.now() - providerCheck.at < (providerCheck.check.ok ? PROVIDER_OK_TTL_MS : PROVIDER_FAIL_TTL_MS)
+      const prov = fresh
+        ? providerCheck!.check
+        : yield* timed(provider.embed(["autoembed readiness probe"], "query"), "the embedding provider")
       if (!fresh) providerCheck = { check: prov, at: Date.now() }
       return {
         database: { ...db, kind: database.kind },
@@ -54,7 +60,15 @@ export const healthRoutes = (app: Hono<ApiEnv>, { run, http, auth }: RouteDeps) 
       }
     }))
     if (!report.database.ok || !report.provider.ok) {
-      throw new ApiError(503, "not_ready", "Not ready: " + [report.database.ok ? "" : "database", report.provider.ok ? "" : "provider"].filter(Boolean).join(" and ") + " failing", report, { "retry-after": "5" })
+      throw new ApiError(
+        503,
+        "not_ready",
+        "Not ready: " +
+          [report.database.ok ? "" : "database", report.provider.ok ? "" : "provider"].filter(Boolean).join(" and ") +
+          " failing",
+        report,
+        { "retry-after": "5" }
+      )
     }
     return c.json({ status: "ready" as const, ...report })
   })

@@ -1,4 +1,4 @@
-import { ExtractionRequest, Extraction, IngestMessagesRequest } from "@autoembed/core"
+import { Extraction, ExtractionRequest, IngestMessagesRequest } from "@autoembed/core"
 import { Effect, Schema } from "effect"
 import type { Hono } from "hono"
 import { type ApiEnv, readJson } from "../Http.js"

@@ -1,6 +1,6 @@
+import type { Hono } from "hono"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import type { Hono } from "hono"
 import { ApiError } from "../Errors.js"
 import type { ApiEnv } from "../Http.js"
 import { openApiDocument, routes } from "../OpenApi.js"
@@ -16,7 +16,8 @@ const TYPES: Record<string, string> = {
 }
 
 /** Same-origin only, nothing inline: the page works offline and an injected string cannot run. */
-export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+export const PAGE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 const html = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
 
@@ -25,18 +26,40 @@ const docsPage = (doc: ReturnType<typeof openApiDocument>) => {
   const sections = Object.entries(doc.paths).flatMap(([path, ops]) =>
     Object.entries(ops).map(([method, op]: [string, any]) => {
       const params = (op.parameters ?? []).map((p: any) =>
-        `<li><code>${html(p.name)}</code> (${p.in}${p.required ? ", required" : ""})${p.schema?.description ? ` ${html(p.schema.description)}` : ""}${p.description ? ` ${html(p.description)}` : ""}</li>`).join("")
-      const body = op.requestBody ? `<p>Body: JSON, ${op.requestBody.required ? "required" : "optional"}; fields: ${Object.keys(op.requestBody.content["application/json"].schema.properties ?? {}).map((k) => `<code>${html(k)}</code>`).join(", ")}</p>` : ""
-      const answers = Object.entries(op.responses).map(([status, r]: [string, any]) => `<li><strong>${status}</strong> ${html(r.description)}</li>`).join("")
-      const auth = op.security ? (op.security.length > 1 ? "token only with AUTOEMBED_PROTECT_READS" : "needs the bearer token when AUTOEMBED_API_TOKEN is set") : "open"
-      return `<section class="op" id="${html(op.operationId)}"><h2><span class="method ${method}">${method.toUpperCase()}</span> <code>${html(path)}</code></h2>
-<p>${html(op.summary)} <em>(${auth})</em></p>${params ? `<p>Parameters:</p><ul>${params}</ul>` : ""}${body}<p>Answers:</p><ul>${answers}</ul></section>`
-    }))
+        `<li><code>${html(p.name)}</code> (${p.in}${p.required ? ", required" : ""})${
+          p.schema?.description ? ` ${html(p.schema.description)}` : ""
+        }${p.description ? ` ${html(p.description)}` : ""}</li>`
+      ).join("")
+      const body = op.requestBody
+        ? `<p>Body: JSON, ${op.requestBody.required ? "required" : "optional"}; fields: ${
+          Object.keys(op.requestBody.content["application/json"].schema.properties ?? {}).map((k) =>
+            `<code>${html(k)}</code>`
+          ).join(", ")
+        }</p>`
+        : ""
+      const answers = Object.entries(op.responses).map(([status, r]: [string, any]) =>
+        `<li><strong>${status}</strong> ${html(r.description)}</li>`
+      ).join("")
+      const auth = op.security
+        ? (op.security.length > 1
+          ? "token only with AUTOEMBED_PROTECT_READS"
+          : "needs the bearer token when AUTOEMBED_API_TOKEN is set")
+        : "open"
+      return `<section class="op" id="${
+        html(op.operationId)
+      }"><h2><span class="method ${method}">${method.toUpperCase()}</span> <code>${html(path)}</code></h2>
+<p>${html(op.summary)} <em>(${auth})</em></p>${
+        params ? `<p>Parameters:</p><ul>${params}</ul>` : ""
+      }${body}<p>Answers:</p><ul>${answers}</ul></section>`
+    })
+  )
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>autoembed API</title><link rel="icon" href="/static/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/static/style.css"></head><body><main class="docs">
 <h1>autoembed API <small>${html(doc.info.version)}</small></h1><p>${html(doc.info.description)}</p>
 <p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI ${doc.openapi}). Web page: <a href="/">/</a>.</p>
-<nav aria-label="Routes"><ul>${routes.map((r) => `<li><a href="#${r.operationId}">${r.method.toUpperCase()} ${html(r.path)}</a></li>`).join("")}</ul></nav>
+<nav aria-label="Routes"><ul>${
+    routes.map((r) => `<li><a href="#${r.operationId}">${r.method.toUpperCase()} ${html(r.path)}</a></li>`).join("")
+  }</ul></nav>
 ${sections.join("\n")}</main></body></html>`
 }
 
@@ -50,7 +73,11 @@ export const pageRoutes = (app: Hono<ApiEnv>, version: string) => {
   }
   const doc = openApiDocument({ version })
   const docsHtml = docsPage(doc)
-  const headers = (type: string) => ({ "content-type": type, "cache-control": "no-cache", "content-security-policy": PAGE_CSP })
+  const headers = (type: string) => ({
+    "content-type": type,
+    "cache-control": "no-cache",
+    "content-security-policy": PAGE_CSP
+  })
 
   app.get("/", (c) => c.body(files.get("index.html")!.body, 200, headers(TYPES[".html"])))
   app.get("/static/:name", (c) => {

@@ -108,7 +108,9 @@ export default (schema: string) =>
           DELETE FROM ${t.queue} WHERE source = TG_ARGV[0] AND row_id = rid;
           DELETE FROM ${t.rows} WHERE source = TG_ARGV[0] AND row_id = rid;
           IF TG_NARGS > 2 THEN
-            EXECUTE format('DELETE FROM %I.%I WHERE id = ($1).%I', ${sql.literal(`'${schema}'`)}, TG_ARGV[2], TG_ARGV[1]) USING OLD;
+            EXECUTE format('DELETE FROM %I.%I WHERE id = ($1).%I', ${
+      sql.literal(`'${schema}'`)
+    }, TG_ARGV[2], TG_ARGV[1]) USING OLD;
           END IF;
           RETURN OLD;
         END IF;

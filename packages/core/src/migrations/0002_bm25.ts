@@ -39,7 +39,8 @@ export default (schema: string) =>
     yield* sql`ALTER TABLE ${t.rows} ADD COLUMN IF NOT EXISTS tsv_length integer GENERATED ALWAYS AS (${t.tsvLength}(tsv)) STORED`
     // `d` is the change: +1 for each new row version, -1 for each old one; an update that leaves a
     // row's tsvector as it was cancels out (and is filtered before the upsert).
-    const apply = (changes: Fragment) => sql`
+    const apply = (changes: Fragment) =>
+      sql`
       INSERT INTO ${t.bm25Stats} AS s (source, docs, total_length)
       SELECT source, sum(d), sum(d * tsv_length) FROM (${changes}) c WHERE tsv IS NOT NULL
       GROUP BY source HAVING sum(d) <> 0 OR sum(d * tsv_length) <> 0 ORDER BY source

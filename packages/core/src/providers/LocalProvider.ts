@@ -15,9 +15,9 @@
 import { Effect, Layer, Option } from "effect"
 import { AutoEmbedConfig } from "../AutoEmbedConfig.js"
 import {
-  type EmbedKind,
   EmbeddingProvider,
   type EmbeddingProviderShape,
+  type EmbedKind,
   type ProviderLimits,
   ProviderStartupError
 } from "../EmbeddingProvider.js"
@@ -96,7 +96,10 @@ export const stem = (word: string): string => {
   if (w.endsWith("ation") && w.length > 7) w = w.slice(0, -5) + "at"
   else if (w.endsWith("ational") && w.length > 9) w = w.slice(0, -7) + "at"
   // "stopped" → "stopp" → "stop"; but keep "fall", "kiss", "buzz".
-  if (cut && w.length > 3 && w[w.length - 1] === w[w.length - 2] && !/[lsz]/.test(w[w.length - 1]) && !isVowel(w[w.length - 1])) {
+  if (
+    cut && w.length > 3 && w[w.length - 1] === w[w.length - 2] && !/[lsz]/.test(w[w.length - 1]) &&
+    !isVowel(w[w.length - 1])
+  ) {
     w = w.slice(0, -1)
   }
   if (w.endsWith("e") && w.length > 4) w = w.slice(0, -1)

@@ -2,19 +2,19 @@ import { Effect, Layer, Option } from "effect"
 import { Ollama } from "ollama"
 import { AutoEmbedConfig } from "../AutoEmbedConfig.js"
 import {
-  type EmbedKind,
   EmbeddingProvider,
   type EmbeddingProviderShape,
+  type EmbedKind,
   ProviderError,
   type ProviderLimits
 } from "../EmbeddingProvider.js"
 import { DEFAULT_MODELS, type ModelProfile, profileFor } from "./ModelProfiles.js"
 import {
+  embedInGroups,
   errorMessage,
   failureDetail,
   oneLine,
   parseRetryAfter,
-  embedInGroups,
   validateVectors
 } from "./ProviderSupport.js"
 
@@ -71,7 +71,9 @@ export const mapOllamaError = (
     if (status === 401 || status === 403) {
       return fail("Auth", `Ollama at ${host} refused the request (${status}): ${text}`, status)
     }
-    if (status === 408 || status >= 500) return fail("Transient", `Ollama at ${host} answered ${status}: ${text}`, status)
+    if (status === 408 || status >= 500) {
+      return fail("Transient", `Ollama at ${host} answered ${status}: ${text}`, status)
+    }
     return fail("InvalidInput", `Ollama at ${host} rejected the input (${status}): ${text}`, status)
   }
   if (error instanceof SyntaxError) {
@@ -110,7 +112,8 @@ export const makeOllamaProvider = (options: OllamaProviderOptions): EmbeddingPro
           new ProviderError({
             reason: "Transient",
             provider: PROVIDER,
-            message: `Ollama at ${options.host} did not answer within ${options.timeoutMs} ms (AUTOEMBED_PROVIDER_TIMEOUT_MS)`
+            message:
+              `Ollama at ${options.host} did not answer within ${options.timeoutMs} ms (AUTOEMBED_PROVIDER_TIMEOUT_MS)`
           })
       }),
       Effect.flatMap((response) =>

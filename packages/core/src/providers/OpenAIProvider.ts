@@ -2,9 +2,9 @@ import { Effect, Layer, Option, Redacted } from "effect"
 import OpenAI from "openai"
 import { AutoEmbedConfig } from "../AutoEmbedConfig.js"
 import {
-  type EmbedKind,
   EmbeddingProvider,
   type EmbeddingProviderShape,
+  type EmbedKind,
   ProviderError,
   type ProviderLimits,
   ProviderStartupError,
@@ -12,11 +12,11 @@ import {
 } from "../EmbeddingProvider.js"
 import { DEFAULT_MODELS, type ModelProfile, profileFor } from "./ModelProfiles.js"
 import {
+  embedInGroups,
   errorMessage,
   failureDetail,
   oneLine,
   parseRetryAfter,
-  embedInGroups,
   validateVectors
 } from "./ProviderSupport.js"
 
@@ -55,8 +55,7 @@ export const decodeBase64Floats = (data: string): Array<number> => {
   return out
 }
 
-const modelMissing = (text: string): boolean =>
-  /model[^.]*(does not exist|not found|not exist)/i.test(text)
+const modelMissing = (text: string): boolean => /model[^.]*(does not exist|not found|not exist)/i.test(text)
 
 /** Maps what the openai client throws; the client's own retries are off, retrying is the queue's job. */
 export const mapOpenAIError = (error: unknown, baseURL: string, model: string): ProviderError => {

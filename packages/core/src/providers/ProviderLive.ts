@@ -25,7 +25,8 @@ export const ollamaReachable = (host: string, timeoutMs: number): Effect.Effect<
     try: (signal) =>
       new Ollama({
         host,
-        fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
+        fetch: (input, init) =>
+          fetch(input, { ...init, signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) })
       }).version(),
     catch: (error) => {
       const name = (error as { name?: unknown } | null)?.name

@@ -1,5 +1,11 @@
 import { Data, Effect } from "effect"
-import { type EmbedKind, ProviderError, type ProviderLimits, splitByLimits, truncateToTokens } from "../EmbeddingProvider.js"
+import {
+  type EmbedKind,
+  ProviderError,
+  type ProviderLimits,
+  splitByLimits,
+  truncateToTokens
+} from "../EmbeddingProvider.js"
 import { type ModelProfile, prefixFor } from "./ModelProfiles.js"
 
 /** A provider returned vectors of another length than the configured vector columns. */
@@ -70,7 +76,9 @@ export const validateVectors = (
       }
       // pgvector stores float4: a larger magnitude would become infinity, which it refuses.
       if (!Number.isFinite(Math.fround(x))) {
-        return bad(`${provider} returned ${x} in embedding ${i} at position ${j}, beyond the float4 range pgvector stores`)
+        return bad(
+          `${provider} returned ${x} in embedding ${i} at position ${j}, beyond the float4 range pgvector stores`
+        )
       }
     }
   }
@@ -89,11 +97,16 @@ export const parseDuration = (value: string): number | undefined => {
     consumed += m[0].length
     const n = Number(m[1])
     const unit = m[2]
-    total += unit === "h" ? n * 3_600_000
-      : unit === "m" ? n * 60_000
-      : unit === "s" ? n * 1000
-      : unit === "ms" ? n
-      : unit === "ns" ? n / 1e6
+    total += unit === "h" ?
+      n * 3_600_000
+      : unit === "m" ?
+      n * 60_000
+      : unit === "s" ?
+      n * 1000
+      : unit === "ms" ?
+      n
+      : unit === "ns" ?
+      n / 1e6
       : n / 1000
   }
   return consumed === s.length && consumed > 0 ? total : undefined
