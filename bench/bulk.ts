@@ -38,7 +38,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Os from "node:os"
-import { stateTables } from "../packages/core/src/State.js"
+import { stateTables } from "../packages/core/src/storage/State.js"
 import {
   createScratchDatabase,
   describeServer,

@@ -23,8 +23,8 @@ import { Readable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import pg from "pg"
 import copyStreams from "pg-copy-streams"
-import { sourceSql } from "../packages/core/src/SourceSql.js"
-import { stateTables } from "../packages/core/src/State.js"
+import { sourceSql } from "../packages/core/src/sources/SourceSql.js"
+import { stateTables } from "../packages/core/src/storage/State.js"
 import {
   BENCHMARK_MESSAGE_PREFIX,
   elapsedMs,

@@ -23,8 +23,8 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import pg from "pg"
-import { sourceSql } from "../packages/core/src/SourceSql.js"
-import { stateTables } from "../packages/core/src/State.js"
+import { sourceSql } from "../packages/core/src/sources/SourceSql.js"
+import { stateTables } from "../packages/core/src/storage/State.js"
 import { rng } from "../test/fakes/FakeProviderServer.js"
 
 export const repoRoot = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")

@@ -30,7 +30,7 @@ import { Deferred, Duration, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
-import { stateTables } from "../packages/core/src/State.js"
+import { stateTables } from "../packages/core/src/storage/State.js"
 import {
   type DbKind,
   elapsedMs,

@@ -27,7 +27,7 @@ import {
 } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { stateTables } from "../packages/core/src/State.js"
+import { stateTables } from "../packages/core/src/storage/State.js"
 import {
   BENCHMARK_MESSAGE_PREFIX,
   elapsedMs,

@@ -1,10 +1,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { Backfill, type BackfillJob } from "../packages/core/src/Backfill.js"
-import { EmbeddingProvider } from "../packages/core/src/EmbeddingProvider.js"
+import { Backfill, type BackfillJob } from "../packages/core/src/pipeline/Backfill.js"
+import { Status } from "../packages/core/src/pipeline/Status.js"
+import { EmbeddingProvider } from "../packages/core/src/providers/EmbeddingProvider.js"
 import { makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
-import { Status } from "../packages/core/src/Status.js"
 import { storeLayer } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 

@@ -149,7 +149,7 @@ describe("docker/compose.yml", () => {
   })
 
   it("documents every setting AutoEmbedConfig reads", () => {
-    const source = readFileSync(join(root, "packages/core/src/AutoEmbedConfig.ts"), "utf8")
+    const source = readFileSync(join(root, "packages/core/src/config/AutoEmbedConfig.ts"), "utf8")
     const read = new Set([...source.matchAll(/\(\s*"([A-Z][A-Z0-9_]+)"/g)].map((m) => m[1]))
     expect(read.size).toBeGreaterThan(20)
     const documented = documentedVariables()

@@ -1,7 +1,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import pg from "pg"
-import { EmbeddingQueue } from "../packages/core/src/EmbeddingQueue.js"
+import { EmbeddingQueue } from "../packages/core/src/pipeline/EmbeddingQueue.js"
 import { makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
 import { type FaultProxy, startFaultProxy } from "./support/FaultProxy.js"
 import { pipelineLayer } from "./support/Pipeline.js"

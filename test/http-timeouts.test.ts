@@ -1,7 +1,7 @@
 import { ConfigProvider, Effect, Either } from "effect"
 import * as Net from "node:net"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
-import { readConfig } from "../packages/core/src/AutoEmbedConfig.js"
+import { readConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
 import { json, startTestServer, type TestServer } from "./support/ApiServer.js"
 
 const HEADERS_MS = 500

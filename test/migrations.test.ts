@@ -1,10 +1,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
-import { Database, DatabaseLive } from "../packages/core/src/Database.js"
-import { installState, uninstall } from "../packages/core/src/Installer.js"
-import { Sources } from "../packages/core/src/Sources.js"
+import { AutoEmbedConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
+import { installState, uninstall } from "../packages/core/src/sources/Installer.js"
+import { Sources } from "../packages/core/src/sources/Sources.js"
+import { Database, DatabaseLive } from "../packages/core/src/storage/Database.js"
 import { testConfig, tier } from "./support/TestDatabase.js"
 
 const Base = DatabaseLive

@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { Extraction } from "../packages/core/src/Extraction.js"
+import { Extraction } from "../packages/core/src/knowledge/Extraction.js"
 import { embedLocal } from "../packages/core/src/providers/LocalProvider.js"
 import { pipelineLayer, waitUntilIdle } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Option, Redacted } from "effect"
 import { afterAll, beforeAll, beforeEach } from "vitest"
-import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../packages/core/src/AutoEmbedConfig.js"
-import { EmbeddingProvider, ProviderStartupError } from "../packages/core/src/EmbeddingProvider.js"
+import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../packages/core/src/config/AutoEmbedConfig.js"
+import { EmbeddingProvider, ProviderStartupError } from "../packages/core/src/providers/EmbeddingProvider.js"
 import { EmbeddingProviderLive } from "../packages/core/src/providers/index.js"
 import { FakeProviderServer } from "./fakes/FakeProviderServer.js"
 

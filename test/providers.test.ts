@@ -3,14 +3,14 @@ import { Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterAll, beforeAll, beforeEach } from "vitest"
-import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
 import {
   EmbeddingProvider,
   estimateTokens,
   type ProviderError,
   splitByLimits,
   truncateToTokens
-} from "../packages/core/src/EmbeddingProvider.js"
+} from "../packages/core/src/providers/EmbeddingProvider.js"
 import {
   DimensionMismatch,
   embedLocal,

@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
-import { Backfill } from "../packages/core/src/Backfill.js"
+import { Backfill } from "../packages/core/src/pipeline/Backfill.js"
 import { embedLocal } from "../packages/core/src/providers/LocalProvider.js"
 import { makeOpenAIProvider } from "../packages/core/src/providers/OpenAIProvider.js"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Ref, TestClock } from "effect"
-import { ProviderError } from "../packages/core/src/EmbeddingProvider.js"
-import { providerRetrySchedule } from "../packages/core/src/RetryPolicy.js"
+import { providerRetrySchedule } from "../packages/core/src/pipeline/RetryPolicy.js"
+import { ProviderError } from "../packages/core/src/providers/EmbeddingProvider.js"
 
 const failing = (attempts: Ref.Ref<number>, errors: ReadonlyArray<ProviderError>) =>
   Effect.gen(function*() {

@@ -1,18 +1,18 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer, Schema } from "effect"
-import type { EmbeddingProviderShape } from "../packages/core/src/EmbeddingProvider.js"
-import { Extraction } from "../packages/core/src/Extraction.js"
+import { Extraction } from "../packages/core/src/knowledge/Extraction.js"
+import type { EmbeddingProviderShape } from "../packages/core/src/providers/EmbeddingProvider.js"
 import { embedLocal, makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
-import { makeQueryCache, QueryCache } from "../packages/core/src/QueryCache.js"
+import { makeQueryCache, QueryCache } from "../packages/core/src/search/QueryCache.js"
 import {
   Search,
   type SearchInput,
   SearchParams,
   SearchRequest,
   type SearchResponse
-} from "../packages/core/src/Search.js"
-import { vectorLiteral } from "../packages/core/src/VectorEncoding.js"
+} from "../packages/core/src/search/Search.js"
+import { vectorLiteral } from "../packages/core/src/storage/VectorEncoding.js"
 import { pipelineLayer, waitUntilIdle } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 

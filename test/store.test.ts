@@ -1,10 +1,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { AutoEmbedConfig } from "../packages/core/src/AutoEmbedConfig.js"
-import { EmbeddingStore, modelKeyOf } from "../packages/core/src/EmbeddingStore.js"
+import { AutoEmbedConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
 import { embedLocal, makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
-import { Sources } from "../packages/core/src/Sources.js"
+import { Sources } from "../packages/core/src/sources/Sources.js"
+import { EmbeddingStore, modelKeyOf } from "../packages/core/src/storage/EmbeddingStore.js"
 import { storeLayer } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 

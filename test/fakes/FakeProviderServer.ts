@@ -6,7 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo, Socket } from "node:net"
-import { estimateTokens } from "../../packages/core/src/EmbeddingProvider.js"
+import { estimateTokens } from "../../packages/core/src/providers/EmbeddingProvider.js"
 import { embedLocal } from "../../packages/core/src/providers/LocalProvider.js"
 
 export interface FakeBehaviour {

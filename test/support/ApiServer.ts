@@ -1,7 +1,7 @@
 import { Option, Redacted } from "effect"
 import pg from "pg"
 import { type RunningServer, startServer } from "../../packages/api/src/Server.js"
-import type { AutoEmbedConfigShape } from "../../packages/core/src/AutoEmbedConfig.js"
+import type { AutoEmbedConfigShape } from "../../packages/core/src/config/AutoEmbedConfig.js"
 import { serverUrl } from "./TestDatabase.js"
 
 /** A throw-away database on the DATABASE_URL server, so test files never share tables. */

@@ -1,6 +1,6 @@
 import { Effect, Layer, Option, Redacted } from "effect"
 import pg from "pg"
-import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../../packages/core/src/AutoEmbedConfig.js"
+import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../../packages/core/src/config/AutoEmbedConfig.js"
 
 /**
  * The database tier for a test file: embedded PGlite in memory by default; when DATABASE_URL is set,

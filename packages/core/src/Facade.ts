@@ -14,17 +14,17 @@ import {
   Schema
 } from "effect"
 import * as AutoEmbed from "./AutoEmbed.js"
-import type { AutoEmbedConfigShape, ProviderChoice } from "./AutoEmbedConfig.js"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
-import { Backfill, type BackfillInput, type BackfillJob, type DryRunReport } from "./Backfill.js"
-import type { EmbeddingQueue } from "./EmbeddingQueue.js"
-import { Extraction } from "./Extraction.js"
-import { PendingSignal } from "./PendingSignal.js"
-import { Search, type SearchInput, SearchRequest, type SearchResponse } from "./Search.js"
-import type { SourceConfigInput } from "./SourceConfig.js"
-import { Sources } from "./Sources.js"
-import { stateTables } from "./State.js"
-import { Status, type StatusReport } from "./Status.js"
+import type { AutoEmbedConfigShape, ProviderChoice } from "./config/AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "./config/AutoEmbedConfig.js"
+import type { SourceConfigInput } from "./config/SourceConfig.js"
+import { Extraction } from "./knowledge/Extraction.js"
+import { Backfill, type BackfillInput, type BackfillJob, type DryRunReport } from "./pipeline/Backfill.js"
+import type { EmbeddingQueue } from "./pipeline/EmbeddingQueue.js"
+import { PendingSignal } from "./pipeline/PendingSignal.js"
+import { Status, type StatusReport } from "./pipeline/Status.js"
+import { Search, type SearchInput, SearchRequest, type SearchResponse } from "./search/Search.js"
+import { Sources } from "./sources/Sources.js"
+import { stateTables } from "./storage/State.js"
 
 /** Options of `createAutoEmbed`: the common settings by name, everything else through `config`. */
 export interface CreateAutoEmbedOptions {

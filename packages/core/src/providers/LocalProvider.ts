@@ -13,14 +13,14 @@
  * Ollama or OpenAI for real semantic search.
  */
 import { Effect, Layer, Option } from "effect"
-import { AutoEmbedConfig } from "../AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import {
   EmbeddingProvider,
   type EmbeddingProviderShape,
   type EmbedKind,
   type ProviderLimits,
   ProviderStartupError
-} from "../EmbeddingProvider.js"
+} from "./EmbeddingProvider.js"
 import { DEFAULT_MODELS } from "./ModelProfiles.js"
 
 /** The only model; change the name if the algorithm below changes, so stored vectors are never mixed. */

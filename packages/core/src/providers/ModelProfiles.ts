@@ -1,4 +1,4 @@
-import type { EmbedKind } from "../EmbeddingProvider.js"
+import type { EmbedKind } from "./EmbeddingProvider.js"
 
 export type ProviderName = "ollama" | "openai" | "local"
 

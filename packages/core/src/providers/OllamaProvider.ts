@@ -1,13 +1,13 @@
 import { Effect, Layer, Option } from "effect"
 import { Ollama } from "ollama"
-import { AutoEmbedConfig } from "../AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import {
   EmbeddingProvider,
   type EmbeddingProviderShape,
   type EmbedKind,
   ProviderError,
   type ProviderLimits
-} from "../EmbeddingProvider.js"
+} from "./EmbeddingProvider.js"
 import { DEFAULT_MODELS, type ModelProfile, profileFor } from "./ModelProfiles.js"
 import {
   embedInGroups,

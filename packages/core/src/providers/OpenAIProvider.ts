@@ -1,6 +1,6 @@
 import { Effect, Layer, Option, Redacted } from "effect"
 import OpenAI from "openai"
-import { AutoEmbedConfig } from "../AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import {
   EmbeddingProvider,
   type EmbeddingProviderShape,
@@ -9,7 +9,7 @@ import {
   type ProviderLimits,
   ProviderStartupError,
   splitByLimits
-} from "../EmbeddingProvider.js"
+} from "./EmbeddingProvider.js"
 import { DEFAULT_MODELS, type ModelProfile, profileFor } from "./ModelProfiles.js"
 import {
   embedInGroups,

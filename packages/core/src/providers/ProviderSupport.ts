@@ -5,7 +5,7 @@ import {
   type ProviderLimits,
   splitByLimits,
   truncateToTokens
-} from "../EmbeddingProvider.js"
+} from "./EmbeddingProvider.js"
 import { type ModelProfile, prefixFor } from "./ModelProfiles.js"
 
 /** A provider returned vectors of another length than the configured vector columns. */

@@ -1,14 +1,20 @@
 import { Chunk, Duration, Effect, Either, Fiber, Queue, Ref, Schedule, Stream } from "effect"
 import * as Os from "node:os"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
-import { Database } from "./Database.js"
-import { EmbeddingProvider, isRetryable, isSystemic, type ProviderError, splitByLimits } from "./EmbeddingProvider.js"
-import { type ClaimedItem, EmbeddingStore, type LoadedRow, modelKeyOf } from "./EmbeddingStore.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import {
+  EmbeddingProvider,
+  isRetryable,
+  isSystemic,
+  type ProviderError,
+  splitByLimits
+} from "../providers/EmbeddingProvider.js"
+import { type Source, Sources } from "../sources/Sources.js"
+import { Database } from "../storage/Database.js"
+import { type ClaimedItem, EmbeddingStore, type LoadedRow, modelKeyOf } from "../storage/EmbeddingStore.js"
+import { outageSchedule, sqlReason } from "../storage/SqlFailure.js"
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { providerRetrySchedule } from "./RetryPolicy.js"
-import { type Source, Sources } from "./Sources.js"
-import { outageSchedule, sqlReason } from "./SqlFailure.js"
 
 /** How long the queue pauses after an error that affects every request (bad key, unknown model). */
 const SYSTEMIC_PAUSE_MS = 30_000

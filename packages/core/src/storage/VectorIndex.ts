@@ -1,10 +1,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
-import { AutoEmbedConfig, type IndexKind } from "./AutoEmbedConfig.js"
+import { AutoEmbedConfig, type IndexKind } from "../config/AutoEmbedConfig.js"
+import { findIndexes, hnswIndexSql } from "../sources/Installer.js"
+import { indexSettingsOf, type Source, Sources } from "../sources/Sources.js"
 import { Database } from "./Database.js"
-import { findIndexes, hnswIndexSql } from "./Installer.js"
-import { indexSettingsOf, type Source, Sources } from "./Sources.js"
 import { stateTables } from "./State.js"
 
 export interface IndexInfo {

@@ -1,9 +1,10 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Effect, Layer, Option } from "effect"
-import { AutoEmbedConfig, type AutoEmbedConfigShape } from "./AutoEmbedConfig.js"
-import { builtinSources, createBuiltinTables } from "./Builtin.js"
-import { Database, type DatabaseError } from "./Database.js"
+import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../config/AutoEmbedConfig.js"
+import { decodeSources, type SourceConfig } from "../config/SourceConfig.js"
+import { builtinSources, createBuiltinTables } from "../knowledge/Builtin.js"
+import { Database, type DatabaseError } from "../storage/Database.js"
 import {
   checkPrerequisites,
   type DimensionMismatch,
@@ -13,7 +14,6 @@ import {
   removeStaleTriggers
 } from "./Installer.js"
 import { type ResolveContext, resolveSource, type Source } from "./SourceCatalog.js"
-import { decodeSources, type SourceConfig } from "./SourceConfig.js"
 
 export type { Source } from "./SourceCatalog.js"
 

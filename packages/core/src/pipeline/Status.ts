@@ -1,13 +1,13 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Option } from "effect"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
-import { Database } from "./Database.js"
-import { EmbeddingProvider } from "./EmbeddingProvider.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
+import { Sources } from "../sources/Sources.js"
+import { Database } from "../storage/Database.js"
+import { EmbeddingStore, modelKeyOf, type SourceCounts } from "../storage/EmbeddingStore.js"
+import { VectorIndex } from "../storage/VectorIndex.js"
 import { EmbeddingQueue } from "./EmbeddingQueue.js"
-import { EmbeddingStore, modelKeyOf, type SourceCounts } from "./EmbeddingStore.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
-import { Sources } from "./Sources.js"
-import { VectorIndex } from "./VectorIndex.js"
 
 export interface IndexState {
   readonly name: string

@@ -1,8 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Schema } from "effect"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { AtomInput, Extraction, MessageInput } from "./Extraction.js"
-import sample from "./sample/sample-data.json" with { type: "json" }
+import sample from "./sample-data.json" with { type: "json" }
 
 /**
  * The bundled sample: a fictional team's chat about running a software product, and the topics

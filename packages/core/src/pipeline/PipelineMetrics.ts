@@ -1,5 +1,5 @@
 import { Effect, Ref } from "effect"
-import type { ProviderErrorReason } from "./EmbeddingProvider.js"
+import type { ProviderErrorReason } from "../providers/EmbeddingProvider.js"
 
 const LATENCY_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000] as const
 const SEARCH_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500] as const

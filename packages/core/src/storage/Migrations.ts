@@ -1,7 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
-import { builtinSources } from "./Builtin.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { builtinSources } from "../knowledge/Builtin.js"
 import { stateTables } from "./State.js"
 
 /**

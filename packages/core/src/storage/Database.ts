@@ -3,7 +3,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Context, Data, Duration, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
 import pg from "pg"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { makePgliteClient } from "./PgliteClient.js"
 
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{

@@ -1,9 +1,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Data, Effect, Schema } from "effect"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
-import { PendingSignal, type RowKey } from "./PendingSignal.js"
-import { conflictSchedule, isConflict } from "./SqlFailure.js"
-import { stateTables } from "./State.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { PendingSignal, type RowKey } from "../pipeline/PendingSignal.js"
+import { conflictSchedule, isConflict } from "../storage/SqlFailure.js"
+import { stateTables } from "../storage/State.js"
 
 const Text = (max: number) => Schema.String.pipe(Schema.minLength(1), Schema.maxLength(max))
 const OptionalText = (max: number) => Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(max))))

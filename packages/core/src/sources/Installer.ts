@@ -1,12 +1,12 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Data, Effect } from "effect"
-import type { IndexKind } from "./AutoEmbedConfig.js"
-import { DatabaseError } from "./Database.js"
-import { migrations } from "./migrations/index.js"
+import type { IndexKind } from "../config/AutoEmbedConfig.js"
+import { DatabaseError } from "../storage/Database.js"
+import { migrations } from "../storage/migrations/index.js"
+import { sqlReason } from "../storage/SqlFailure.js"
+import { migrationsTable, stateTables } from "../storage/State.js"
 import { type Source, type VectorIndexSpec } from "./SourceCatalog.js"
-import { sqlReason } from "./SqlFailure.js"
-import { migrationsTable, stateTables } from "./State.js"
 
 /** The vector column of a source does not have the configured number of dimensions. */
 export class DimensionMismatch extends Data.TaggedError("DimensionMismatch")<{

@@ -1,5 +1,5 @@
 import { Duration, Schedule } from "effect"
-import { isRetryable, type ProviderError } from "./EmbeddingProvider.js"
+import { isRetryable, type ProviderError } from "../providers/EmbeddingProvider.js"
 
 /** A server's Retry-After is honoured, but never longer than this. */
 export const MAX_RETRY_AFTER = Duration.minutes(5)

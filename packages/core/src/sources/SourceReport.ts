@@ -1,11 +1,11 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import { AutoEmbedConfig } from "./AutoEmbedConfig.js"
-import { Database } from "./Database.js"
+import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { Database } from "../storage/Database.js"
+import { stateTables, vectorTableName } from "../storage/State.js"
 import { checkPrerequisites, findIndexes, installedTriggers } from "./Installer.js"
 import { resolveSource, type Source } from "./SourceCatalog.js"
 import { declaredSources, originOf, resolveContext } from "./Sources.js"
-import { stateTables, vectorTableName } from "./State.js"
 
 export interface SourceFinding {
   readonly name: string

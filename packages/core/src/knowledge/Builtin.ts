@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import type { DeclaredSources } from "./SourceConfig.js"
+import type { DeclaredSources } from "../config/SourceConfig.js"
 
 /**
  * The built-in knowledge model: chat messages, the topics and knowledge atoms an extraction step

@@ -1,8 +1,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import type { SourceConfig } from "./SourceConfig.js"
-import { sqlReason } from "./SqlFailure.js"
-import { vectorTableName } from "./State.js"
+import type { SourceConfig } from "../config/SourceConfig.js"
+import { sqlReason } from "../storage/SqlFailure.js"
+import { vectorTableName } from "../storage/State.js"
 
 /** How a filter column compares: numbers and dates take ranges, the rest equality. */
 export type FilterKind = "integer" | "number" | "date" | "boolean" | "text"

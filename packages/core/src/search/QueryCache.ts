@@ -1,5 +1,5 @@
 import { Deferred, Effect, Exit, FiberId, Layer } from "effect"
-import type { EmbedKind } from "./EmbeddingProvider.js"
+import type { EmbedKind } from "../providers/EmbeddingProvider.js"
 
 /** Default bound: 1,000 query vectors of 1024 floats is about 8 MB. */
 export const QUERY_CACHE_CAPACITY = 1000
