@@ -66,7 +66,7 @@ describe("pnpm build", { timeout: 300_000 }, () => {
         "Facade.d.ts",
         "AutoEmbed.d.ts",
         "providers/index.js",
-        "migrations/index.js"
+        "storage/migrations/index.js"
       ],
       api: ["index.js", "index.d.ts", "main.js", "Server.d.ts"],
       cli: ["bin.js", "Cli.js", "Cli.d.ts"]
