@@ -2,6 +2,7 @@ import { Option, Redacted } from "effect"
 import pg from "pg"
 import { type RunningServer, startServer } from "../../packages/api/src/Server.js"
 import type { AutoEmbedConfigShape } from "../../packages/core/src/config/AutoEmbedConfig.js"
+import { watchContract } from "./Contract.js"
 import { serverUrl } from "./TestDatabase.js"
 
 /** A throw-away database on the DATABASE_URL server, so test files never share tables. */
@@ -55,11 +56,17 @@ export const startTestServer = async (
       ...options.config
     }
   })
+  // Every answer this server gives a test is checked against its /openapi.json (test/support/Contract.ts).
+  const contract = await watchContract(server.url)
   return {
     ...server,
     stop: async () => {
+      const { violations } = await contract.finish()
       await server.close()
       await scratch?.drop()
+      if (violations.length > 0) {
+        throw new Error(`${violations.length} answers broke the contract:\n${violations.slice(0, 20).join("\n")}`)
+      }
     }
   }
 }

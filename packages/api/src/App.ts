@@ -4,17 +4,18 @@ import { methodNotAllowed } from "hono/method-not-allowed"
 import { matchedRoutes } from "hono/route"
 import { randomUUID } from "node:crypto"
 import { authFor, type AuthSettings } from "./Auth.js"
+import { Api, WORKER_OPERATIONS } from "./contract/Api.js"
 import { ApiError, errorBody, mapCause, mapError, type Mapped } from "./Errors.js"
 import { type ApiEnv, CauseFailure, MAX_BODY_BYTES, runWith } from "./Http.js"
 import type { JsonLog } from "./Log.js"
 import { HttpMetrics } from "./Metrics.js"
-import type { RouteDeps } from "./routes/Context.js"
-import { embeddingRoutes } from "./routes/embeddings.js"
-import { healthRoutes } from "./routes/health.js"
-import { ingestRoutes } from "./routes/ingest.js"
-import { pageRoutes } from "./routes/pages.js"
-import { searchRoutes } from "./routes/search.js"
+import { embeddingHandlers } from "./routes/embeddings.js"
+import { healthHandlers } from "./routes/health.js"
+import { ingestHandlers } from "./routes/ingest.js"
+import { pageHandlers } from "./routes/pages.js"
+import { searchHandlers } from "./routes/search.js"
 import type { ApiRuntime } from "./Runtime.js"
+import { type Handlers, serve } from "./Serve.js"
 
 export interface AppOptions {
   readonly runtime: ApiRuntime
@@ -31,7 +32,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 export const makeApp = (options: AppOptions) => {
   const app = new Hono<ApiEnv>()
   const http = new HttpMetrics()
-  const deps: RouteDeps = { run: runWith(options.runtime), auth: authFor(options.auth), log: options.log, http }
+  const run = runWith(options.runtime)
 
   app.use(async (c, next) => {
     const started = performance.now()
@@ -80,12 +81,17 @@ export const makeApp = (options: AppOptions) => {
     })
   )
 
-  healthRoutes(app, deps)
-  if (options.mode === "api") {
-    ingestRoutes(app, deps)
-    searchRoutes(app, deps)
-    embeddingRoutes(app, deps)
-    pageRoutes(app, options.version)
+  // Every operation of the contract, each with its handler; a worker's health port serves only its own.
+  const handlers: Handlers = {
+    ...healthHandlers(run, http),
+    ...ingestHandlers(run),
+    ...searchHandlers(run),
+    ...embeddingHandlers(run),
+    ...pageHandlers(options.version)
+  }
+  const guards = authFor(options.auth)
+  for (const id of Object.keys(Api) as Array<keyof Api>) {
+    if (options.mode === "api" || WORKER_OPERATIONS.includes(id)) serve(app, Api[id], handlers[id] as never, guards)
   }
 
   const respond = (c: Parameters<Parameters<typeof app.onError>[0]>[1], mapped: Mapped) => {

@@ -159,10 +159,3 @@ export const readJson = async <A, I>(
   if (Either.isLeft(decoded)) throw decoded.left
   return decoded.right
 }
-
-/** Decodes query-string parameters (unknown parameters are ignored: links may carry tracking or cache-busting ones). */
-export const readQuery = <A, I>(c: Context<ApiEnv>, schema: Schema.Schema<A, I, never>): A => {
-  const decoded = Schema.decodeUnknownEither(schema, { errors: "all" })(c.req.query())
-  if (Either.isLeft(decoded)) throw decoded.left
-  return decoded.right
-}

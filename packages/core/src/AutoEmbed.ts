@@ -4,6 +4,7 @@ import { Context, Effect, Layer, Option } from "effect"
 import { AutoEmbedConfig, type AutoEmbedConfigShape, ConfigurationError, readConfig } from "./config/AutoEmbedConfig.js"
 import { ConfigFileError, type SourceConfigInput } from "./config/SourceConfig.js"
 import { Extraction } from "./knowledge/Extraction.js"
+import { Readiness } from "./operations/Readiness.js"
 import { Backfill } from "./pipeline/Backfill.js"
 import { EmbeddingQueue } from "./pipeline/EmbeddingQueue.js"
 import { PendingSignal } from "./pipeline/PendingSignal.js"
@@ -52,6 +53,7 @@ export type AutoEmbedServices =
   | Extraction
   | Backfill
   | Status
+  | Readiness
   | Search
   | QueryCache
   | VectorIndex
@@ -114,7 +116,12 @@ export const layer = (
       Layer.provideMerge(PendingSignal.Default),
       Layer.provideMerge(base)
     )
-  const services = Layer.mergeAll(Extraction.Default, Search.DefaultWithoutDependencies, Backfill.Default).pipe(
+  const services = Layer.mergeAll(
+    Extraction.Default,
+    Search.DefaultWithoutDependencies,
+    Backfill.Default,
+    Readiness.Default
+  ).pipe(
     Layer.provideMerge(core)
   )
   const withWorkers = options.workers === false

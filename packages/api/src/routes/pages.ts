@@ -1,9 +1,9 @@
-import type { Hono } from "hono"
 import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { Api } from "../contract/Api.js"
+import { type OpenApiDocument, openApiDocument } from "../contract/OpenApi.js"
 import { ApiError } from "../Errors.js"
-import type { ApiEnv } from "../Http.js"
-import { openApiDocument, routes } from "../OpenApi.js"
+import type { Handlers } from "../Serve.js"
 
 /** packages/api/static, from src/routes and from dist/routes alike. */
 const STATIC_DIR = fileURLToPath(new URL("../../static/", import.meta.url))
@@ -22,7 +22,7 @@ export const PAGE_CSP =
 const html = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
 
 /** The docs page: every operation of the OpenAPI document with its parameters and answers. */
-const docsPage = (doc: ReturnType<typeof openApiDocument>) => {
+const docsPage = (doc: OpenApiDocument) => {
   const sections = Object.entries(doc.paths).flatMap(([path, ops]) =>
     Object.entries(ops).map(([method, op]: [string, any]) => {
       const params = (op.parameters ?? []).map((p: any) =>
@@ -58,33 +58,35 @@ const docsPage = (doc: ReturnType<typeof openApiDocument>) => {
 <h1>autoembed API <small>${html(doc.info.version)}</small></h1><p>${html(doc.info.description)}</p>
 <p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI ${doc.openapi}). Web page: <a href="/">/</a>.</p>
 <nav aria-label="Routes"><ul>${
-    routes.map((r) => `<li><a href="#${r.operationId}">${r.method.toUpperCase()} ${html(r.path)}</a></li>`).join("")
+    Object.values(Api).map((e) => `<li><a href="#${e.id}">${e.method.toUpperCase()} ${html(e.path)}</a></li>`).join("")
   }</ul></nav>
 ${sections.join("\n")}</main></body></html>`
 }
 
 /** GET /, /static/*, /docs and /openapi.json. */
-export const pageRoutes = (app: Hono<ApiEnv>, version: string) => {
+export const pageHandlers = (version: string): Pick<Handlers, "page" | "asset" | "docs" | "openapi"> => {
   // Read once at start-up: a fixed set of files, so no request path ever reaches the file system.
   const files = new Map<string, { body: string; type: string }>()
   for (const name of readdirSync(STATIC_DIR)) {
     const ext = name.slice(name.lastIndexOf("."))
     if (TYPES[ext]) files.set(name, { body: readFileSync(STATIC_DIR + name, "utf8"), type: TYPES[ext] })
   }
-  const doc = openApiDocument({ version })
-  const docsHtml = docsPage(doc)
+  const doc = JSON.stringify(openApiDocument({ version }))
+  const docsHtml = docsPage(JSON.parse(doc))
   const headers = (type: string) => ({
     "content-type": type,
     "cache-control": "no-cache",
     "content-security-policy": PAGE_CSP
   })
 
-  app.get("/", (c) => c.body(files.get("index.html")!.body, 200, headers(TYPES[".html"])))
-  app.get("/static/:name", (c) => {
-    const file = files.get(c.req.param("name"))
-    if (!file) throw new ApiError(404, "not_found", "No such file")
-    return c.body(file.body, 200, headers(file.type))
-  })
-  app.get("/openapi.json", (c) => c.json(doc))
-  app.get("/docs", (c) => c.body(docsHtml, 200, headers(TYPES[".html"])))
+  return {
+    page: async () => ({ status: 200, body: files.get("index.html")!.body, headers: headers(TYPES[".html"]) }),
+    asset: async ({ params }) => {
+      const file = files.get(params.name)
+      if (!file) throw new ApiError(404, "not_found", "No such file")
+      return { status: 200, body: file.body, headers: headers(file.type) }
+    },
+    openapi: async () => ({ status: 200, body: doc }),
+    docs: async () => ({ status: 200, body: docsHtml, headers: headers(TYPES[".html"]) })
+  }
 }

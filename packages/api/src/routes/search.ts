@@ -1,14 +1,9 @@
-import { Search, SearchParams } from "@autoembed/core"
+import { Search } from "@autoembed/core"
 import { Effect } from "effect"
-import type { Hono } from "hono"
-import { type ApiEnv, readQuery } from "../Http.js"
-import type { RouteDeps } from "./Context.js"
+import type { Run } from "../Http.js"
+import type { Handlers } from "../Serve.js"
 
 /** GET /v1/search?q=...&mode=hybrid&types=atoms,messages&limit=10 */
-export const searchRoutes = (app: Hono<ApiEnv>, { run, auth }: RouteDeps) => {
-  app.get("/v1/search", auth.read, async (c) => {
-    const request = readQuery(c, SearchParams)
-    const response = await run(Effect.flatMap(Search, (s) => s.search(request)))
-    return c.json(response)
-  })
-}
+export const searchHandlers = (run: Run): Pick<Handlers, "search"> => ({
+  search: async ({ query }) => ({ status: 200, body: await run(Effect.flatMap(Search, (s) => s.search(query))) })
+})

@@ -1,0 +1,242 @@
+import {
+  BackfillRequest,
+  ExtractionRequest,
+  IngestMessagesRequest,
+  SearchRequest,
+  SearchResponse
+} from "@autoembed/core"
+import { Schema } from "effect"
+import { endpoint } from "./Endpoint.js"
+import * as S from "./Schemas.js"
+import { SearchQueryForm } from "./SearchQuery.js"
+
+/**
+ * The HTTP API: every operation, its input, its answers. The server implements exactly these
+ * (App.ts's handler table is typed by them), /openapi.json and /docs are generated from them, and
+ * `makeClient` calls them.
+ */
+
+/** Errors every JSON operation can answer besides its own. */
+const common = {
+  500: "A bug; the body carries the request id to look up in the server log",
+  503: "The database or the embedding provider is unavailable; retry after the Retry-After seconds"
+}
+const bodyErrors = {
+  400: "The body is missing or is not valid JSON",
+  413: "The body is larger than 1 MiB",
+  415: "The body is not application/json",
+  422: "The body does not match the schema, or names ids that do not exist (details say which)"
+}
+const unauthorized = { 401: "Missing or wrong bearer token (only when AUTOEMBED_API_TOKEN is set)" }
+
+/**
+ * Core's message schema turns any string into a Date, "last tuesday" included (an Invalid Date that
+ * would only fail in SQL); the API refuses those up front with a 422 that names the field.
+ */
+const IngestRequest = IngestMessagesRequest.pipe(
+  Schema.filter((r) =>
+    r.messages.every((m) => m.sent_at == null || !Number.isNaN(m.sent_at.getTime())) ||
+    "sent_at must be a date such as 2025-03-01 or 2025-03-01T10:00:00Z"
+  )
+)
+
+export const ingestMessages = endpoint({
+  id: "ingestMessages",
+  method: "post",
+  path: "/v1/messages",
+  tag: "ingest",
+  auth: "write",
+  summary: "Save chat messages; each is embedded in the background within seconds " +
+    "(an external_id seen before updates that message)",
+  body: { schema: IngestRequest, required: true },
+  success: { 201: { description: "Saved; the ids in request order", schema: S.IngestResponse } },
+  errors: { ...unauthorized, ...bodyErrors, 409: "A concurrent request wrote the same external_id; retry", ...common }
+})
+
+export const persistExtraction = endpoint({
+  id: "persistExtraction",
+  method: "post",
+  path: "/v1/extractions",
+  tag: "ingest",
+  auth: "write",
+  summary: "Persist an extraction (topics, knowledge atoms with links, processed message ids) in one " +
+    "transaction; atoms are embedded in the background",
+  body: { schema: ExtractionRequest, required: true },
+  success: { 201: { description: "Persisted", schema: S.ExtractionResponse } },
+  errors: { ...unauthorized, ...bodyErrors, 409: "A concurrent write changed the same rows; retry", ...common }
+})
+
+export const search = endpoint({
+  id: "search",
+  method: "get",
+  path: "/v1/search",
+  tag: "search",
+  auth: "read",
+  summary: "Semantic (vector), full-text or hybrid search over every embedded source",
+  query: { form: SearchQueryForm, request: SearchRequest },
+  success: { 200: { description: "Results, best first, with scores and snippets", schema: SearchResponse } },
+  errors: {
+    ...unauthorized,
+    422: "A parameter is out of bounds or names an unknown type",
+    429: "The embedding provider is rate limiting query embeddings; retry after the Retry-After seconds",
+    ...common
+  }
+})
+
+export const backfill = endpoint({
+  id: "backfill",
+  method: "post",
+  path: "/v1/embeddings/backfill",
+  tag: "embeddings",
+  auth: "write",
+  summary: "Embed every missing or stale row: with dry_run, count them; otherwise start a background job",
+  body: { schema: BackfillRequest, required: false },
+  success: {
+    200: { description: "Dry run: what a run would process", schema: S.DryRunResponse },
+    202: { description: "Started; poll the Location header's URL for progress", schema: S.BackfillStarted }
+  },
+  errors: {
+    ...unauthorized,
+    ...bodyErrors,
+    409: "A backfill started by this server is still running; details.job_id names it",
+    ...common
+  }
+})
+
+export const getBackfill = endpoint({
+  id: "getBackfill",
+  method: "get",
+  path: "/v1/embeddings/backfill/{id}",
+  tag: "embeddings",
+  auth: "read",
+  summary: "Progress of a backfill job (from this process or, when another process ran it, from the database)",
+  params: [{ name: "id", description: "The job id from POST /v1/embeddings/backfill" }],
+  success: { 200: { description: "The job", schema: S.BackfillJobSchema } },
+  errors: { ...unauthorized, 404: "No such job", ...common }
+})
+
+export const status = endpoint({
+  id: "status",
+  method: "get",
+  path: "/v1/embeddings/status",
+  tag: "embeddings",
+  auth: "read",
+  summary: "Per-source totals (embedded, pending, stale, failed), queue, throughput, provider and recent errors",
+  success: { 200: { description: "The status report", schema: S.StatusResponse } },
+  errors: { ...unauthorized, ...common }
+})
+
+export const retryFailed = endpoint({
+  id: "retryFailed",
+  method: "post",
+  path: "/v1/embeddings/retry-failed",
+  tag: "embeddings",
+  auth: "write",
+  summary: "Queue rows that failed permanently again (after fixing the cause)",
+  body: { schema: S.RetryFailedRequest, required: false },
+  success: { 200: { description: "How many rows were queued again", schema: S.RetryFailedResponse } },
+  errors: { ...unauthorized, ...bodyErrors, ...common }
+})
+
+export const health = endpoint({
+  id: "health",
+  method: "get",
+  path: "/healthz",
+  tag: "operations",
+  auth: "none",
+  summary: "The process is up (no dependency checked)",
+  success: { 200: { description: "Up", schema: S.HealthResponse } },
+  errors: {}
+})
+
+export const ready = endpoint({
+  id: "ready",
+  method: "get",
+  path: "/readyz",
+  tag: "operations",
+  auth: "none",
+  summary: "The database answers and the embedding provider embeds (provider result cached for 30 s)",
+  success: { 200: { description: "Ready", schema: S.ReadyResponse } },
+  errors: { 503: "Not ready; details has the database and provider checks" }
+})
+
+export const metrics = endpoint({
+  id: "metrics",
+  method: "get",
+  path: "/metrics",
+  tag: "operations",
+  auth: "read",
+  summary: "Prometheus metrics of this process: embeddings, queue, batch and search latency, provider errors, " +
+    "rows per state",
+  success: {
+    200: { description: "Prometheus text exposition format 0.0.4", contentType: "text/plain; version=0.0.4" }
+  },
+  errors: { ...unauthorized }
+})
+
+export const openapi = endpoint({
+  id: "openapi",
+  method: "get",
+  path: "/openapi.json",
+  tag: "operations",
+  auth: "none",
+  summary: "This document",
+  success: { 200: { description: "OpenAPI 3.1 document", contentType: "application/json" } },
+  errors: {}
+})
+
+export const docs = endpoint({
+  id: "docs",
+  method: "get",
+  path: "/docs",
+  tag: "operations",
+  auth: "none",
+  summary: "The routes of this document as an HTML page",
+  success: { 200: { description: "HTML", contentType: "text/html" } },
+  errors: {}
+})
+
+export const page = endpoint({
+  id: "page",
+  method: "get",
+  path: "/",
+  tag: "operations",
+  auth: "none",
+  summary: "Web page: search, pipeline status, backfill",
+  success: { 200: { description: "HTML", contentType: "text/html" } },
+  errors: {}
+})
+
+export const asset = endpoint({
+  id: "asset",
+  method: "get",
+  path: "/static/{name}",
+  tag: "operations",
+  auth: "none",
+  summary: "The web page's script and style sheet",
+  params: [{ name: "name", description: "app.js or style.css" }],
+  success: { 200: { description: "The file", contentType: "text/javascript" } },
+  errors: { 404: "No such file" }
+})
+
+/** Every operation, in the order the documentation lists them. */
+export const Api = {
+  ingestMessages,
+  persistExtraction,
+  search,
+  backfill,
+  getBackfill,
+  status,
+  retryFailed,
+  health,
+  ready,
+  metrics,
+  openapi,
+  docs,
+  page,
+  asset
+} as const
+export type Api = typeof Api
+
+/** The operations a worker process's health port serves. */
+export const WORKER_OPERATIONS: ReadonlyArray<keyof Api> = ["health", "ready", "metrics"]

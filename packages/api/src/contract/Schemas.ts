@@ -1,0 +1,179 @@
+import type { BackfillJob, DryRunReport, ExtractionResult, StatusReport } from "@autoembed/core"
+import { Schema } from "effect"
+
+/**
+ * Response shapes of the HTTP API. Each is checked against core's type at compile time
+ * (`conforms`): a field core adds or drops without the wire following is a type error here, and
+ * the server encodes every answer through these schemas refusing unknown fields, so a field the
+ * schema lacks fails the request in the tests instead of reaching clients undocumented.
+ */
+const conforms = <A>() => <S extends Schema.Schema<A, any, never>>(schema: S): S => schema
+
+const Count = Schema.Int.pipe(Schema.nonNegative())
+
+export const ErrorResponse = Schema.Struct({
+  error: Schema.Struct({
+    code: Schema.String.annotations({
+      description: "Stable machine-readable code, e.g. validation_failed, unauthorized, not_found"
+    }),
+    message: Schema.String,
+    details: Schema.Unknown.annotations({
+      description: "validation_failed: a list of {path, message}; other codes: an object or null"
+    }),
+    request_id: Schema.String.annotations({ description: "Also in the x-request-id header and the server log" })
+  })
+}).annotations({ identifier: "Error" })
+export type ErrorResponse = typeof ErrorResponse.Type
+
+export const IngestResponse = Schema.Struct({ ids: Schema.Array(Schema.Int) }).annotations({
+  identifier: "IngestResponse"
+})
+
+export const ExtractionResponse = conforms<ExtractionResult>()(
+  Schema.Struct({
+    topic_ids: Schema.Array(Schema.Int),
+    atom_ids: Schema.Array(Schema.Int),
+    message_ids: Schema.Array(Schema.Int)
+  }).annotations({ identifier: "ExtractionResponse" })
+)
+
+export const DryRunResponse = conforms<DryRunReport>()(
+  Schema.Struct({
+    dry_run: Schema.Literal(true),
+    entity_types: Schema.Record({
+      key: Schema.String,
+      value: Schema.Struct({ missing: Count, stale: Count, failed: Count })
+    }),
+    total: Count
+  }).annotations({ identifier: "BackfillDryRun" })
+)
+
+export const BackfillJobSchema = conforms<BackfillJob>()(
+  Schema.Struct({
+    id: Schema.String,
+    state: Schema.Literal("running", "succeeded", "failed", "cancelled"),
+    phase: Schema.Literal("queueing", "embedding", "indexing", "done"),
+    bulk_types: Schema.Array(Schema.String).annotations({
+      description: "Types loaded on the bulk path (index dropped during the load, built once at the end)"
+    }),
+    entity_types: Schema.Array(Schema.String),
+    total: Count,
+    processed: Count,
+    succeeded: Count,
+    failed: Count,
+    skipped: Count,
+    rate_per_second: Schema.Number,
+    eta_seconds: Schema.NullOr(Schema.Number),
+    elapsed_seconds: Schema.Number,
+    started_at: Schema.String,
+    finished_at: Schema.NullOr(Schema.String),
+    error: Schema.NullOr(Schema.String)
+  }).annotations({ identifier: "BackfillJob" })
+)
+
+export const BackfillStarted = Schema.Struct({ job: BackfillJobSchema }).annotations({
+  identifier: "BackfillStarted"
+})
+
+export const RetryFailedRequest = Schema.Struct({
+  entity_types: Schema.optional(
+    Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(63))).pipe(
+      Schema.minItems(1),
+      Schema.maxItems(50)
+    )
+  )
+}).annotations({ identifier: "RetryFailedRequest" })
+
+export const RetryFailedResponse = Schema.Struct({ requeued: Count }).annotations({
+  identifier: "RetryFailedResponse"
+})
+
+const IndexState = Schema.Struct({
+  name: Schema.String,
+  state: Schema.Literal("valid", "building", "missing").annotations({
+    description: "building: not yet valid (e.g. a bulk rebuild); missing: search scans exactly"
+  }),
+  definition: Schema.NullOr(Schema.String),
+  matches_config: Schema.Boolean.annotations({
+    description: "Built with the configured kind, m and ef_construction"
+  }),
+  bulk: Schema.NullOr(Schema.String).annotations({ description: "Set while a bulk load holds the index dropped" })
+})
+
+const SourceStatus = Schema.Struct({
+  total: Count,
+  embedded: Count,
+  pending: Count,
+  missing: Count,
+  stale: Count,
+  failed: Count,
+  in_flight: Count,
+  oldest_pending_seconds: Schema.NullOr(Schema.Number),
+  index: IndexState
+})
+
+export const StatusResponse = conforms<StatusReport>()(
+  Schema.Struct({
+    sources: Schema.Record({ key: Schema.String, value: SourceStatus }),
+    queue: Schema.Struct({
+      running: Schema.Boolean,
+      worker_id: Schema.NullOr(Schema.String),
+      depth: Count,
+      capacity: Count,
+      in_flight: Count,
+      concurrency: Count,
+      batch_size: Count,
+      paused_for_ms: Schema.Number,
+      last_error: Schema.NullOr(Schema.String),
+      listening: Schema.Boolean.annotations({
+        description: "Notifications wake the workers at once; false while LISTEN reconnects or without workers"
+      })
+    }),
+    throughput: Schema.Struct({
+      last_minute_per_second: Schema.Number,
+      last_5_minutes_per_second: Schema.Number,
+      series: Schema.Array(Schema.Struct({ at: Schema.String, embedded: Count }))
+    }),
+    totals: Schema.Struct({
+      embedded: Count,
+      failed: Count,
+      skipped: Count,
+      batches: Count,
+      provider_errors: Schema.Record({ key: Schema.String, value: Count })
+    }),
+    provider: Schema.Struct({
+      provider: Schema.String,
+      model: Schema.String,
+      dimensions: Schema.Int,
+      model_key: Schema.String
+    }),
+    database: Schema.Struct({ kind: Schema.String, description: Schema.String }),
+    index_settings: Schema.Struct({
+      kind: Schema.String,
+      m: Schema.Int,
+      ef_construction: Schema.Int,
+      ef_search: Schema.Int
+    }),
+    recent_errors: Schema.Array(Schema.Struct({
+      type: Schema.String,
+      id: Schema.String,
+      error: Schema.String,
+      at: Schema.String,
+      attempts: Count,
+      failed: Schema.Boolean
+    })),
+    notes: Schema.Array(Schema.String),
+    generated_at: Schema.String
+  }).annotations({ identifier: "StatusReport" })
+)
+
+export const HealthResponse = Schema.Struct({ status: Schema.Literal("ok") }).annotations({ identifier: "Health" })
+
+const Check = Schema.Struct({ ok: Schema.Boolean, ms: Schema.Number, error: Schema.optional(Schema.String) })
+
+export const ReadyResponse = Schema.Struct({
+  status: Schema.Literal("ready"),
+  database: Schema.extend(Check, Schema.Struct({ kind: Schema.String })),
+  provider: Schema.extend(Check, Schema.Struct({ provider: Schema.String, model: Schema.String }))
+}).annotations({ identifier: "Ready" })
+export type ReadyResponse = typeof ReadyResponse.Type
