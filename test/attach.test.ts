@@ -7,9 +7,11 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { openApiDocument } from "../packages/api/src/contract/index.js"
 import { startServer } from "../packages/api/src/Server.js"
 import { type FakeProviderServer, startFakeProviderServer } from "./fakes/FakeProviderServer.js"
 import { scratchDatabase } from "./support/ApiServer.js"
+import { validateInDocument } from "./support/Contract.js"
 import { startCli, stop, waitFor } from "./support/Processes.js"
 import { serverUrl, tier } from "./support/TestDatabase.js"
 
@@ -349,6 +351,13 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
       `SELECT DISTINCT chat_id::int FROM messages WHERE id IN (${found.map((r) => r.id).join(",")})`
     )
     expect(chats).toEqual([{ chat_id: 43 }])
+    // --json is the contract's encoding: it validates against the same document the server publishes.
+    const doc = openApiDocument({ version: "test" })
+    const searchAnswer = ["paths", "/v1/search", "get", "responses", "200", "content", "application/json", "schema"]
+    expect(await validateInDocument(doc, searchAnswer, JSON.parse(cliSearch.stdout))).toBe(true)
+    const status = await cli(["status", "--json"])
+    expect(status.code, status.stderr).toBe(0)
+    expect(await validateInDocument(doc, ["components", "schemas", "StatusReport"], JSON.parse(status.stdout))).toBe(true)
   }, 120_000)
 
   it("uninstall removes every trace and keeps the user's vectors", async () => {

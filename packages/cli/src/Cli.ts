@@ -5,17 +5,25 @@ import {
   Backfill,
   type BackfillJob,
   Database,
-  decodeSearchParams,
   inspectSources,
   makeDatabaseLayer,
   resetEmbeddings as resetVectors,
   Search,
+  SearchResponse,
   Status,
   uninstall as uninstallAll,
   VectorIndex
 } from "@autoembed/core"
 import { Args, Command, Options, Prompt } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult } from "effect"
+import {
+  BackfillJobSchema,
+  decodeSearchQuery,
+  DryRunResponse,
+  RetryFailedResponse,
+  StatusResponse
+} from "@autoembed/api/contract"
+import { encode, toJson } from "./Json.js"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
 
 /** Exit codes: 0 ok, 1 some rows failed or a usage mistake, 2 configuration or provider unreachable. */
@@ -117,7 +125,7 @@ const uninstall = Command.make(
 const status = Command.make("status", { json }, ({ json }) =>
   Effect.gen(function*() {
     const report = yield* Effect.flatMap(Status, (s) => s.report())
-    yield* Console.log(json ? JSON.stringify(report, null, 2) : statusTable(report))
+    yield* Console.log(json ? toJson(StatusResponse, report, 2) : statusTable(report))
   }).pipe(Effect.provide(services()))).pipe(
     Command.withDescription("Per-type totals, pending, stale and failed rows, provider and model")
   )
@@ -168,7 +176,7 @@ const backfill = Command.make(
       }
       if (o.dryRun) {
         const report = yield* backfill.dryRun({ ...input, dry_run: true })
-        yield* Console.log(o.json ? JSON.stringify(report) : dryRunTable(report, database.description))
+        yield* Console.log(o.json ? toJson(DryRunResponse, report) : dryRunTable(report, database.description))
         return
       }
       const tty = process.stdout.isTTY === true && !o.json
@@ -179,12 +187,12 @@ const backfill = Command.make(
             process.stdout.write(`\r${progressBar(job)}\u001b[K`)
           } else if (Date.now() - lastLine >= 1000) {
             lastLine = Date.now()
-            process.stdout.write(JSON.stringify({ event: "progress", ...job }) + "\n")
+            process.stdout.write(JSON.stringify({ event: "progress", ...encode(BackfillJobSchema, job) }) + "\n")
           }
         })
       const job = yield* backfill.run(input, onProgress)
       if (tty) process.stdout.write(`\r${progressBar(job)}\u001b[K\n\n${summaryTable(job)}\n`)
-      else process.stdout.write(JSON.stringify({ event: "done", ...job }) + "\n")
+      else process.stdout.write(JSON.stringify({ event: "done", ...encode(BackfillJobSchema, job) }) + "\n")
       if (job.state !== "succeeded") return yield* Effect.fail(new CliExit(2, job.error ?? `backfill ${job.state}`))
       if (job.failed > 0) {
         return yield* Effect.fail(
@@ -199,7 +207,7 @@ const retryFailed = Command.make("retry-failed", { types, json }, (o) =>
   Effect.gen(function*() {
     const result = yield* Effect.flatMap(Backfill, (b) => b.retryFailed(typesOrAll(o.types)))
     yield* Console.log(
-      o.json ? JSON.stringify(result) : `${result.requeued} failed rows requeued; running workers will embed them.`
+      o.json ? toJson(RetryFailedResponse, result) : `${result.requeued} failed rows requeued; running workers will embed them.`
     )
   }).pipe(Effect.provide(services()))).pipe(Command.withDescription("Requeue rows marked failed"))
 
@@ -255,7 +263,7 @@ const search = Command.make(
       for (const [key, value] of Option.getOrElse(o.filter, () => new Map<string, string>())) {
         params[`filter.${key}`] = value
       }
-      const request = yield* decodeSearchParams(params).pipe(
+      const request = yield* decodeSearchQuery(params).pipe(
         Effect.mapError((e) => {
           const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
           return new CliExit(
@@ -265,7 +273,7 @@ const search = Command.make(
         })
       )
       const result = yield* Effect.flatMap(Search, (s) => s.search(request))
-      if (o.json) return yield* Console.log(JSON.stringify(result, null, 2))
+      if (o.json) return yield* Console.log(toJson(SearchResponse, result, 2))
       if (result.results.length === 0) {
         return yield* Console.log(
           `No results for "${result.query}" (${result.mode}, ${result.model}).`

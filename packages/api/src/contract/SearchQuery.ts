@@ -1,5 +1,6 @@
-import { SearchMode } from "@autoembed/core"
+import { SearchMode, SearchRequest } from "@autoembed/core"
 import { Schema } from "effect"
+import { nestQuery } from "./QueryString.js"
 
 /**
  * The query-string form of a search (`?q=...&types=atoms,messages&limit=10&filter.chat_id=42`):
@@ -40,3 +41,12 @@ export const SearchQueryForm = Schema.Struct({
     })
   )
 })
+
+/**
+ * Query parameters (`{ q, limit, "filter.chat_id": "42", ... }`) to core's `SearchRequest`, as
+ * `GET /v1/search` reads them: `pnpm cli search` uses it so both accept exactly the same input.
+ */
+export const decodeSearchQuery = (params: Readonly<Record<string, string>>) =>
+  Schema.decodeUnknown(Schema.compose(SearchQueryForm, SearchRequest, { strict: false }), { errors: "all" })(
+    nestQuery(SearchQueryForm, params)
+  )

@@ -7,4 +7,4 @@ export { ApiClientError, type Client, type ClientOptions, makeClient } from "./C
 export type { Answer, EndpointSpec, Input, Received, Request, Success } from "./Endpoint.js"
 export { type OpenApiDocument, openApiDocument } from "./OpenApi.js"
 export * from "./Schemas.js"
-export { SearchQueryForm } from "./SearchQuery.js"
+export { decodeSearchQuery, SearchQueryForm } from "./SearchQuery.js"
