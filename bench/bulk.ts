@@ -35,7 +35,7 @@ import {
   vectorLiteral
 } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { createHash } from "node:crypto"
 import * as Os from "node:os"
 import { stateTables } from "../packages/core/src/storage/State.js"
@@ -148,7 +148,8 @@ const runSize = (rows: number, sample: number, full: number, queries: number, bu
           yield* sql`SET LOCAL session_replication_role = replica`
           for (let start = 1; start <= rows; start += 10_000) {
             const texts = Array.from({ length: Math.min(10_000, rows - start + 1) }, (_, k) => text(start + k))
-            yield* sql`INSERT INTO atoms (type, title, content) SELECT 'insight', 'Note', t FROM unnest(${texts}::text[]) t`
+            yield* sql`INSERT INTO atoms (type, title, content)
+              SELECT 'insight', 'Note', t FROM unnest(${texts}::text[]) t`
           }
         }))
         const backfill = yield* Backfill
@@ -233,7 +234,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const full = numberFlag(args, "full", 10000)
   const buildWorkers = numberFlag(args, "build-workers", Math.max(1, Os.cpus().length - 1))
   console.log(
-    `bulk backfill vs one UPDATE per row, ${DIMS}-d, Local provider, ${describeServer()}; per-row: full run up to ${full} rows, and a ${sample}-row sample`
+    `bulk backfill vs one UPDATE per row, ${DIMS}-d, Local provider, ${describeServer()}; ` +
+      `per-row: full run up to ${full} rows, and a ${sample}-row sample`
   )
   const results = []
   for (const rows of sizes) {
@@ -270,7 +272,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     )
   }
   note(
-    "per-row UPDATEs hit the same HNSW index a bulk run builds once; the sample is drawn at random from the loaded table"
+    "per-row UPDATEs hit the same HNSW index a bulk run builds once; " +
+      "the sample is drawn at random from the loaded table"
   )
   writeResult("bulk", { dims: DIMS, sample, queries, results })
   return results

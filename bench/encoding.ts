@@ -64,7 +64,8 @@ const recordWritten = (source: Source, written: Fragment) =>
       WITH ${written}
       INSERT INTO ${rows} AS s (source, row_id, model, hash, tsv, embedded_at)
       SELECT ${source.name}, w.ae_row, ${MODEL}, w.ae_hash, w.ae_tsv, now() FROM w
-      ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv, embedded_at = EXCLUDED.embedded_at`
+      ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv,
+        embedded_at = EXCLUDED.embedded_at`
   })
 
 const textBatch = (source: Source) => (rows: ReadonlyArray<Row>) =>
@@ -153,7 +154,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
       yield* sql.withTransaction(Effect.gen(function*() {
         yield* sql`SET LOCAL session_replication_role = replica`
-        yield* sql`INSERT INTO messages (content) SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
+        yield* sql`INSERT INTO messages (content)
+          SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
       }))
       const fromStage = (yield* recordWritten(
         source,
@@ -180,7 +182,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
           yield* write[key]
           const ms = elapsedMs(t)
           const [check] = yield* sql<{ n: number }>`
-            SELECT count(*)::int AS n FROM messages t JOIN ${st.rows} ae_r ON ae_r.source = ${source.name} AND ae_r.row_id = t.id::text
+            SELECT count(*)::int AS n FROM messages t
+            JOIN ${st.rows} ae_r ON ae_r.source = ${source.name} AND ae_r.row_id = t.id::text
             WHERE t.embedding IS NOT NULL AND ae_r.model = ${MODEL}`
           if (check.n !== n) throw new Error(`${key}: ${check.n} of ${n} vectors written`)
           rates[key].push(n / (ms / 1000))

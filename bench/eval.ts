@@ -507,8 +507,10 @@ const markdown = (
   out.push(
     `Command: \`${tier() === "postgres" ? "DATABASE_URL=postgres://... " : ""}pnpm eval\`. Database: ${database}. ` +
       `Machine: ${Os.cpus().length} cores (${Os.cpus()[0]?.model ?? "unknown CPU"}), Node ${process.version}. ` +
-      `Provider: Local (local-hash-v1, lexical feature hashing), ${DIMENSIONS} dimensions, HNSW m=16, ef_construction=64, ` +
-      `ef_search=100 (default), iterative scans relaxed_order. Hybrid: convex combination of min-max normalised scores, vector weight 0.4 (AUTOEMBED_HYBRID_VECTOR_WEIGHT), depth max(limit×${HYBRID_DEPTH_FACTOR}, ${HYBRID_DEPTH_MIN}) per list. ` +
+      `Provider: Local (local-hash-v1, lexical feature hashing), ${DIMENSIONS} dimensions, HNSW m=16, ` +
+      "ef_construction=64, ef_search=100 (default), iterative scans relaxed_order. " +
+      "Hybrid: convex combination of min-max normalised scores, vector weight 0.4 (AUTOEMBED_HYBRID_VECTOR_WEIGHT), " +
+      `depth max(limit×${HYBRID_DEPTH_FACTOR}, ${HYBRID_DEPTH_MIN}) per list. ` +
       `Total run time ${f1(totalSeconds)} s. Load average (1 min) at start/end: ${
         loadAverages.map((l) => l.toFixed(1)).join(" / ")
       }` +
@@ -516,8 +518,9 @@ const markdown = (
     ""
   )
   out.push(
-    "nDCG@10 uses the graded relevance of the qrels as linear gains with the log2(rank+1) discount and the ideal ranking from the qrels; " +
-      "recall@10 counts every judged document with relevance > 0. Latencies are per search with the query vector already cached " +
+    "nDCG@10 uses the graded relevance of the qrels as linear gains with the log2(rank+1) discount " +
+      "and the ideal ranking from the qrels; recall@10 counts every judged document with relevance > 0. " +
+      "Latencies are per search with the query vector already cached " +
       "(the database part), on a warm database, one search at a time.",
     ""
   )
@@ -544,7 +547,8 @@ const markdown = (
   }
   out.push(
     "",
-    "| collection | HNSW recall@10 vs exact (ef_search 100) | Search's plan uses HNSW | persist s | embedding done s after persist | rows/s overall |",
+    "| collection | HNSW recall@10 vs exact (ef_search 100) | Search's plan uses HNSW | persist s " +
+      "| embedding done s after persist | rows/s overall |",
     "| --- | ---: | --- | ---: | ---: | ---: |"
   )
   for (const r of reports) {
@@ -570,27 +574,31 @@ const markdown = (
     "",
     "### Decisions",
     "",
-    "- Text query: an OR of the query's stemmed words (`plainto_tsquery` with `&` turned into `|`). AND forms (plainto, websearch) " +
-      "match almost nothing for sentence-long queries (nDCG@10 below 0.08). Quotes, `OR` or `-word` in a query switch to " +
-      "`websearch_to_tsquery`, so users who ask for a phrase get one.",
-    "- Text rank: Okapi BM25 (k1 0.9, b 0.4) over corpus statistics kept in autoembed's schema; the `text, ts_rank` and " +
-      "`hybrid, ts_rank` rows are the ranking it replaced, run on the same rows in the same run. Before BM25: `ts_rank(tsv, q, 1|32)`. Cover density (`ts_rank_cd`) rewards words near each other, which an OR of a claim's " +
-      "words rarely has; dividing by the length (flag 2) over-favours short documents; 1 + log(length) (flag 1) is best on both " +
-      "collections. Equal title and body weights helped SciFact but hurt Cranfield, so PostgreSQL's default weights stay.",
-    "- Fusion: a convex combination of min-max normalised scores, 0.4 · vector + 0.6 · text (BM25's own score). With BM25 as the " +
-      "text leg, reciprocal rank fusion pulls hybrid below text alone on SciFact (the Local provider's vector leg is much weaker, " +
-      "and RRF weighs its ranks as much as BM25's); score fusion keeps how sure each leg is. α from 0.1 to 0.4 is within 0.005 on " +
-      "SciFact and best at 0.3–0.4 on Cranfield; 0.4 leaves room for stronger embedding models. RRF k and depth move nDCG@10 by less " +
-      "than 0.01. Hybrid in the main table fuses the HNSW vector list, so it can differ a little from the ablation rows, which fuse the exact list.",
-    "- HNSW: Search turns sequential scans off for its vector queries. PostgreSQL's planner picks a sequential scan and a sort " +
-      "at these sizes (1024-d vectors are TOASTed and pgvector's cost model does not count reading them back), which is the " +
-      "\"planner left alone\" row: as slow as exact search. A bigger m or ef_construction raises recall at the same ef_search " +
-      "(the index table below) at the cost of a slower build.",
+    "- Text query: an OR of the query's stemmed words (`plainto_tsquery` with `&` turned into `|`). AND forms " +
+      "(plainto, websearch) match almost nothing for sentence-long queries (nDCG@10 below 0.08). Quotes, `OR` or " +
+      "`-word` in a query switch to `websearch_to_tsquery`, so users who ask for a phrase get one.",
+    "- Text rank: Okapi BM25 (k1 0.9, b 0.4) over corpus statistics kept in autoembed's schema; the `text, ts_rank` " +
+      "and `hybrid, ts_rank` rows are the ranking it replaced, run on the same rows in the same run. Before BM25: " +
+      "`ts_rank(tsv, q, 1|32)`. Cover density (`ts_rank_cd`) rewards words near each other, which an OR of a claim's " +
+      "words rarely has; dividing by the length (flag 2) over-favours short documents; 1 + log(length) (flag 1) is " +
+      "best on both collections. Equal title and body weights helped SciFact but hurt Cranfield, so PostgreSQL's " +
+      "default weights stay.",
+    "- Fusion: a convex combination of min-max normalised scores, 0.4 · vector + 0.6 · text (BM25's own score). With " +
+      "BM25 as the text leg, reciprocal rank fusion pulls hybrid below text alone on SciFact (the Local provider's " +
+      "vector leg is much weaker, and RRF weighs its ranks as much as BM25's); score fusion keeps how sure each leg " +
+      "is. α from 0.1 to 0.4 is within 0.005 on SciFact and best at 0.3–0.4 on Cranfield; 0.4 leaves room for " +
+      "stronger embedding models. RRF k and depth move nDCG@10 by less than 0.01. Hybrid in the main table fuses the " +
+      "HNSW vector list, so it can differ a little from the ablation rows, which fuse the exact list.",
+    "- HNSW: Search turns sequential scans off for its vector queries. PostgreSQL's planner picks a sequential scan " +
+      "and a sort at these sizes (1024-d vectors are TOASTed and pgvector's cost model does not count reading them " +
+      "back), which is the \"planner left alone\" row: as slow as exact search. A bigger m or ef_construction raises " +
+      "recall at the same ef_search (the index table below) at the cost of a slower build.",
     ""
   )
   out.push("### What was tried (ablation on the same rows and query lists)", "")
   out.push(
-    "RRF rows fuse the exact top-100 vector list and the top-100 text list of each query in the harness (the same formula as Search); " +
+    "RRF rows fuse the exact top-100 vector list and the top-100 text list of each query in the harness " +
+      "(the same formula as Search); " +
       "text rows are alternative query forms and rankings run as raw SQL over the same tsvectors (autoembed.rows.tsv).",
     ""
   )
@@ -603,7 +611,8 @@ const markdown = (
     out.push("")
   }
   out.push(
-    "<details><summary>EXPLAIN of Search's vector query (first query, after ANALYZE), and of the same query left to the planner</summary>",
+    "<details><summary>EXPLAIN of Search's vector query (first query, after ANALYZE), " +
+      "and of the same query left to the planner</summary>",
     "",
     "```",
     ...reports.map((r) => `${r.name}:\n${r.plan.replace(/'\[[^\]]*\]'/g, "'[...]'")}`),

@@ -42,7 +42,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const iterations = numberFlag(args, "iterations", 200)
   const target = await scratchTarget("postgres", "hook")
   console.log(
-    `hook: Extraction.persist of 3 atoms + 2 message ids, ${rounds} rounds × ${iterations} iterations per variant (alternating), on ${target.label}`
+    `hook: Extraction.persist of 3 atoms + 2 message ids, ${rounds} rounds × ${iterations} iterations per variant ` +
+      `(alternating), on ${target.label}`
   )
   try {
     const program = Effect.gen(function*() {
@@ -54,7 +55,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       )
       const msgs = yield* sql<
         { id: number }
-      >`INSERT INTO messages (content) VALUES ('hook benchmark message one'), ('hook benchmark message two') RETURNING id`
+      >`INSERT INTO messages (content) VALUES ('hook benchmark message one'), ('hook benchmark message two')
+        RETURNING id`
       const messageIds = msgs.map((m) => m.id)
       let seq = 0
       const input = () => {

@@ -167,7 +167,8 @@ export const perRowWriter = (source: Source) =>
           RETURNING ${id(source)}::text AS ae_row, ${tsvector(source, text(source))} AS ae_tsv)
         INSERT INTO ${rows} (source, row_id, model, hash, tsv, embedded_at)
         SELECT ${source.name}, w.ae_row, ${row.model}, ${row.hash}, w.ae_tsv, now() FROM w
-        ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv, embedded_at = EXCLUDED.embedded_at`
+        ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv,
+          embedded_at = EXCLUDED.embedded_at`
   })
 
 // ---------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ const program = Effect.gen(function*() {
   // Rows that never went through the trigger (a restore, a table from before autoembed).
   yield* sql.withTransaction(Effect.gen(function*() {
     yield* sql`SET LOCAL session_replication_role = replica`
-    yield* sql`INSERT INTO messages (content) SELECT 'archived chat message ' || g || ' about deploys and rollbacks' FROM generate_series(1, ${rows}) g`
+    yield* sql`INSERT INTO messages (content)
+      SELECT 'archived chat message ' || g || ' about deploys and rollbacks' FROM generate_series(1, ${rows}) g`
   }))
   // The server-side HNSW index does not change what this process holds; without it the run is
   // fast enough for the time budget (the write path has its own figure).

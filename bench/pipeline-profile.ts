@@ -47,7 +47,8 @@ export const profile = async (rows: number, db: DbKind) => {
     await Effect.runPromise(Effect.scoped(Effect.provide(
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        yield* sql`INSERT INTO messages (content) SELECT 'pipeline message ' || g || ' about deploys and queues' FROM generate_series(1, ${rows}) g`
+        yield* sql`INSERT INTO messages (content)
+          SELECT 'pipeline message ' || g || ' about deploys and queues' FROM generate_series(1, ${rows}) g`
         yield* sql`VACUUM ANALYZE messages`
         const done = yield* Deferred.make<void>()
         let embedded = 0

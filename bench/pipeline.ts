@@ -178,7 +178,8 @@ const timedRun = (s: Scenario) =>
     const sql = yield* SqlClient.SqlClient
     const st = stateTables(sql, (yield* AutoEmbedConfig).stateSchema)
     yield* sql`TRUNCATE messages, ${st.queue}, ${st.rows} RESTART IDENTITY CASCADE`
-    yield* sql`INSERT INTO messages (content) SELECT 'pipeline message ' || g || ' about deploys and queues' FROM generate_series(1, ${n}) g`
+    yield* sql`INSERT INTO messages (content)
+      SELECT 'pipeline message ' || g || ' about deploys and queues' FROM generate_series(1, ${n}) g`
     yield* sql`VACUUM ANALYZE messages`
     yield* sql`VACUUM ANALYZE ${st.queue}`
     yield* sql`VACUUM ANALYZE ${st.rows}`

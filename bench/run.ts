@@ -27,7 +27,10 @@ const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknow
   bulk,
   outage
 }
-/** Issue 11's bulk figures (100,000 rows, about 10 minutes) and the outage figure run on their own: `pnpm bench bulk`, `pnpm bench outage`. */
+/**
+ * Issue 11's bulk figures (100,000 rows, about 10 minutes) and the outage figure run on their own:
+ * `pnpm bench bulk`, `pnpm bench outage`.
+ */
 const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search", "text"]
 
 const [name, ...rest] = process.argv.slice(2)

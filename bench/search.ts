@@ -76,7 +76,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     // autoembed.rows as its migration creates it (key and (source, model) index; the tsv column stays empty here).
     await db.query("CREATE SCHEMA autoembed")
     await db.query(
-      `CREATE TABLE autoembed.rows (source text NOT NULL, row_id text NOT NULL, model text NOT NULL, hash text NOT NULL, tsv tsvector,
+      `CREATE TABLE autoembed.rows (source text NOT NULL, row_id text NOT NULL, model text NOT NULL, hash text NOT NULL,
+         tsv tsvector,
          embedded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source, row_id))`
     )
     await db.query("CREATE INDEX rows_model_idx ON autoembed.rows (source, model)")
@@ -95,11 +96,13 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       w.query(
         `WITH w AS (
            INSERT INTO items (id, cluster, embedding)
-           SELECT i, i % $3, l2_normalize(c.v + (SELECT array_agg($4 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))::vector(${DIMS})
-                                                  FROM generate_series(1, ${DIMS}) WHERE i >= 0))
+           SELECT i, i % $3, l2_normalize(c.v + (
+             SELECT array_agg($4 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))::vector(${DIMS})
+             FROM generate_series(1, ${DIMS}) WHERE i >= 0))
            FROM generate_series($1::int, $2::int) i JOIN centres c ON c.c = i % $3
            RETURNING id)
-         INSERT INTO autoembed.rows (source, row_id, model, hash) SELECT 'items', w.id::text, $5, md5(w.id::text) FROM w`,
+         INSERT INTO autoembed.rows (source, row_id, model, hash)
+         SELECT 'items', w.id::text, $5, md5(w.id::text) FROM w`,
         [k * half + 1, Math.min(rows, (k + 1) * half), clusters, sigma, MODEL]
       )
     ))
@@ -136,7 +139,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       if ("exact" in mode) await db.query("SELECT set_config('enable_indexscan', 'off', true)")
       else {
         await db.query(
-          "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('enable_seqscan', 'off', true)",
+          "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), " +
+            "set_config('enable_seqscan', 'off', true)",
           [String(mode.ef)]
         )
       }

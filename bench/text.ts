@@ -142,7 +142,8 @@ export const main = async (args: ReadonlyArray<string>) => {
           }
           const started = performance.now()
           yield* db`INSERT INTO autoembed.rows AS s (source, row_id, model, hash, tsv)
-            SELECT 'upkeep', r, 'm', md5(c), to_tsvector('english', c) FROM unnest(${ids}::text[], ${texts}::text[]) AS x(r, c)
+            SELECT 'upkeep', r, 'm', md5(c), to_tsvector('english', c)
+            FROM unnest(${ids}::text[], ${texts}::text[]) AS x(r, c)
             ON CONFLICT (source, row_id) DO UPDATE SET tsv = EXCLUDED.tsv, hash = EXCLUDED.hash`
           upkeep[on ? "on" : "off"].push(performance.now() - started)
           if (!on) {

@@ -123,7 +123,8 @@ const resetTable = (source: Source, n: number, indexPresent: boolean) =>
     else yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
     yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`SET LOCAL session_replication_role = replica`
-      yield* sql`INSERT INTO messages (content) SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
+      yield* sql`INSERT INTO messages (content)
+        SELECT ${BENCHMARK_MESSAGE_PREFIX}::text || g FROM generate_series(1, ${n}) g`
     }))
     yield* sql`VACUUM ANALYZE messages, ${st.rows}`
   })
@@ -159,11 +160,13 @@ export const main = async (args: ReadonlyArray<string> = []) => {
           const [check] = yield* sql<{ n: number; recorded: number; idx: number }>`
             SELECT count(*)::int AS n,
               (SELECT count(*)::int FROM ${st.rows} WHERE source = ${source.name} AND model = ${MODEL}) AS recorded,
-              (SELECT count(*)::int FROM pg_indexes WHERE schemaname = ${source.index.schema} AND indexname = ${source.index.name}) AS idx
+              (SELECT count(*)::int FROM pg_indexes
+                WHERE schemaname = ${source.index.schema} AND indexname = ${source.index.name}) AS idx
             FROM messages WHERE embedding IS NOT NULL`
           if (check.n !== n || check.recorded !== n || check.idx !== 1) {
             throw new Error(
-              `${key}: ${check.n} vectors written, ${check.recorded} recorded in autoembed.rows, index present: ${check.idx}`
+              `${key}: ${check.n} vectors written, ${check.recorded} recorded in autoembed.rows, ` +
+                `index present: ${check.idx}`
             )
           }
           rates[key].push(n / (ms / 1000))
@@ -186,9 +189,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
         } rows × ${DIMS}-d; postgres; ${goal(batchedRatio.median >= 10)} (≥ 10×)`
     )
     figure(
-      `write.rebuild: batched with index dropped then rebuilt (1GB maintenance_work_mem, build time included) vs one UPDATE per row = ${
-        fmtSummary(rebuildRatio, 2, "×")
-      }; ` +
+      "write.rebuild: batched with index dropped then rebuilt (1GB maintenance_work_mem, build time included) " +
+        `vs one UPDATE per row = ${fmtSummary(rebuildRatio, 2, "×")}; ` +
         `${fmt(s.rebuild.median)} vs ${fmt(s.perRow.median)} rows/s; ${
           n.toLocaleString("en-US")
         } rows × ${DIMS}-d; postgres; ${goal(rebuildRatio.median >= 10)} (≥ 10×)`

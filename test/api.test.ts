@@ -213,37 +213,41 @@ describe("API without workers, with a token and protected reads", () => {
     expect(await metrics.text()).toMatch(/^# HELP autoembed_/m)
   })
 
-  it("every route answers without a token exactly as /openapi.json says: write and read routes 401, open routes not", async () => {
-    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as any
-    const seen: Record<string, Array<string>> = { write: [], read: [], none: [] }
-    for (const [path, operations] of Object.entries<any>(doc.paths)) {
-      for (const [method, op] of Object.entries<any>(operations)) {
-        const url = server.url + path.replace("{id}", "bf_unknown").replace("{name}", "app.js")
-        const res = await fetch(url, method === "post" ? json({}) : { method: "GET" })
-        await res.arrayBuffer()
-        const kind = op["x-autoembed-auth"] as "write" | "read" | "none"
-        seen[kind].push(`${method} ${path}`)
-        if (kind === "none") expect(res.status, `${method} ${path}`).not.toBe(401)
-        else expect(res.status, `${method} ${path}`).toBe(401)
-        // The document's security agrees: none for open routes, the bearer scheme (optional for reads) otherwise.
-        expect(op.security, `${method} ${path}`).toEqual(
-          kind === "none" ? undefined : kind === "write" ? [{ bearer: [] }] : [{ bearer: [] }, {}]
-        )
+  it(
+    "every route answers without a token exactly as /openapi.json says: " +
+      "write and read routes 401, open routes not",
+    async () => {
+      const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as any
+      const seen: Record<string, Array<string>> = { write: [], read: [], none: [] }
+      for (const [path, operations] of Object.entries<any>(doc.paths)) {
+        for (const [method, op] of Object.entries<any>(operations)) {
+          const url = server.url + path.replace("{id}", "bf_unknown").replace("{name}", "app.js")
+          const res = await fetch(url, method === "post" ? json({}) : { method: "GET" })
+          await res.arrayBuffer()
+          const kind = op["x-autoembed-auth"] as "write" | "read" | "none"
+          seen[kind].push(`${method} ${path}`)
+          if (kind === "none") expect(res.status, `${method} ${path}`).not.toBe(401)
+          else expect(res.status, `${method} ${path}`).toBe(401)
+          // The document's security agrees: none for open routes, the bearer scheme (optional for reads) otherwise.
+          expect(op.security, `${method} ${path}`).toEqual(
+            kind === "none" ? undefined : kind === "write" ? [{ bearer: [] }] : [{ bearer: [] }, {}]
+          )
+        }
       }
+      expect(seen.none.sort()).toEqual([
+        "get /",
+        "get /docs",
+        "get /healthz",
+        "get /openapi.json",
+        "get /readyz",
+        "get /static/{name}"
+      ])
+      expect(seen.read).toContain("get /metrics")
+      expect(doc.info.description).toMatch(
+        /Open routes never need it: GET \/healthz, GET \/readyz, GET \/openapi\.json, GET \/docs, GET \/, GET \/static\/\{name\}\./
+      )
     }
-    expect(seen.none.sort()).toEqual([
-      "get /",
-      "get /docs",
-      "get /healthz",
-      "get /openapi.json",
-      "get /readyz",
-      "get /static/{name}"
-    ])
-    expect(seen.read).toContain("get /metrics")
-    expect(doc.info.description).toMatch(
-      /Open routes never need it: GET \/healthz, GET \/readyz, GET \/openapi\.json, GET \/docs, GET \/, GET \/static\/\{name\}\./
-    )
-  })
+  )
 
   it("backfills rows written while no worker ran, to 100%, with progress", async () => {
     const messages = Array.from(

@@ -17,7 +17,8 @@ import { serverUrl, tier } from "./support/TestDatabase.js"
 
 const SCHEMA = `
   CREATE EXTENSION IF NOT EXISTS vector;
-  CREATE TABLE messages (id bigserial PRIMARY KEY, chat_id bigint, content text, embedding vector(1024), small vector(768), loose vector, plain real[]);
+  CREATE TABLE messages (id bigserial PRIMARY KEY, chat_id bigint, content text, embedding vector(1024),
+    small vector(768), loose vector, plain real[]);
   CREATE TABLE pairs (a int, b int, body text, PRIMARY KEY (a, b));
   INSERT INTO messages (chat_id, content) VALUES (1, 'hello'), (2, 'world');
 `
@@ -26,10 +27,13 @@ const SCHEMA = `
 const SNAPSHOT = `
   SELECT 'schema ' || nspname AS o FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
   UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal
-  UNION ALL SELECT 'relation ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  UNION ALL SELECT 'relation ' || n.nspname || '.' || c.relname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-  UNION ALL SELECT 'column ' || table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = 'public'
-  UNION ALL SELECT 'function ' || proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  UNION ALL SELECT 'column ' || table_name || '.' || column_name FROM information_schema.columns
+    WHERE table_schema = 'public'
+  UNION ALL SELECT 'function ' || proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
   ORDER BY 1`
 
 describe(`configuration mistakes on an existing database (${tier()})`, () => {
@@ -100,31 +104,36 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
       what: "a missing column",
       config: { sources: { chat: { table: "messages", text: "{contnet}" } } },
       expected: (f) =>
-        `Source "chat" (sources.chat.text in ${f}): column public.messages.contnet does not exist; columns are id, chat_id, content, embedding, small, loose, plain`
+        `Source "chat" (sources.chat.text in ${f}): column public.messages.contnet does not exist; ` +
+        "columns are id, chat_id, content, embedding, small, loose, plain"
     },
     {
       what: "a vector column without dimensions",
       config: { sources: { chat: { table: "messages", text: "content", vector: "loose" } } },
       expected: (f) =>
-        `Source "chat" (sources.chat.vector in ${f}): public.messages.loose is vector; it must be vector(n) with a fixed number of dimensions`
+        `Source "chat" (sources.chat.vector in ${f}): public.messages.loose is vector; ` +
+        "it must be vector(n) with a fixed number of dimensions"
     },
     {
       what: "a column that is not a vector",
       config: { sources: { chat: { table: "messages", text: "content", vector: "plain" } } },
       expected: (f) =>
-        `Source "chat" (sources.chat.vector in ${f}): public.messages.plain is real[]; it must be vector(n) with a fixed number of dimensions`
+        `Source "chat" (sources.chat.vector in ${f}): public.messages.plain is real[]; ` +
+        "it must be vector(n) with a fixed number of dimensions"
     },
     {
       what: "a dimension that differs from the model's",
       config: { sources: { chat: { table: "messages", text: "content", vector: "small" } } },
       expected: (f) =>
-        `Source "chat" (sources.chat.vector in ${f}): public.messages.small is vector(768) but EMBEDDING_DIMENSIONS is 1024; set EMBEDDING_DIMENSIONS=768 (and a 768-d model)`
+        `Source "chat" (sources.chat.vector in ${f}): public.messages.small is vector(768) ` +
+        "but EMBEDDING_DIMENSIONS is 1024; set EMBEDDING_DIMENSIONS=768 (and a 768-d model)"
     },
     {
       what: "a table without a single-column key",
       config: { sources: { pairs: { table: "pairs", text: "body" } } },
       expected: (f) =>
-        `Source "pairs" (sources.pairs.id in ${f}): public.pairs has a primary key of several columns; set "id" to a unique column`
+        `Source "pairs" (sources.pairs.id in ${f}): public.pairs has a primary key of several columns; ` +
+        "set \"id\" to a unique column"
     },
     {
       what: "a misspelt key",
@@ -187,7 +196,8 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
       })
       expect(result.lines).toHaveLength(1)
       expect(result.lines[0]).toContain(
-        `the database role may not create triggers on public.messages; GRANT TRIGGER ON public.messages to it (or run as its owner)`
+        "the database role may not create triggers on public.messages; " +
+          "GRANT TRIGGER ON public.messages to it (or run as its owner)"
       )
       expect(result.code).toBe(2)
       expect(await query(SNAPSHOT)).toEqual(before)

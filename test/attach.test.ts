@@ -50,16 +50,21 @@ const PYTHON_SCHEMA = `
   INSERT INTO topics (name) VALUES ('deploys'), ('billing');
   -- 237 + 125 rows the old backend never embedded, and some it did (their vectors stay as they are).
   INSERT INTO messages (telegram_message_id, chat_id, sender, content)
-    SELECT 1000 + g, 42 + (g % 3), 'user' || (g % 7), 'message ' || g || ' about ' || (CASE WHEN g % 2 = 0 THEN 'the staging deploy' ELSE 'an invoice' END)
+    SELECT 1000 + g, 42 + (g % 3), 'user' || (g % 7),
+      'message ' || g || ' about ' || (CASE WHEN g % 2 = 0 THEN 'the staging deploy' ELSE 'an invoice' END)
     FROM generate_series(1, 237) g;
   INSERT INTO messages (telegram_message_id, chat_id, content, embedding)
-    SELECT 5000 + g, 42, 'already embedded ' || g, array_fill(0.01::float4, ARRAY[1024])::vector FROM generate_series(1, 20) g;
+    SELECT 5000 + g, 42, 'already embedded ' || g, array_fill(0.01::float4, ARRAY[1024])::vector
+    FROM generate_series(1, 20) g;
   INSERT INTO atoms (type, title, content, topic_id)
-    SELECT 'insight', 'Atom ' || g, 'what we learned about rollbacks, number ' || g, 1 + (g % 2) FROM generate_series(1, 125) g;
+    SELECT 'insight', 'Atom ' || g, 'what we learned about rollbacks, number ' || g, 1 + (g % 2)
+    FROM generate_series(1, 125) g;
   INSERT INTO atoms (type, title, content, topic_id, embedding)
-    SELECT 'decision', 'Old atom ' || g, 'decided long ago ' || g, 1, array_fill(0.02::float4, ARRAY[1024])::vector FROM generate_series(1, 10) g;
+    SELECT 'decision', 'Old atom ' || g, 'decided long ago ' || g, 1, array_fill(0.02::float4, ARRAY[1024])::vector
+    FROM generate_series(1, 10) g;
   INSERT INTO kb.notes (heading, body, tags)
-    SELECT 'Note ' || g, CASE WHEN g = 1 THEN 'Glacier hiking checklist: crampons, rope, ice axe' ELSE 'body of note ' || g END, NULL
+    SELECT 'Note ' || g,
+      CASE WHEN g = 1 THEN 'Glacier hiking checklist: crampons, rope, ice axe' ELSE 'body of note ' || g END, NULL
     FROM generate_series(1, 15) g;
 `
 
@@ -85,7 +90,8 @@ const CONFIG = {
 
 /** The user's own columns, by table, as the catalog lists them: nothing of autoembed may appear here. */
 const USER_COLUMNS = `
-  SELECT table_schema || '.' || table_name || '.' || column_name || ':' || data_type AS c FROM information_schema.columns
+  SELECT table_schema || '.' || table_name || '.' || column_name || ':' || data_type AS c
+  FROM information_schema.columns
   WHERE table_schema IN ('public', 'kb') ORDER BY 1`
 const SCHEMAS =
   `SELECT nspname AS s FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1`
@@ -178,7 +184,8 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
     const [counts] = await query<{ messages: number; atoms: number; notes: number; old: number }>(`
       SELECT (SELECT count(*)::int FROM messages WHERE embedding IS NULL) AS messages,
         (SELECT count(*)::int FROM atoms WHERE embedding IS NULL) AS atoms,
-        (SELECT count(*)::int FROM kb.notes n WHERE NOT EXISTS (SELECT 1 FROM autoembed.notes_vectors v WHERE v.id = n.id)) AS notes,
+        (SELECT count(*)::int FROM kb.notes n
+          WHERE NOT EXISTS (SELECT 1 FROM autoembed.notes_vectors v WHERE v.id = n.id)) AS notes,
         (SELECT count(*)::int FROM messages WHERE embedding = array_fill(0.01::float4, ARRAY[1024])::vector) AS old`)
     expect(counts).toEqual({ messages: 0, atoms: 0, notes: 0, old: 20 })
     // Exactly the 377 missing texts went to the provider; the vectors already there were adopted, not paid for again.
@@ -202,7 +209,8 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
       "notes.autoembed_notes_upd"
     ])
     const indexes = await query<{ i: string }>(`
-      SELECT schemaname || '.' || indexname AS i FROM pg_indexes WHERE schemaname IN ('public', 'kb') AND indexname LIKE 'autoembed%' ORDER BY 1`)
+      SELECT schemaname || '.' || indexname AS i FROM pg_indexes
+      WHERE schemaname IN ('public', 'kb') AND indexname LIKE 'autoembed%' ORDER BY 1`)
     expect(indexes.map((i) => i.i)).toEqual(["public.autoembed_atoms_hnsw", "public.autoembed_messages_hnsw"])
     const sources = await cli(["sources", "--json"])
     expect(sources.code, sources.stderr).toBe(0)
@@ -256,13 +264,15 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
       try {
         await waitFor(async () => worker.output.stdout.includes("autoembed worker"), 60_000, "the worker to start")
         psql(
-          `INSERT INTO messages (telegram_message_id, chat_id, content) VALUES (9001, 77, 'psql wrote this message about the glacier survey')`
+          "INSERT INTO messages (telegram_message_id, chat_id, content) " +
+            "VALUES (9001, 77, 'psql wrote this message about the glacier survey')"
         )
         psql(`UPDATE atoms SET content = 'rollbacks need a tested runbook' WHERE id = 1`)
         const embedded = async () => {
           const [r] = await query<{ m: boolean; a: boolean }>(`
           SELECT (SELECT embedding IS NOT NULL FROM messages WHERE telegram_message_id = 9001) AS m,
-            (SELECT hash = md5('Atom 1' || E'\\n\\n' || 'rollbacks need a tested runbook') FROM autoembed.rows WHERE source = 'atoms' AND row_id = '1') AS a`)
+            (SELECT hash = md5('Atom 1' || E'\\n\\n' || 'rollbacks need a tested runbook') FROM autoembed.rows
+              WHERE source = 'atoms' AND row_id = '1') AS a`)
           return r.m === true && r.a === true
         }
         await waitFor(embedded, 15_000, "the psql writes to be embedded")

@@ -25,15 +25,22 @@ describe(`backfill (${tier()})`, () => {
           // An existing database: 5,000 rows that never went through a trigger, as a restore would leave them.
           yield* sql.withTransaction(Effect.gen(function*() {
             yield* sql`SET LOCAL session_replication_role = replica`
-            yield* sql`INSERT INTO messages (content) SELECT 'archived chat message ' || g || ' about deploys' FROM generate_series(1, 3000) g`
-            yield* sql`INSERT INTO atoms (type, title, content) SELECT 'insight', 'Atom ' || g, 'knowledge number ' || g FROM generate_series(1, 2000) g`
+            yield* sql`INSERT INTO messages (content)
+              SELECT 'archived chat message ' || g || ' about deploys' FROM generate_series(1, 3000) g`
+            yield* sql`INSERT INTO atoms (type, title, content)
+              SELECT 'insight', 'Atom ' || g, 'knowledge number ' || g FROM generate_series(1, 2000) g`
             // Three rows embedded by another model (stale) and two that failed earlier.
-            yield* sql`UPDATE atoms SET embedding = array_fill(0.5::float4, ARRAY[${DIMS}]::int[])::vector WHERE id <= 3`
-            yield* sql`INSERT INTO autoembed.rows (source, row_id, model, hash) SELECT 'atoms', id::text, 'ollama/old-model', 'x' FROM atoms WHERE id <= 3`
-            yield* sql`INSERT INTO autoembed.queue (source, row_id, failed_at, attempts, last_error) VALUES ('messages', '1', now(), 5, 'InvalidInput: too long'), ('messages', '2', now(), 5, 'InvalidInput: too long')`
+            yield* sql`UPDATE atoms SET embedding = array_fill(0.5::float4, ARRAY[${DIMS}]::int[])::vector
+              WHERE id <= 3`
+            yield* sql`INSERT INTO autoembed.rows (source, row_id, model, hash)
+              SELECT 'atoms', id::text, 'ollama/old-model', 'x' FROM atoms WHERE id <= 3`
+            yield* sql`INSERT INTO autoembed.queue (source, row_id, failed_at, attempts, last_error) VALUES
+              ('messages', '1', now(), 5, 'InvalidInput: too long'),
+              ('messages', '2', now(), 5, 'InvalidInput: too long')`
           }))
           const snapshot =
-            yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e FROM autoembed.queue`
+            yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e
+              FROM autoembed.queue`
           const dry = yield* backfill.dryRun({ dry_run: true })
           expect(dry).toEqual({
             dry_run: true,
@@ -49,7 +56,8 @@ describe(`backfill (${tier()})`, () => {
             total: 3000
           })
           expect(
-            yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e FROM autoembed.queue`
+            yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e
+              FROM autoembed.queue`
           ).toEqual(snapshot)
 
           const progress: Array<BackfillJob> = []

@@ -110,7 +110,8 @@ describe(`BM25 (${tier()})`, () => {
               ON CONFLICT (source, row_id) DO UPDATE SET tsv = EXCLUDED.tsv, hash = EXCLUDED.hash`
           } else if (action < 0.75) {
             // Another model's vector for the same text: the tsvector does not change.
-            yield* sql`UPDATE autoembed.rows SET model = 'other' WHERE source = ${source} AND row_id = ANY(${some}::text[])`
+            yield* sql`UPDATE autoembed.rows SET model = 'other'
+              WHERE source = ${source} AND row_id = ANY(${some}::text[])`
           } else if (action < 0.85) {
             yield* sql`UPDATE autoembed.rows SET tsv = NULL WHERE source = ${source} AND row_id = ANY(${some}::text[])`
           } else {
@@ -120,11 +121,13 @@ describe(`BM25 (${tier()})`, () => {
             SELECT source, docs::int AS docs, total_length::int AS total_length FROM autoembed.bm25_stats
             WHERE source = ANY(${sources}::text[]) AND docs <> 0 ORDER BY source`
           const fresh = yield* sql<{ source: string; docs: number; total_length: number }>`
-            SELECT source, count(*)::int AS docs, sum(autoembed.tsv_length(tsv))::int AS total_length FROM autoembed.rows
+            SELECT source, count(*)::int AS docs, sum(autoembed.tsv_length(tsv))::int AS total_length
+            FROM autoembed.rows
             WHERE source = ANY(${sources}::text[]) AND tsv IS NOT NULL GROUP BY source ORDER BY source`
           expect(kept).toEqual(fresh)
           const keptTerms = yield* sql<{ source: string; lexeme: string; df: number }>`
-            SELECT source, lexeme, df::int AS df FROM autoembed.bm25_terms WHERE source = ANY(${sources}::text[]) AND df <> 0 ORDER BY source, lexeme`
+            SELECT source, lexeme, df::int AS df FROM autoembed.bm25_terms
+            WHERE source = ANY(${sources}::text[]) AND df <> 0 ORDER BY source, lexeme`
           const freshTerms = yield* sql<{ source: string; lexeme: string; df: number }>`
             SELECT source, lexeme, count(*)::int AS df FROM autoembed.rows, unnest(tsvector_to_array(tsv)) AS lexeme
             WHERE source = ANY(${sources}::text[]) AND tsv IS NOT NULL GROUP BY source, lexeme ORDER BY source, lexeme`

@@ -86,61 +86,71 @@ describe("pnpm build", { timeout: 300_000 }, () => {
     }
   })
 
-  it("imports @autoembed/core from dist in a fresh Node process, without the source condition and without side effects", async () => {
-    // A consumer that sees only the published shape: package.json and dist/, dependencies beside it.
-    const consumer = join(work, "consumer")
-    const pkg = join(consumer, "node_modules/@autoembed/core")
-    mkdirSync(pkg, { recursive: true })
-    cpSync(join(root, "packages/core/package.json"), join(pkg, "package.json"))
-    cpSync(join(root, "packages/core/dist"), join(pkg, "dist"), { recursive: true })
-    symlinkSync(realpathSync(join(root, "packages/core/node_modules")), join(pkg, "node_modules"), "dir")
-    writeFileSync(join(consumer, "package.json"), JSON.stringify({ name: "consumer", type: "module", private: true }))
-    const before = listFiles(consumer)
+  it(
+    "imports @autoembed/core from dist in a fresh Node process, " +
+      "without the source condition and without side effects",
+    async () => {
+      // A consumer that sees only the published shape: package.json and dist/, dependencies beside it.
+      const consumer = join(work, "consumer")
+      const pkg = join(consumer, "node_modules/@autoembed/core")
+      mkdirSync(pkg, { recursive: true })
+      cpSync(join(root, "packages/core/package.json"), join(pkg, "package.json"))
+      cpSync(join(root, "packages/core/dist"), join(pkg, "dist"), { recursive: true })
+      symlinkSync(realpathSync(join(root, "packages/core/node_modules")), join(pkg, "node_modules"), "dir")
+      writeFileSync(join(consumer, "package.json"), JSON.stringify({ name: "consumer", type: "module", private: true }))
+      const before = listFiles(consumer)
 
-    const script = `
+      const script = `
       const m = await import("@autoembed/core")
       await new Promise((r) => setTimeout(r, 300))
       console.log(JSON.stringify({
         resolved: import.meta.resolve("@autoembed/core"),
         names: Object.keys(m).sort(),
-        kinds: { createAutoEmbed: typeof m.createAutoEmbed, layer: typeof m.AutoEmbed?.layer, AutoEmbedError: typeof m.AutoEmbedError },
+        kinds: {
+          createAutoEmbed: typeof m.createAutoEmbed,
+          layer: typeof m.AutoEmbed?.layer,
+          AutoEmbedError: typeof m.AutoEmbedError
+        },
         // Anything but timers and stdio means the import opened something (a socket, a file, a database).
         resources: process.getActiveResourcesInfo().filter((r) => !["Timeout", "TTYWrap", "PipeWrap"].includes(r))
       }))`
-    const result = await run(process.execPath, ["--input-type=module", "-e", script], consumer, {
-      DATABASE_URL: "",
-      AUTOEMBED_DATA_DIR: ""
-    })
-    expect(result.status, result.stderr).toBe(0)
-    const out = JSON.parse(result.stdout.trim().split("\n").pop()!)
-    expect(out.resolved).toMatch(/node_modules\/@autoembed\/core\/dist\/index\.js$/)
-    expect(out.kinds).toEqual({ createAutoEmbed: "function", layer: "function", AutoEmbedError: "function" })
-    expect(out.names).toEqual(expect.arrayContaining([
-      "AutoEmbed",
-      "AutoEmbedConfig",
-      "AutoEmbedError",
-      "Backfill",
-      "EmbeddingProvider",
-      "EmbeddingQueue",
-      "EmbeddingStore",
-      "Extraction",
-      "Search",
-      "Sources",
-      "Status",
-      "createAutoEmbed",
-      "enqueueRows",
-      "startupErrorMessage"
-    ]))
-    expect(out.resources).toEqual([])
-    expect(listFiles(consumer)).toEqual(before)
-  })
+      const result = await run(process.execPath, ["--input-type=module", "-e", script], consumer, {
+        DATABASE_URL: "",
+        AUTOEMBED_DATA_DIR: ""
+      })
+      expect(result.status, result.stderr).toBe(0)
+      const out = JSON.parse(result.stdout.trim().split("\n").pop()!)
+      expect(out.resolved).toMatch(/node_modules\/@autoembed\/core\/dist\/index\.js$/)
+      expect(out.kinds).toEqual({ createAutoEmbed: "function", layer: "function", AutoEmbedError: "function" })
+      expect(out.names).toEqual(expect.arrayContaining([
+        "AutoEmbed",
+        "AutoEmbedConfig",
+        "AutoEmbedError",
+        "Backfill",
+        "EmbeddingProvider",
+        "EmbeddingQueue",
+        "EmbeddingStore",
+        "Extraction",
+        "Search",
+        "Sources",
+        "Status",
+        "createAutoEmbed",
+        "enqueueRows",
+        "startupErrorMessage"
+      ]))
+      expect(out.resources).toEqual([])
+      expect(listFiles(consumer)).toEqual(before)
+    }
+  )
 
   it("ships declarations a TypeScript consumer compiles against", async () => {
     const consumer = join(work, "consumer")
     writeFileSync(
       join(consumer, "main.ts"),
       `
-      import { AutoEmbed, type AutoEmbedClient, createAutoEmbed, type SearchResponse, type SourceConfigInput } from "@autoembed/core"
+      import {
+        AutoEmbed, type AutoEmbedClient, createAutoEmbed, type SearchResponse, type SourceConfigInput
+      } from "@autoembed/core"
       const notes: SourceConfigInput = { table: "notes", text: "{title}: {body}", vector: "embedding" }
       export const start = async (): Promise<SearchResponse> => {
         const client: AutoEmbedClient = await createAutoEmbed({ databaseUrl: "postgres://localhost/app", sources: { notes }, workers: false })
@@ -175,20 +185,24 @@ describe("pnpm build", { timeout: 300_000 }, () => {
     expect(result.status).toBe(0)
   })
 
-  it("deploys the CLI with production dependencies only, and the deployed CLI runs (the Docker image's last stage)", async () => {
-    const out = join(work, "deploy")
-    const deploy = await run("pnpm", ["--filter", "@autoembed/cli", "deploy", "--prod", out], root)
-    expect(deploy.status, deploy.stderr).toBe(0)
-    const installed = readdirSync(join(out, "node_modules/.pnpm"))
-    expect(installed.filter((name) => /^(typescript|vitest|tsx|testcontainers)@/.test(name))).toEqual([])
-    expect(existsSync(join(out, "node_modules/@autoembed/api/static/index.html"))).toBe(true)
-    const status = await run(process.execPath, [join(out, "dist/bin.js"), "status", "--json"], work, {
-      DATABASE_URL: "",
-      AUTOEMBED_DATA_DIR: "memory://",
-      EMBEDDING_PROVIDER: "local",
-      EMBEDDING_DIMENSIONS: "64"
-    })
-    expect(status.status, status.stderr).toBe(0)
-    expect(JSON.parse(status.stdout).provider).toMatchObject({ provider: "local", dimensions: 64 })
-  })
+  it(
+    "deploys the CLI with production dependencies only, " +
+      "and the deployed CLI runs (the Docker image's last stage)",
+    async () => {
+      const out = join(work, "deploy")
+      const deploy = await run("pnpm", ["--filter", "@autoembed/cli", "deploy", "--prod", out], root)
+      expect(deploy.status, deploy.stderr).toBe(0)
+      const installed = readdirSync(join(out, "node_modules/.pnpm"))
+      expect(installed.filter((name) => /^(typescript|vitest|tsx|testcontainers)@/.test(name))).toEqual([])
+      expect(existsSync(join(out, "node_modules/@autoembed/api/static/index.html"))).toBe(true)
+      const status = await run(process.execPath, [join(out, "dist/bin.js"), "status", "--json"], work, {
+        DATABASE_URL: "",
+        AUTOEMBED_DATA_DIR: "memory://",
+        EMBEDDING_PROVIDER: "local",
+        EMBEDDING_DIMENSIONS: "64"
+      })
+      expect(status.status, status.stderr).toBe(0)
+      expect(JSON.parse(status.stdout).provider).toMatchObject({ provider: "local", dimensions: 64 })
+    }
+  )
 })

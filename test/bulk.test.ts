@@ -22,7 +22,8 @@ const Live = Layer.mergeAll(Backfill.Default, Search.Default).pipe(
 const indexRow = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   return yield* sql<{ valid: boolean; def: string }>`
-    SELECT i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    SELECT i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS def
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
     WHERE c.relname = 'autoembed_atoms_hnsw'`
 })
 
@@ -46,7 +47,8 @@ const seed = (n: number, offset = 0) =>
     yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`SET LOCAL session_replication_role = replica`
       yield* sql`INSERT INTO atoms (type, title, content)
-        SELECT 'insight', 'Note ' || g, (${words}::text[])[1 + g % 12] || ' ' || (${words}::text[])[1 + (g / 12) % 12] || ' observation ' || g
+        SELECT 'insight', 'Note ' || g,
+          (${words}::text[])[1 + g % 12] || ' ' || (${words}::text[])[1 + (g / 12) % 12] || ' observation ' || g
         FROM generate_series(${offset + 1}::int, ${offset + n}::int) g`
     }))
   })
@@ -163,15 +165,19 @@ describe(`bulk backfill and index management (${tier()})`, () => {
 
 describe("index build memory", () => {
   const config = { indexKind: "vector" as const, dimensions: 1024, hnswM: 16, indexBuildMemoryMb: 1024 }
-  it("asks for what the graph needs (pgvector 0.8.0 measured 4,883 bytes a row at 1024-d, m = 16), within the configured bound", () => {
-    // 10,000 rows: 47 MB of graph; below the 64 MB floor.
-    expect(buildMemoryPlan(10_000, config)).toEqual({ rows: 10_000, neededMb: 47, memoryMb: 64, fits: true })
-    // 100,000 rows: 467 MB, asked for with a fifth spare.
-    expect(buildMemoryPlan(100_000, config)).toEqual({ rows: 100_000, neededMb: 467, memoryMb: 561, fits: true })
-    // A million rows do not fit in 1 GB: the build is capped and the caller warns.
-    expect(buildMemoryPlan(1_000_000, config)).toMatchObject({ neededMb: 4670, memoryMb: 1024, fits: false })
-    // halfvec halves the vector part; a larger m costs 32 bytes a unit.
-    expect(buildMemoryPlan(1_000_000, { ...config, indexKind: "halfvec" }).neededMb).toBe(2717)
-    expect(buildMemoryPlan(1_000_000, { ...config, hnswM: 32 }).neededMb).toBe(5158)
-  })
+  it(
+    "asks for what the graph needs (pgvector 0.8.0 measured 4,883 bytes a row at 1024-d, m = 16), " +
+      "within the configured bound",
+    () => {
+      // 10,000 rows: 47 MB of graph; below the 64 MB floor.
+      expect(buildMemoryPlan(10_000, config)).toEqual({ rows: 10_000, neededMb: 47, memoryMb: 64, fits: true })
+      // 100,000 rows: 467 MB, asked for with a fifth spare.
+      expect(buildMemoryPlan(100_000, config)).toEqual({ rows: 100_000, neededMb: 467, memoryMb: 561, fits: true })
+      // A million rows do not fit in 1 GB: the build is capped and the caller warns.
+      expect(buildMemoryPlan(1_000_000, config)).toMatchObject({ neededMb: 4670, memoryMb: 1024, fits: false })
+      // halfvec halves the vector part; a larger m costs 32 bytes a unit.
+      expect(buildMemoryPlan(1_000_000, { ...config, indexKind: "halfvec" }).neededMb).toBe(2717)
+      expect(buildMemoryPlan(1_000_000, { ...config, hnswM: 32 }).neededMb).toBe(5158)
+    }
+  )
 })

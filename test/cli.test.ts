@@ -36,7 +36,8 @@ describe(`pnpm cli (${tier()})`, () => {
         yield* sql.withTransaction(Effect.gen(function*() {
           yield* sql`SET LOCAL session_replication_role = replica`
           yield* sql`INSERT INTO messages (content) SELECT 'cli message number ' || g FROM generate_series(1, 1500) g`
-          yield* sql`INSERT INTO atoms (type, title, content) SELECT 'insight', 'CLI atom ' || g, 'body ' || g FROM generate_series(1, 200) g`
+          yield* sql`INSERT INTO atoms (type, title, content)
+            SELECT 'insight', 'CLI atom ' || g, 'body ' || g FROM generate_series(1, 200) g`
         }))
       }).pipe(
         Effect.provide(autoEmbedLayer({

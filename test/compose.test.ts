@@ -20,7 +20,10 @@ const schema = JSON.parse(
   )
 )
 
-/** Drops the draft-04 `id` annotations ("#/definitions/service") the schema carries; Ajv 8 refuses them, and no $ref uses them. */
+/**
+ * Drops the draft-04 `id` annotations ("#/definitions/service") the schema carries; Ajv 8 refuses them, and no
+ * $ref uses them.
+ */
 const withoutDraft4Ids = (node: unknown): unknown => {
   if (Array.isArray(node)) return node.map(withoutDraft4Ids)
   if (node && typeof node === "object") {

@@ -115,7 +115,8 @@ describe(`examples/notes-service (${tier()})`, () => {
   it("enqueue catches up rows written with the triggers disabled", async () => {
     await service.autoembed.query("ALTER TABLE notes DISABLE TRIGGER autoembed_notes_ins")
     const [row] = await service.autoembed.query<{ id: number }>(
-      "INSERT INTO notes (title, body) VALUES ('Bulk import', 'Rows copied in by a migration script with triggers off.') RETURNING id"
+      "INSERT INTO notes (title, body) " +
+        "VALUES ('Bulk import', 'Rows copied in by a migration script with triggers off.') RETURNING id"
     )
     await service.autoembed.query("ALTER TABLE notes ENABLE TRIGGER autoembed_notes_ins")
     const pending = await service.autoembed.query<{ n: number }>(
@@ -175,7 +176,8 @@ describe("createAutoEmbed start-up", () => {
     }).catch((e: unknown) => e)
     expect(missing).toBeInstanceOf(AutoEmbedError)
     expect((missing as Error).message).toBe(
-      "autoembed failed to start: Source \"docs\" (sources.docs.table in the sources given in code): table no_such_table does not exist in the search_path; create it or fix the name"
+      "autoembed failed to start: Source \"docs\" (sources.docs.table in the sources given in code): " +
+        "table no_such_table does not exist in the search_path; create it or fix the name"
     )
   })
 })

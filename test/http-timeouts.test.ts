@@ -84,23 +84,27 @@ describe("HTTP timeouts against slow clients", () => {
     expect(ms - answeredAt).toBeLessThan(IDLE_MS + SLACK_MS)
   })
 
-  it("200 half-sent bodies are all let go within the request timeout, quietly, and the server keeps answering", async () => {
-    const stderr = vi.spyOn(process.stderr, "write")
-    const clients = Array.from({ length: 200 }, () => {
-      const client = rawClient(server.url)
-      client.socket.write(postHeaders(1000) + "{\"messages\": [")
-      return client
-    })
-    const times = await Promise.all(clients.map((c) => c.closed))
-    expect(Math.max(...times)).toBeLessThan(REQUEST_MS + SLACK_MS * 2)
-    // A client's timeout is not a server error: no error line per abandoned request.
-    const errors = stderr.mock.calls.map(([line]) => String(line)).filter((line) =>
-      line.includes("\"level\":\"error\"")
-    )
-    stderr.mockRestore()
-    expect(errors).toEqual([])
-    expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
-  })
+  it(
+    "200 half-sent bodies are all let go within the request timeout, quietly, " +
+      "and the server keeps answering",
+    async () => {
+      const stderr = vi.spyOn(process.stderr, "write")
+      const clients = Array.from({ length: 200 }, () => {
+        const client = rawClient(server.url)
+        client.socket.write(postHeaders(1000) + "{\"messages\": [")
+        return client
+      })
+      const times = await Promise.all(clients.map((c) => c.closed))
+      expect(Math.max(...times)).toBeLessThan(REQUEST_MS + SLACK_MS * 2)
+      // A client's timeout is not a server error: no error line per abandoned request.
+      const errors = stderr.mock.calls.map(([line]) => String(line)).filter((line) =>
+        line.includes("\"level\":\"error\"")
+      )
+      stderr.mockRestore()
+      expect(errors).toEqual([])
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
+    }
+  )
 
   it("a request sent at once is not affected", async () => {
     const res = await fetch(

@@ -23,7 +23,8 @@ describe(`migrations (${tier()})`, () => {
         expect(indexes[0].indexdef).toContain("vector_cosine_ops")
         // autoembed's own state is in its schema, and only there.
         const tables = yield* sql<{ table_schema: string; table_name: string }>`
-          SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = 'autoembed' ORDER BY table_name`
+          SELECT table_schema, table_name FROM information_schema.tables
+          WHERE table_schema = 'autoembed' ORDER BY table_name`
         expect(tables.map((t) => t.table_name)).toEqual([
           "backfill_jobs",
           "bm25_stats",
@@ -35,7 +36,8 @@ describe(`migrations (${tier()})`, () => {
           "sources"
         ])
         const columns = yield* sql<{ column_name: string }>`
-          SELECT column_name FROM information_schema.columns WHERE table_name = 'messages' AND table_schema = 'public' AND column_name LIKE 'embedding%'`
+          SELECT column_name FROM information_schema.columns
+          WHERE table_name = 'messages' AND table_schema = 'public' AND column_name LIKE 'embedding%'`
         expect(columns.map((c) => c.column_name)).toEqual(["embedding"])
       }))
 
@@ -44,7 +46,8 @@ describe(`migrations (${tier()})`, () => {
         const sql = yield* SqlClient.SqlClient
         // Enough rows that the planner has a reason to pick the index, plus enable_seqscan off to be sure it can.
         yield* sql`INSERT INTO atoms (type, title, content, embedding)
-          SELECT 'insight', 't' || g, 'c' || g, ('[' || array_to_string(ARRAY[g % 7, g % 5, g % 3, 1, 2, 3, 4, g % 11], ',') || ']')::vector
+          SELECT 'insight', 't' || g, 'c' || g,
+            ('[' || array_to_string(ARRAY[g % 7, g % 5, g % 3, 1, 2, 3, 4, g % 11], ',') || ']')::vector
           FROM generate_series(1, 300) g`
         const plan = yield* sql.withTransaction(
           Effect.gen(function*() {
@@ -129,33 +132,37 @@ describe(`autoembed's schema is configurable (${tier()})`, () => {
     Layer.provideMerge(testConfig({ dimensions: 8, stateSchema: "ae_state" }))
   )
   layer(Custom, { timeout: 120_000 })((it) => {
-    it.effect("AUTOEMBED_SCHEMA puts every table and the trigger function there, and uninstall removes exactly that", () =>
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const tables = yield* sql<
-          { t: string }
-        >`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'ae_state' ORDER BY 1`
-        expect(tables.map((r) => r.t)).toEqual([
-          "backfill_jobs",
-          "bm25_stats",
-          "bm25_terms",
-          "index_state",
-          "migrations",
-          "queue",
-          "rows",
-          "sources"
-        ])
-        expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])
-        const [m] = yield* sql<
-          { id: number }
-        >`INSERT INTO messages (content) VALUES ('queued in the configured schema') RETURNING id`
-        expect(yield* sql`SELECT row_id FROM ae_state.queue`).toEqual([{ row_id: String(m.id) }])
-        const removed = yield* uninstall("ae_state", (yield* Database).kind === "postgres")
-        expect(removed.schema).toBe("ae_state")
-        expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'ae_state'`).toEqual([])
-        expect(yield* sql`SELECT tgname FROM pg_trigger WHERE NOT tgisinternal`).toEqual([])
-        // The data stays: the built-in tables are the user's now.
-        expect(yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages`).toEqual([{ n: 1 }])
-      }))
+    it.effect(
+      "AUTOEMBED_SCHEMA puts every table and the trigger function there, " +
+        "and uninstall removes exactly that",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const tables = yield* sql<
+            { t: string }
+          >`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'ae_state' ORDER BY 1`
+          expect(tables.map((r) => r.t)).toEqual([
+            "backfill_jobs",
+            "bm25_stats",
+            "bm25_terms",
+            "index_state",
+            "migrations",
+            "queue",
+            "rows",
+            "sources"
+          ])
+          expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])
+          const [m] = yield* sql<
+            { id: number }
+          >`INSERT INTO messages (content) VALUES ('queued in the configured schema') RETURNING id`
+          expect(yield* sql`SELECT row_id FROM ae_state.queue`).toEqual([{ row_id: String(m.id) }])
+          const removed = yield* uninstall("ae_state", (yield* Database).kind === "postgres")
+          expect(removed.schema).toBe("ae_state")
+          expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'ae_state'`).toEqual([])
+          expect(yield* sql`SELECT tgname FROM pg_trigger WHERE NOT tgisinternal`).toEqual([])
+          // The data stays: the built-in tables are the user's now.
+          expect(yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages`).toEqual([{ n: 1 }])
+        })
+    )
   })
 })

@@ -51,7 +51,8 @@ describe(`pipeline (${tier()})`, () => {
           { id: number; title: string; content: string; embedding: string; embedding_model: string }
         >`
           SELECT id, title, content, embedding::text AS embedding, r.model AS embedding_model
-          FROM atoms JOIN autoembed.rows r ON r.source = 'atoms' AND r.row_id = atoms.id::text WHERE id = ANY(${result.atom_ids}::bigint[])`
+          FROM atoms JOIN autoembed.rows r ON r.source = 'atoms' AND r.row_id = atoms.id::text
+          WHERE id = ANY(${result.atom_ids}::bigint[])`
         expect(atoms).toHaveLength(3)
         for (const a of atoms) {
           expect(a.embedding_model).toBe("local/local-hash-v1")

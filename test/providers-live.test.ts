@@ -54,7 +54,8 @@ describe("EmbeddingProviderLive: selection and start-up probe", () => {
         dimensions: 1024
       })
       expect(message).toBe(
-        "model nomic-embed-text returns 768-dimensional vectors but EMBEDDING_DIMENSIONS is 1024: set EMBEDDING_DIMENSIONS=768 (then `pnpm cli migrate`)"
+        "model nomic-embed-text returns 768-dimensional vectors but EMBEDDING_DIMENSIONS is 1024: " +
+          "set EMBEDDING_DIMENSIONS=768 (then `pnpm cli migrate`)"
       )
       expect(fake.embedRequests()).toHaveLength(1)
     }))

@@ -106,8 +106,8 @@ describe("Local provider", () => {
   // Speed is a benchmark's business (a timed assertion flakes on a busy machine); this checks the result at scale.
   it("embeds 5,000 abstract-sized texts into distinct unit vectors", () => {
     const words =
-      "protein cell gene expression tumour patient clinical trial mouse model receptor signalling pathway inhibitor dose response cohort risk factor mortality infection vaccine antibody"
-        .split(" ")
+      ("protein cell gene expression tumour patient clinical trial mouse model receptor signalling pathway " +
+        "inhibitor dose response cohort risk factor mortality infection vaccine antibody").split(" ")
     const texts = Array.from(
       { length: 5000 },
       (_, i) =>

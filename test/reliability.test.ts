@@ -50,10 +50,12 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         fake.reset({ failureRate: 0.3, failureStatus: 500, seed: 7, retryAfterSeconds: 0 })
         fake.requests.length = 0
         // First half fails with 500s, second half with 429 + Retry-After.
-        yield* sql`INSERT INTO messages (content) SELECT 'flaky provider message number ' || g FROM generate_series(1, 150) g`
+        yield* sql`INSERT INTO messages (content)
+          SELECT 'flaky provider message number ' || g FROM generate_series(1, 150) g`
         expect(yield* waitUntilIdle(Duration.seconds(120))).toBe(0)
         fake.behaviour.failureStatus = 429
-        yield* sql`INSERT INTO messages (content) SELECT 'flaky provider message number ' || g FROM generate_series(151, 300) g`
+        yield* sql`INSERT INTO messages (content)
+          SELECT 'flaky provider message number ' || g FROM generate_series(151, 300) g`
         expect(yield* waitUntilIdle(Duration.seconds(120))).toBe(0)
         const [missing] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE embedding IS NULL`
         expect(missing.n).toBe(0)
@@ -77,7 +79,9 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         const sql = yield* SqlClient.SqlClient
         fake.reset({ poisonMarker: "POISON" })
         yield* sql`DELETE FROM messages`
-        yield* sql`INSERT INTO messages (content) SELECT CASE WHEN g = 17 THEN 'a POISON message' ELSE 'healthy message ' || g END FROM generate_series(1, 50) g`
+        yield* sql`INSERT INTO messages (content)
+          SELECT CASE WHEN g = 17 THEN 'a POISON message' ELSE 'healthy message ' || g END
+          FROM generate_series(1, 50) g`
         yield* Effect.sleep("300 millis")
         expect(yield* waitUntilIdle(Duration.seconds(60))).toBe(0)
         const [embedded] = yield* sql<
@@ -121,7 +125,8 @@ describe(`reliability against the fake provider (${tier()})`, () => {
         while (fake.requests.some((r) => r.status === undefined)) yield* Effect.sleep("20 millis")
         yield* Effect.sleep("200 millis")
         const [after] = yield* sql<{ embedding: string; embedding_hash: string; h: string }>`
-          SELECT embedding::text AS embedding, r.hash AS embedding_hash, md5('In flight' || E'\\n\\n' || 'the new content') AS h
+          SELECT embedding::text AS embedding, r.hash AS embedding_hash,
+            md5('In flight' || E'\\n\\n' || 'the new content') AS h
           FROM atoms JOIN autoembed.rows r ON r.source = 'atoms' AND r.row_id = atoms.id::text WHERE id = ${row.id}`
         expect(after.embedding_hash).toBe(after.h)
         const expected = embedLocal("In flight\n\nthe new content", DIMS)

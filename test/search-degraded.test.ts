@@ -63,24 +63,28 @@ describe(`search during a provider outage (${tier()})`, () => {
     expect(body.results[0].content).toMatch(/migration failed/)
   })
 
-  it("provider down: hybrid answers 200 from text with `degraded`; vector answers 503 with the provider's state", async () => {
-    fake.reset({ failureRate: 1, failureStatus: 500 })
-    try {
-      const hybrid = await search("q=billing+schema+migration&mode=hybrid")
-      expect(hybrid.status).toBe(200)
-      const body = await hybrid.json() as { degraded?: string; results: Array<{ content: string }> }
-      expect(body.degraded).toMatch(/^vector leg unavailable: Transient/)
-      expect(body.results.map((r) => r.content)).toEqual([
-        "The nightly database migration failed on the billing schema"
-      ])
+  it(
+    "provider down: hybrid answers 200 from text with `degraded`; " +
+      "vector answers 503 with the provider's state",
+    async () => {
+      fake.reset({ failureRate: 1, failureStatus: 500 })
+      try {
+        const hybrid = await search("q=billing+schema+migration&mode=hybrid")
+        expect(hybrid.status).toBe(200)
+        const body = await hybrid.json() as { degraded?: string; results: Array<{ content: string }> }
+        expect(body.degraded).toMatch(/^vector leg unavailable: Transient/)
+        expect(body.results.map((r) => r.content)).toEqual([
+          "The nightly database migration failed on the billing schema"
+        ])
 
-      const vector = await search("q=billing+schema+migration+again&mode=vector")
-      expect(vector.status).toBe(503)
-      const error = await vector.json() as { error: { code: string; details: { reason: string } } }
-      expect(error.error.code).toBe("provider_unavailable")
-      expect(error.error.details.reason).toBe("Transient")
-    } finally {
-      fake.reset({})
+        const vector = await search("q=billing+schema+migration+again&mode=vector")
+        expect(vector.status).toBe(503)
+        const error = await vector.json() as { error: { code: string; details: { reason: string } } }
+        expect(error.error.code).toBe("provider_unavailable")
+        expect(error.error.details.reason).toBe("Transient")
+      } finally {
+        fake.reset({})
+      }
     }
-  })
+  )
 })

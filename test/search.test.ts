@@ -175,7 +175,8 @@ describe(`search (${tier()})`, () => {
         // Vector scores are cosine similarities of the stored vectors.
         const expected = embedLocal("autovacuum orders table", DIMS)
         const stored = embedLocal(
-          "Autovacuum falls behind\n\nAutovacuum cannot keep up with the orders table, which bloats and slows every query.",
+          "Autovacuum falls behind\n\n" +
+            "Autovacuum cannot keep up with the orders table, which bloats and slows every query.",
           DIMS
         )
         expect(atom.score).toBeCloseTo(expected.reduce((s, x, i) => s + x * stored[i], 0), 5)
@@ -245,44 +246,48 @@ describe(`search (${tier()})`, () => {
         expect(strict.results.every((x) => x.score >= threshold)).toBe(true)
       }))
 
-    it.effect("the HNSW index serves the query, and a selective filter still returns `limit` rows (iterative scan)", () =>
-      Effect.gen(function*() {
-        const c = yield* seeded
-        const sql = yield* SqlClient.SqlClient
-        const search = yield* Search
-        const q = "the glacier near the harbor"
-        // Search keeps the planner off sequential scans for its vector queries, so even this 300-row
-        // table is served by the HNSW index (the query is written the way the index is built).
-        const plans = yield* search.explain(decode({ q, mode: "vector", types: ["messages"] }))
-        expect(plans).toHaveLength(1)
-        expect(plans[0].indexName).toBe("autoembed_messages_hnsw")
-        expect(plans[0].plan).toContain("Index Scan using autoembed_messages_hnsw")
-        const exactPlans = yield* search.explain(decode({ q, mode: "vector", types: ["messages"] }), { exact: true })
-        expect(exactPlans[0].plan).not.toContain("autoembed_messages_hnsw")
+    it.effect(
+      "the HNSW index serves the query, " +
+        "and a selective filter still returns `limit` rows (iterative scan)",
+      () =>
+        Effect.gen(function*() {
+          const c = yield* seeded
+          const sql = yield* SqlClient.SqlClient
+          const search = yield* Search
+          const q = "the glacier near the harbor"
+          // Search keeps the planner off sequential scans for its vector queries, so even this 300-row
+          // table is served by the HNSW index (the query is written the way the index is built).
+          const plans = yield* search.explain(decode({ q, mode: "vector", types: ["messages"] }))
+          expect(plans).toHaveLength(1)
+          expect(plans[0].indexName).toBe("autoembed_messages_hnsw")
+          expect(plans[0].plan).toContain("Index Scan using autoembed_messages_hnsw")
+          const exactPlans = yield* search.explain(decode({ q, mode: "vector", types: ["messages"] }), { exact: true })
+          expect(exactPlans[0].plan).not.toContain("autoembed_messages_hnsw")
 
-        // A selective filter: 20 of 300 messages are in the rare topic; ef_search is 100 (the default).
-        // The planner would sort the 20 rows the topic index finds (exact); with sorting disabled it
-        // must walk the HNSW index and post-filter, which fills `limit` only thanks to iterative scans.
-        const hnswOnly = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-          sql.withTransaction(Effect.zipRight(sql`SELECT set_config('enable_sort', 'off', true)`, effect))
-        const filtered = decode({ q, mode: "vector", topic_id: c.topics.rare, limit: 15, types: ["messages"] })
-        const forcedPlan = yield* hnswOnly(search.explain(filtered))
-        expect(forcedPlan[0].plan).toContain("Index Scan using autoembed_messages_hnsw")
-        const r = yield* hnswOnly(search.search(filtered))
-        expect(r.results).toHaveLength(15)
-        expect(r.results.every((x) => x.topic_id === c.topics.rare)).toBe(true)
-        expectOrdered(r)
-        const exact = yield* search.search(filtered, { exact: true })
-        expect(ids(r).sort()).toEqual(ids(exact).sort())
-        // Without iterative scans the same walk comes back short: the assertion above is sensitive.
-        const vector = vectorLiteral(embedLocal(q, DIMS))
-        const short = yield* hnswOnly(Effect.zipRight(
-          sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'off', true)`,
-          sql`SELECT id FROM messages WHERE topic_id = ${c.topics.rare} AND embedding IS NOT NULL
+          // A selective filter: 20 of 300 messages are in the rare topic; ef_search is 100 (the default).
+          // The planner would sort the 20 rows the topic index finds (exact); with sorting disabled it
+          // must walk the HNSW index and post-filter, which fills `limit` only thanks to iterative scans.
+          const hnswOnly = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+            sql.withTransaction(Effect.zipRight(sql`SELECT set_config('enable_sort', 'off', true)`, effect))
+          const filtered = decode({ q, mode: "vector", topic_id: c.topics.rare, limit: 15, types: ["messages"] })
+          const forcedPlan = yield* hnswOnly(search.explain(filtered))
+          expect(forcedPlan[0].plan).toContain("Index Scan using autoembed_messages_hnsw")
+          const r = yield* hnswOnly(search.search(filtered))
+          expect(r.results).toHaveLength(15)
+          expect(r.results.every((x) => x.topic_id === c.topics.rare)).toBe(true)
+          expectOrdered(r)
+          const exact = yield* search.search(filtered, { exact: true })
+          expect(ids(r).sort()).toEqual(ids(exact).sort())
+          // Without iterative scans the same walk comes back short: the assertion above is sensitive.
+          const vector = vectorLiteral(embedLocal(q, DIMS))
+          const short = yield* hnswOnly(Effect.zipRight(
+            sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'off', true)`,
+            sql`SELECT id FROM messages WHERE topic_id = ${c.topics.rare} AND embedding IS NOT NULL
             ORDER BY embedding <=> ${vector}::vector LIMIT 15`
-        ))
-        expect(short.length).toBeLessThan(15)
-      }))
+          ))
+          expect(short.length).toBeLessThan(15)
+        })
+    )
 
     it.effect("rows of another model never appear, even when their vector is the query's", () =>
       Effect.gen(function*() {
@@ -297,7 +302,8 @@ describe(`search (${tier()})`, () => {
             VALUES ('note', ${q}, ${q}, ${vector}::vector) RETURNING id`
           const m = yield* sql<{ id: number }>`INSERT INTO messages (content, embedding)
             VALUES (${q}, ${vector}::vector) RETURNING id`
-          // autoembed's bookkeeping says which model wrote each vector (text included, so even the text leg could match).
+          // autoembed's bookkeeping says which model wrote each vector (text included, so even the text leg
+          // could match).
           yield* sql`INSERT INTO autoembed.rows (source, row_id, model, hash, tsv) VALUES
             ('atoms', ${String(a[0].id)}, 'openai/other-model', 'x', to_tsvector('english', ${q})),
             ('messages', ${String(m[0].id)}, 'ollama/other-model', 'x', to_tsvector('english', ${q}))`
@@ -309,8 +315,10 @@ describe(`search (${tier()})`, () => {
           const exact = yield* Effect.flatMap(Search, (s) => s.search(decode({ q, mode, limit: 100 }), { exact: true }))
           for (const id of inserted) expect(ids(exact)).not.toContain(id)
         }
-        yield* sql`DELETE FROM atoms WHERE id IN (SELECT row_id::bigint FROM autoembed.rows WHERE source = 'atoms' AND model = 'openai/other-model')`
-        yield* sql`DELETE FROM messages WHERE id IN (SELECT row_id::bigint FROM autoembed.rows WHERE source = 'messages' AND model = 'ollama/other-model')`
+        yield* sql`DELETE FROM atoms WHERE id IN
+          (SELECT row_id::bigint FROM autoembed.rows WHERE source = 'atoms' AND model = 'openai/other-model')`
+        yield* sql`DELETE FROM messages WHERE id IN
+          (SELECT row_id::bigint FROM autoembed.rows WHERE source = 'messages' AND model = 'ollama/other-model')`
       }))
 
     it.effect("blank, unicode, emoji and SQL-like queries are handled", () =>

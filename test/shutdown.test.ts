@@ -50,7 +50,8 @@ describe(`graceful shutdown in the middle of a slow-provider backlog (${tier()})
     await Effect.runPromise(
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        yield* sql`INSERT INTO messages (content) SELECT 'shutdown backlog message ' || g FROM generate_series(1, ${BACKLOG}) g`
+        yield* sql`INSERT INTO messages (content)
+          SELECT 'shutdown backlog message ' || g FROM generate_series(1, ${BACKLOG}) g`
       }).pipe(
         Effect.provide(autoEmbedLayer({
           env: false,
@@ -176,9 +177,11 @@ describe(`graceful shutdown in the middle of a slow-provider backlog (${tier()})
   it("a worker whose parent dies (SIGKILL) shuts down as on SIGTERM instead of running on as an orphan", async () => {
     const before = await queueState()
     const started = await midBacklog()
-    // A parent that is not the test: the worker shares its stdout pipe, which closes only when the worker has exited too.
+    // A parent that is not the test: the worker shares its stdout pipe, which closes only when the worker has
+    // exited too.
     const launcher = `const { spawn } = require("node:child_process");
-      spawn(process.execPath, ["--import", "tsx", "--conditions=source", "packages/cli/src/bin.ts", "worker"], { stdio: "inherit" });
+      spawn(process.execPath, ["--import", "tsx", "--conditions=source", "packages/cli/src/bin.ts", "worker"],
+        { stdio: "inherit" });
       setInterval(() => {}, 1000)`
     const parent = spawn(process.execPath, ["-e", launcher], {
       cwd: repoRoot,

@@ -52,42 +52,47 @@ describe(`embedding store (${tier()})`, () => {
         expect(left.n).toBe(0)
       }))
 
-    it.effect("vectors are stored exactly as float4 (binary vector[] on PostgreSQL, text on PGlite), each on its own row", () =>
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const store = yield* EmbeddingStore
-        const atoms = yield* (yield* Sources).get("atoms")
-        const config = yield* AutoEmbedConfig
-        const dims = config.dimensions
-        const model = "test/exact"
-        yield* sql`DELETE FROM autoembed.queue`
-        const inserted = yield* sql<
-          { id: number }
-        >`INSERT INTO atoms (type, title, content) SELECT 'note', 'exact', 'row ' || g FROM generate_series(1, 5) g RETURNING id`
-        const loaded = yield* store.loadTexts(atoms, inserted.map((r) => String(r.id)), model)
-        // Awkward values: tiny, huge, negative, non-terminating fractions, integers, float4 subnormals.
-        const special = [1e-40, -3.4e38, 3.4e38, 1 / 3, -Math.PI, 0, 7, -1e-12, 123456.789, Number.EPSILON]
-        const vectors = loaded.map((_, k) =>
-          Array.from(
-            { length: dims },
-            (_, j) => j < special.length ? special[j] * (1 - k / 10) : Math.sin(k * 1000 + j) * 10 ** ((j % 7) - 3)
+    it.effect(
+      "vectors are stored exactly as float4 (binary vector[] on PostgreSQL, text on PGlite), " +
+        "each on its own row",
+      () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const store = yield* EmbeddingStore
+          const atoms = yield* (yield* Sources).get("atoms")
+          const config = yield* AutoEmbedConfig
+          const dims = config.dimensions
+          const model = "test/exact"
+          yield* sql`DELETE FROM autoembed.queue`
+          const inserted = yield* sql<
+            { id: number }
+          >`INSERT INTO atoms (type, title, content)
+          SELECT 'note', 'exact', 'row ' || g FROM generate_series(1, 5) g RETURNING id`
+          const loaded = yield* store.loadTexts(atoms, inserted.map((r) => String(r.id)), model)
+          // Awkward values: tiny, huge, negative, non-terminating fractions, integers, float4 subnormals.
+          const special = [1e-40, -3.4e38, 3.4e38, 1 / 3, -Math.PI, 0, 7, -1e-12, 123456.789, Number.EPSILON]
+          const vectors = loaded.map((_, k) =>
+            Array.from(
+              { length: dims },
+              (_, j) => j < special.length ? special[j] * (1 - k / 10) : Math.sin(k * 1000 + j) * 10 ** ((j % 7) - 3)
+            )
           )
-        )
-        const written = yield* store.writeVectors(
-          atoms,
-          model,
-          loaded.map((r, k) => ({ rowId: r.rowId, hash: r.hash, vector: vectors[k] }))
-        )
-        expect(written.sort()).toEqual(loaded.map((r) => r.rowId).sort())
-        const stored = yield* sql<
-          { id: number; v: string }
-        >`SELECT id, embedding::text AS v FROM atoms WHERE id = ANY(${inserted.map((r) => r.id)}::bigint[])`
-        for (const row of stored) {
-          const k = loaded.findIndex((r) => r.rowId === String(row.id))
-          const back = row.v.slice(1, -1).split(",").map((x) => Math.fround(Number(x)))
-          expect(back).toEqual(vectors[k].map((x) => Math.fround(x)))
-        }
-      }))
+          const written = yield* store.writeVectors(
+            atoms,
+            model,
+            loaded.map((r, k) => ({ rowId: r.rowId, hash: r.hash, vector: vectors[k] }))
+          )
+          expect(written.sort()).toEqual(loaded.map((r) => r.rowId).sort())
+          const stored = yield* sql<
+            { id: number; v: string }
+          >`SELECT id, embedding::text AS v FROM atoms WHERE id = ANY(${inserted.map((r) => r.id)}::bigint[])`
+          for (const row of stored) {
+            const k = loaded.findIndex((r) => r.rowId === String(row.id))
+            const back = row.v.slice(1, -1).split(",").map((x) => Math.fround(Number(x)))
+            expect(back).toEqual(vectors[k].map((x) => Math.fround(x)))
+          }
+        })
+    )
 
     it.effect("claims are exclusive and an expired lease is claimable again", () =>
       Effect.gen(function*() {
@@ -102,7 +107,9 @@ describe(`embedding store (${tier()})`, () => {
         expect(new Set([...a, ...b].map((i) => i.rowId)).size).toBe(30)
         expect(yield* store.claimReady(20, "worker-c")).toHaveLength(0)
         // worker-a dies: its lease runs out.
-        yield* sql`UPDATE autoembed.queue SET next_attempt_at = now() - interval '1 second', locked_until = now() - interval '1 second' WHERE locked_by = 'worker-a'`
+        yield* sql`UPDATE autoembed.queue
+          SET next_attempt_at = now() - interval '1 second', locked_until = now() - interval '1 second'
+          WHERE locked_by = 'worker-a'`
         const c = yield* store.claimReady(50, "worker-c")
         expect(c.map((i) => i.rowId).sort()).toEqual(a.map((i) => i.rowId).sort())
         // worker-a's late completion does not remove worker-c's claim.

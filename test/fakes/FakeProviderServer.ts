@@ -360,7 +360,8 @@ export class FakeProviderServer {
           : new HttpError(
             400,
             openaiError(
-              "This model's maximum context length is 8192 tokens, however you requested 9000 tokens (9000 in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
+              "This model's maximum context length is 8192 tokens, however you requested 9000 tokens " +
+                "(9000 in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
               "invalid_request_error",
               null,
               "input"

@@ -31,8 +31,8 @@ export const startContainerTier = async (env: NodeJS.ProcessEnv): Promise<Contai
       stop: async () => {
         await container.stop()
       },
-      line:
-        `autoembed tests: PostgreSQL tier on a ${PGVECTOR_IMAGE} container at ${container.getHost()}:${container.getPort()}`
+      line: `autoembed tests: PostgreSQL tier on a ${PGVECTOR_IMAGE} container ` +
+        `at ${container.getHost()}:${container.getPort()}`
     }
   } catch (e) {
     const reason = String((e as Error)?.message ?? e).split("\n")[0]

@@ -26,7 +26,10 @@ const NOTES_DDL = `
     created_at timestamptz NOT NULL DEFAULT now()
   )`
 
-/** The notes table as an autoembed source, in the configuration file's shape: what text to embed and what search shows. */
+/**
+ * The notes table as an autoembed source, in the configuration file's shape: what text to embed and what
+ * search shows.
+ */
 export const notesSource: SourceConfigInput = {
   table: "notes",
   text: "{title}\n\n{body}",
@@ -53,7 +56,10 @@ export interface NotesService {
   readonly close: () => Promise<void>
 }
 
-/** The table must exist before autoembed registers it; the embedded database is opened only for this and closed again. */
+/**
+ * The table must exist before autoembed registers it; the embedded database is opened only for this and
+ * closed again.
+ */
 const createSchema = async (options: NotesServiceOptions, dataDir: string): Promise<void> => {
   if (options.databaseUrl) {
     const client = new pg.Client({ connectionString: options.databaseUrl })

@@ -50,7 +50,10 @@ export const SourceConfig = Schema.Struct({
   topic: Schema.optional(Name("topic")),
   /** Text search configuration for full-text and hybrid search ("english", "simple", ...). */
   language: Schema.optional(Name("language")),
-  /** Okapi BM25 parameters of full-text ranking: term saturation k1 (default 0.9) and length normalisation b (default 0.4). */
+  /**
+   * Okapi BM25 parameters of full-text ranking: term saturation k1 (default 0.9) and length normalisation b
+   * (default 0.4).
+   */
   bm25: Schema.optional(Schema.Struct({
     k1: Schema.optional(
       Schema.Number.pipe(Schema.between(0, 3, { message: () => "bm25.k1 must be from 0 to 3 (0.9 by default)" }))

@@ -140,9 +140,11 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
         }, ${m.importance ?? null})
             ON CONFLICT (external_id) DO UPDATE SET
               content = EXCLUDED.content, chat_id = coalesce(EXCLUDED.chat_id, messages.chat_id),
-              author = coalesce(EXCLUDED.author, messages.author), sent_at = coalesce(EXCLUDED.sent_at, messages.sent_at),
+              author = coalesce(EXCLUDED.author, messages.author),
+              sent_at = coalesce(EXCLUDED.sent_at, messages.sent_at),
               importance = coalesce(EXCLUDED.importance, messages.importance),
-              updated_at = CASE WHEN messages.content IS DISTINCT FROM EXCLUDED.content THEN now() ELSE messages.updated_at END
+              updated_at = CASE WHEN messages.content IS DISTINCT FROM EXCLUDED.content THEN now()
+                ELSE messages.updated_at END
             RETURNING id`,
         (rows) => rows[0].id
       )
@@ -185,7 +187,8 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
             const description = request.topics.find((t) => t.name === name)?.description ?? null
             const [row] = yield* sql<{ id: number }>`
               INSERT INTO topics (name, description) VALUES (${name}, ${description})
-              ON CONFLICT (name) DO UPDATE SET description = coalesce(EXCLUDED.description, topics.description), updated_at = now()
+              ON CONFLICT (name) DO UPDATE
+                SET description = coalesce(EXCLUDED.description, topics.description), updated_at = now()
               RETURNING id`
             topicIds.set(name, row.id)
           }
@@ -202,7 +205,8 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
               >`SELECT id, title, content, version FROM atoms WHERE id = ${atom.id}`
               : yield* sql<{ id: number; title: string; content: string; version: number }>`
                   SELECT id, title, content, version FROM atoms
-                  WHERE type = ${atom.type} AND lower(title) = lower(${atom.title}) AND topic_id IS NOT DISTINCT FROM ${topicId}
+                  WHERE type = ${atom.type} AND lower(title) = lower(${atom.title})
+                    AND topic_id IS NOT DISTINCT FROM ${topicId}
                   ORDER BY id LIMIT 1`
             if (atom.id !== undefined && existing.length === 0) {
               return yield* new ExtractionInvalid({
@@ -217,19 +221,22 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
                 VALUES (${atom.type}, ${atom.title}, ${atom.content}, ${atom.confidence ?? null}, ${topicId})
                 RETURNING id`
               id = row.id
-              yield* sql`INSERT INTO atom_versions (atom_id, version, title, content) VALUES (${id}, 1, ${atom.title}, ${atom.content})`
+              yield* sql`INSERT INTO atom_versions (atom_id, version, title, content)
+                VALUES (${id}, 1, ${atom.title}, ${atom.content})`
             } else {
               const prev = existing[0]
               id = prev.id
               if (prev.title !== atom.title || prev.content !== atom.content) {
                 const version = prev.version + 1
                 yield* sql`
-                  UPDATE atoms SET title = ${atom.title}, content = ${atom.content}, type = ${atom.type}, version = ${version},
+                  UPDATE atoms SET title = ${atom.title}, content = ${atom.content}, type = ${atom.type},
+                    version = ${version},
                     confidence = coalesce(${
                   atom.confidence ?? null
                 }, confidence), topic_id = coalesce(${topicId}, topic_id), updated_at = now()
                   WHERE id = ${id}`
-                yield* sql`INSERT INTO atom_versions (atom_id, version, title, content) VALUES (${id}, ${version}, ${atom.title}, ${atom.content})
+                yield* sql`INSERT INTO atom_versions (atom_id, version, title, content)
+                  VALUES (${id}, ${version}, ${atom.title}, ${atom.content})
                   ON CONFLICT DO NOTHING`
               } else {
                 yield* sql`UPDATE atoms SET confidence = coalesce(${
@@ -270,11 +277,13 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
           }
 
           if (messageIds.length > 0) {
-            yield* sql`UPDATE messages SET processed_at = now(), topic_id = coalesce(${defaultTopic}, topic_id), updated_at = now()
+            yield* sql`UPDATE messages
+              SET processed_at = now(), topic_id = coalesce(${defaultTopic}, topic_id), updated_at = now()
               WHERE id = ANY(${messageIds}::bigint[])`
             if (atomIds.length > 0) {
               yield* sql`INSERT INTO atom_messages (atom_id, message_id)
-                SELECT a, m FROM unnest(${atomIds}::bigint[]) a CROSS JOIN unnest(${messageIds}::bigint[]) m ON CONFLICT DO NOTHING`
+                SELECT a, m FROM unnest(${atomIds}::bigint[]) a CROSS JOIN unnest(${messageIds}::bigint[]) m
+                ON CONFLICT DO NOTHING`
             }
             // Processed messages must end up embedded even if they were written without the trigger.
             yield* sql`INSERT INTO ${st.queue} (source, row_id)

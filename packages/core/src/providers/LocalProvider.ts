@@ -87,11 +87,20 @@ export const stem = (word: string): string => {
 
   let cut = false
   if (w.endsWith("ied") && w.length > 4) w = w.slice(0, -3) + "y"
-  else if (w.endsWith("ingly") && hasVowel(w.slice(0, -5)) && w.length > 7) (w = w.slice(0, -5)), (cut = true)
-  else if (w.endsWith("edly") && hasVowel(w.slice(0, -4)) && w.length > 6) (w = w.slice(0, -4)), (cut = true)
-  else if (w.endsWith("ly") && w.length > 5) w = w.slice(0, -2)
-  else if (w.endsWith("ing") && w.length > 5 && hasVowel(w.slice(0, -3))) (w = w.slice(0, -3)), (cut = true)
-  else if (w.endsWith("ed") && w.length > 4 && hasVowel(w.slice(0, -2))) (w = w.slice(0, -2)), (cut = true)
+  else if (w.endsWith("ingly") && hasVowel(w.slice(0, -5)) && w.length > 7) {
+    w = w.slice(0, -5)
+    cut = true
+  } else if (w.endsWith("edly") && hasVowel(w.slice(0, -4)) && w.length > 6) {
+    w = w.slice(0, -4)
+    cut = true
+  } else if (w.endsWith("ly") && w.length > 5) w = w.slice(0, -2)
+  else if (w.endsWith("ing") && w.length > 5 && hasVowel(w.slice(0, -3))) {
+    w = w.slice(0, -3)
+    cut = true
+  } else if (w.endsWith("ed") && w.length > 4 && hasVowel(w.slice(0, -2))) {
+    w = w.slice(0, -2)
+    cut = true
+  }
 
   if (w.endsWith("ation") && w.length > 7) w = w.slice(0, -5) + "at"
   else if (w.endsWith("ational") && w.length > 9) w = w.slice(0, -7) + "at"
@@ -183,7 +192,10 @@ const LOCAL_LIMITS: ProviderLimits = {
   maxTokensPerRequest: 2048 * 8192
 }
 
-/** The local provider at `dimensions`; plain constructor for tests and benchmarks. `kind` is ignored (symmetric model). */
+/**
+ * The local provider at `dimensions`; plain constructor for tests and benchmarks. `kind` is ignored
+ * (symmetric model).
+ */
 export const makeLocalProvider = (dimensions: number): EmbeddingProviderShape => ({
   provider: "local",
   model: LOCAL_MODEL,
@@ -203,7 +215,8 @@ export const LocalProviderLive: Layer.Layer<EmbeddingProvider, ProviderStartupEr
     if (Option.isSome(config.model) && config.model.value !== LOCAL_MODEL) {
       return yield* new ProviderStartupError({
         message:
-          `EMBEDDING_MODEL=${config.model.value} is not a model of the local provider (it has one: ${LOCAL_MODEL}): unset EMBEDDING_MODEL, or set EMBEDDING_PROVIDER=ollama or openai`
+          `EMBEDDING_MODEL=${config.model.value} is not a model of the local provider (it has one: ${LOCAL_MODEL}): ` +
+          "unset EMBEDDING_MODEL, or set EMBEDDING_PROVIDER=ollama or openai"
       })
     }
     return makeLocalProvider(config.dimensions)

@@ -61,7 +61,8 @@ export const mapOllamaError = (
     if (status === 404 || /model .* not found/i.test(text)) {
       return fail(
         "ModelNotFound",
-        `Ollama at ${host} has no model "${model}" (${text}): run \`ollama pull ${model}\` there, or set EMBEDDING_MODEL to a model it has`,
+        `Ollama at ${host} has no model "${model}" (${text}): run \`ollama pull ${model}\` there, ` +
+          "or set EMBEDDING_MODEL to a model it has",
         status
       )
     }
@@ -136,7 +137,10 @@ export const makeOllamaProvider = (options: OllamaProviderOptions): EmbeddingPro
   return { provider: PROVIDER, model: options.model, dimensions: options.dimensions, limits, embed }
 }
 
-/** Ollama at `OLLAMA_HOST`, model `EMBEDDING_MODEL` (default mxbai-embed-large). Does not probe; see EmbeddingProviderLive. */
+/**
+ * Ollama at `OLLAMA_HOST`, model `EMBEDDING_MODEL` (default mxbai-embed-large). Does not probe; see
+ * EmbeddingProviderLive.
+ */
 export const OllamaProviderLive: Layer.Layer<EmbeddingProvider, never, AutoEmbedConfig> = Layer.effect(
   EmbeddingProvider,
   Effect.map(AutoEmbedConfig, (config) =>

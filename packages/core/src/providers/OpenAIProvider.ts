@@ -7,8 +7,7 @@ import {
   type EmbedKind,
   ProviderError,
   type ProviderLimits,
-  ProviderStartupError,
-  splitByLimits
+  ProviderStartupError
 } from "./EmbeddingProvider.js"
 import { DEFAULT_MODELS, type ModelProfile, profileFor } from "./ModelProfiles.js"
 import {
@@ -22,7 +21,10 @@ import {
 
 export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-/** Sent when no key is configured but a custom base URL is: local compatible servers need none, the client insists on one. */
+/**
+ * Sent when no key is configured but a custom base URL is: local compatible servers need none, the client
+ * insists on one.
+ */
 export const PLACEHOLDER_API_KEY = "sk-no-key-required"
 
 export interface OpenAIProviderOptions {
@@ -94,7 +96,8 @@ export const mapOpenAIError = (error: unknown, baseURL: string, model: string): 
     if (status === 404) {
       return fail(
         "ModelNotFound",
-        `${baseURL} answered 404 for model "${model}" (${text}): set EMBEDDING_MODEL, and check that OPENAI_BASE_URL ends in /v1`,
+        `${baseURL} answered 404 for model "${model}" (${text}): ` +
+          "set EMBEDDING_MODEL, and check that OPENAI_BASE_URL ends in /v1",
         status
       )
     }
@@ -180,8 +183,9 @@ export const OpenAIProviderLive: Layer.Layer<EmbeddingProvider, ProviderStartupE
       config.dimensions > profile.nativeDimensions
     ) {
       return yield* new ProviderStartupError({
-        message:
-          `model ${model} returns at most ${profile.nativeDimensions}-dimensional vectors but EMBEDDING_DIMENSIONS is ${config.dimensions}: set EMBEDDING_DIMENSIONS=${profile.nativeDimensions} or less (then \`pnpm cli migrate\`)`
+        message: `model ${model} returns at most ${profile.nativeDimensions}-dimensional vectors ` +
+          `but EMBEDDING_DIMENSIONS is ${config.dimensions}: ` +
+          `set EMBEDDING_DIMENSIONS=${profile.nativeDimensions} or less (then \`pnpm cli migrate\`)`
       })
     }
     const apiKey = Option.match(config.openaiApiKey, {
@@ -190,8 +194,8 @@ export const OpenAIProviderLive: Layer.Layer<EmbeddingProvider, ProviderStartupE
     })
     if (Option.isNone(apiKey)) {
       return yield* new ProviderStartupError({
-        message:
-          "EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server that needs no key); or use EMBEDDING_PROVIDER=ollama or local"
+        message: "EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY " +
+          "(or OPENAI_BASE_URL for a compatible server that needs no key); or use EMBEDDING_PROVIDER=ollama or local"
       })
     }
     return makeOpenAIProvider({

@@ -46,29 +46,33 @@ export const checkPrerequisites = (schema: string, where: string) =>
         current_user::text AS role, current_database()::text AS database,
         EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${schema}) AS schema_exists,
         has_database_privilege(current_database(), 'CREATE') AS can_create,
-        (SELECT has_schema_privilege(${schema}, 'CREATE') WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${schema})) AS can_use_schema`
+        (SELECT has_schema_privilege(${schema}, 'CREATE')
+          WHERE EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${schema})) AS can_use_schema`
     if (r.installed === null && !r.available) {
       return yield* new DatabaseError({
-        message:
-          `The PostgreSQL server at ${where} has no pgvector extension. Install it (on Debian: bash scripts/install-pgvector.sh), or unset DATABASE_URL to use the embedded database.`
+        message: `The PostgreSQL server at ${where} has no pgvector extension. ` +
+          "Install it (on Debian: bash scripts/install-pgvector.sh), " +
+          "or unset DATABASE_URL to use the embedded database."
       })
     }
     if (r.installed === null && !r.superuser) {
       return yield* new DatabaseError({
-        message:
-          `pgvector is not enabled in database ${r.database} and role ${r.role} may not enable it: run CREATE EXTENSION vector; as a superuser in ${r.database}, then start again.`
+        message: `pgvector is not enabled in database ${r.database} and role ${r.role} may not enable it: ` +
+          `run CREATE EXTENSION vector; as a superuser in ${r.database}, then start again.`
       })
     }
     if (!r.schema_exists && !r.can_create) {
       return yield* new DatabaseError({
-        message:
-          `Role ${r.role} may not create schema ${schema} in database ${r.database}: GRANT CREATE ON DATABASE ${r.database} TO ${r.role}, create it for the role (CREATE SCHEMA ${schema} AUTHORIZATION ${r.role}), or set AUTOEMBED_SCHEMA to a schema it owns.`
+        message: `Role ${r.role} may not create schema ${schema} in database ${r.database}: ` +
+          `GRANT CREATE ON DATABASE ${r.database} TO ${r.role}, ` +
+          `create it for the role (CREATE SCHEMA ${schema} AUTHORIZATION ${r.role}), ` +
+          "or set AUTOEMBED_SCHEMA to a schema it owns."
       })
     }
     if (r.schema_exists && r.can_use_schema === false) {
       return yield* new DatabaseError({
-        message:
-          `Role ${r.role} may not create objects in schema ${schema}: GRANT CREATE, USAGE ON SCHEMA ${schema} TO ${r.role}, or set AUTOEMBED_SCHEMA to another schema.`
+        message: `Role ${r.role} may not create objects in schema ${schema}: ` +
+          `GRANT CREATE, USAGE ON SCHEMA ${schema} TO ${r.role}, or set AUTOEMBED_SCHEMA to another schema.`
       })
     }
   })
@@ -123,16 +127,18 @@ export const installSource = (source: Source, schema: string) =>
       )`
       const [found] = yield* sql<{ t: string }>`
         SELECT format_type(a.atttypid, a.atttypmod) AS t FROM pg_attribute a
-        WHERE a.attrelid = ${`${schema}.${source.storage.table}`}::regclass AND a.attname = 'embedding' AND NOT a.attisdropped`
+        WHERE a.attrelid = ${`${schema}.${source.storage.table}`}::regclass
+          AND a.attname = 'embedding' AND NOT a.attisdropped`
       const dims = Number(/\((\d+)\)/.exec(found?.t ?? "")?.[1] ?? NaN)
       if (dims !== source.dimensions) {
         return yield* new DimensionMismatch({
           source: source.name,
           columnDimensions: dims,
           configuredDimensions: source.dimensions,
-          message:
-            `${schema}.${source.storage.table} holds ${dims}-dimensional vectors of source "${source.name}" but EMBEDDING_DIMENSIONS is ` +
-            `${source.dimensions}. Set EMBEDDING_DIMENSIONS=${dims}, or run \`pnpm cli migrate --reset-embeddings\` to drop those vectors and re-embed at ${source.dimensions}.`
+          message: `${schema}.${source.storage.table} holds ${dims}-dimensional vectors of source "${source.name}" ` +
+            `but EMBEDDING_DIMENSIONS is ${source.dimensions}. Set EMBEDDING_DIMENSIONS=${dims}, ` +
+            "or run `pnpm cli migrate --reset-embeddings` to drop those vectors " +
+            `and re-embed at ${source.dimensions}.`
         })
       }
     }
@@ -149,13 +155,15 @@ export const installSource = (source: Source, schema: string) =>
     yield* sql`CREATE OR REPLACE TRIGGER ${sql(names.delete)} AFTER DELETE ON ${table}
       FOR EACH ROW EXECUTE FUNCTION ${t.enqueue}(${args})`
     yield* sql`
-      INSERT INTO ${t.registry} (name, table_schema, table_name, id_column, storage, vector_column, dimensions, index_schema, index_name, index_owned)
+      INSERT INTO ${t.registry} (name, table_schema, table_name, id_column, storage, vector_column, dimensions,
+        index_schema, index_name, index_owned)
       VALUES (${source.name}, ${source.schema}, ${source.tableName}, ${source.idColumn}, ${source.storage.kind},
         ${
       source.storage.kind === "column" ? source.storage.column : null
     }, ${source.dimensions}, ${source.index.schema}, ${source.index.name}, ${source.index.owned})
-      ON CONFLICT (name) DO UPDATE SET table_schema = EXCLUDED.table_schema, table_name = EXCLUDED.table_name, id_column = EXCLUDED.id_column,
-        storage = EXCLUDED.storage, vector_column = EXCLUDED.vector_column, dimensions = EXCLUDED.dimensions, index_schema = EXCLUDED.index_schema,
+      ON CONFLICT (name) DO UPDATE SET table_schema = EXCLUDED.table_schema, table_name = EXCLUDED.table_name,
+        id_column = EXCLUDED.id_column, storage = EXCLUDED.storage, vector_column = EXCLUDED.vector_column,
+        dimensions = EXCLUDED.dimensions, index_schema = EXCLUDED.index_schema,
         index_name = EXCLUDED.index_name, index_owned = EXCLUDED.index_owned, updated_at = now()`
   })
 
@@ -180,7 +188,8 @@ export const installedTriggers = (schema: string) =>
         pn.nspname AS function_schema, p.proname AS function_name
       FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_proc p ON p.oid = tg.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
-      WHERE NOT tg.tgisinternal AND ((pn.nspname = ${schema} AND p.proname = 'enqueue') OR p.proname = 'autoembed_enqueue')`
+      WHERE NOT tg.tgisinternal
+        AND ((pn.nspname = ${schema} AND p.proname = 'enqueue') OR p.proname = 'autoembed_enqueue')`
     return rows.map((r): InstalledTrigger => ({
       name: r.name,
       schema: r.schema,
@@ -231,7 +240,8 @@ export const findIndexes = (indexes: ReadonlyArray<{ readonly schema: string; re
     SqlClient.SqlClient,
     (sql) =>
       sql<{ schema: string; name: string; valid: boolean; definition: string }>`
-      SELECT n.nspname AS schema, c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition FROM pg_index i
+      SELECT n.nspname AS schema, c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS definition
+      FROM pg_index i
       JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN unnest(${indexes.map((i) => i.schema)}::text[], ${indexes.map((i) => i.name)}::text[]) AS k(schema, name)
         ON n.nspname = k.schema AND c.relname = k.name`
@@ -297,7 +307,8 @@ export const uninstall = (schema: string, server: boolean) =>
     yield* sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`
     // 0.1 kept its function beside the user's tables.
     const legacy = yield* sql<{ schema: string }>`
-      SELECT n.nspname AS schema FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname = 'autoembed_enqueue'`
+      SELECT n.nspname AS schema FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE p.proname = 'autoembed_enqueue'`
     for (const l of legacy) yield* sql`DROP FUNCTION IF EXISTS ${sql(`${l.schema}.autoembed_enqueue`)}()`
     return {
       triggers: triggers.length,

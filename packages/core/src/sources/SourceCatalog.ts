@@ -172,9 +172,11 @@ export const describeTable = (table: string) =>
         (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
             'update', has_column_privilege(c.oid, a.attnum, 'UPDATE')) ORDER BY a.attnum)
           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-        (SELECT json_agg(a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+        (SELECT json_agg(a.attname) FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
           WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
-        (SELECT json_agg(json_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid), 'valid', i.indisvalid))
+        (SELECT json_agg(json_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid),
+            'valid', i.indisvalid))
           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
           WHERE i.indrelid = c.oid AND am.amname = 'hnsw') AS hnsw
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -320,9 +322,8 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
           )
         } else if (dims !== ctx.dimensions) {
           problems.push(
-            `${
-              at("vector")
-            }: ${qualified}.${v.name} is vector(${dims}) but EMBEDDING_DIMENSIONS is ${ctx.dimensions}; set EMBEDDING_DIMENSIONS=${dims} (and a ${dims}-d model)`
+            `${at("vector")}: ${qualified}.${v.name} is vector(${dims}) ` +
+              `but EMBEDDING_DIMENSIONS is ${ctx.dimensions}; set EMBEDDING_DIMENSIONS=${dims} (and a ${dims}-d model)`
           )
         }
         if (!v.update) {
@@ -362,16 +363,14 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
           }
         if (index.owned && index.create && !table.isOwner) {
           problems.push(
-            `${
-              at("index")
-            }: creating the HNSW index on ${qualified} needs its owner's rights; run as the owner, create an HNSW index on ${v.name} yourself, or set "index": false`
+            `${at("index")}: creating the HNSW index on ${qualified} needs its owner's rights; ` +
+              `run as the owner, create an HNSW index on ${v.name} yourself, or set "index": false`
           )
         }
         if (index.owned && index.create && table.kind === "p") {
           problems.push(
-            `${
-              at("index")
-            }: ${qualified} is partitioned, so its index cannot be built CONCURRENTLY; create an HNSW index on ${v.name} yourself or set "index": false`
+            `${at("index")}: ${qualified} is partitioned, so its index cannot be built CONCURRENTLY; ` +
+              `create an HNSW index on ${v.name} yourself or set "index": false`
           )
         }
       }
@@ -383,9 +382,8 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
     }
     if (!table.canTrigger) {
       problems.push(
-        `${
-          at("table")
-        }: the database role may not create triggers on ${qualified}; GRANT TRIGGER ON ${qualified} to it (or run as its owner)`
+        `${at("table")}: the database role may not create triggers on ${qualified}; ` +
+          `GRANT TRIGGER ON ${qualified} to it (or run as its owner)`
       )
     }
     if (problems.length > 0 || id === undefined) return { problems }

@@ -102,7 +102,8 @@ const inspectOne = (source: Source, state: { readonly installed: boolean; readon
     const problems: Array<string> = []
     if (!state.installed || state.triggers < 3) {
       problems.push(
-        `Source "${source.name}": ${state.triggers} of 3 triggers installed on ${source.table}; run \`pnpm cli migrate\``
+        `Source "${source.name}": ${state.triggers} of 3 triggers installed on ${source.table}; ` +
+          "run `pnpm cli migrate`"
       )
     }
     const wantsIndex = source.index.create || !source.index.owned

@@ -26,7 +26,8 @@ export const resetEmbeddings = Effect.gen(function*() {
     index_schema: string
     index_name: string
     index_owned: boolean
-  }>`SELECT name, table_schema, table_name, storage, vector_column, index_schema, index_name, index_owned FROM ${t.registry}`
+  }>`SELECT name, table_schema, table_name, storage, vector_column, index_schema, index_name, index_owned
+    FROM ${t.registry}`
   const reset: Array<string> = []
   const skipped: Array<string> = []
   yield* sql.withTransaction(
@@ -43,7 +44,8 @@ export const resetEmbeddings = Effect.gen(function*() {
           }`
         } else {
           skipped.push(
-            `${r.name}: ${r.table_schema}.${r.table_name}.${r.vector_column} is your column; change its type to vector(${config.dimensions}) yourself`
+            `${r.name}: ${r.table_schema}.${r.table_name}.${r.vector_column} is your column; ` +
+              `change its type to vector(${config.dimensions}) yourself`
           )
           return
         }

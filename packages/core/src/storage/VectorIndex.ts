@@ -121,7 +121,8 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
     const beginBulk = Effect.fn("VectorIndex.beginBulk")(function*(source: Source) {
       // An index of the user's own is theirs: it is never dropped, so such a source loads with it.
       if (!source.index.owned) return
-      yield* sql`INSERT INTO ${st.indexState} (source, state, note) VALUES (${source.name}, 'bulk_loading', 'index dropped for a bulk load')
+      yield* sql`INSERT INTO ${st.indexState} (source, state, note)
+        VALUES (${source.name}, 'bulk_loading', 'index dropped for a bulk load')
         ON CONFLICT (source) DO UPDATE SET state = 'bulk_loading', started_at = now()`
       yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
       yield* Effect.logInfo(
@@ -166,8 +167,9 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
             const plan = buildMemoryPlan(Number(vectors?.n ?? 0), config)
             if (!plan.fits) {
               yield* Effect.logWarning(
-                `autoembed: ${source.name}: the HNSW graph of ${plan.rows} rows needs about ${plan.neededMb} MB but AUTOEMBED_INDEX_BUILD_MEMORY_MB is ` +
-                  `${config.indexBuildMemoryMb}; pgvector finishes such a build on disk, many times slower. Raise AUTOEMBED_INDEX_BUILD_MEMORY_MB ` +
+                `autoembed: ${source.name}: the HNSW graph of ${plan.rows} rows needs about ${plan.neededMb} MB ` +
+                  `but AUTOEMBED_INDEX_BUILD_MEMORY_MB is ${config.indexBuildMemoryMb}; ` +
+                  "pgvector finishes such a build on disk, many times slower. Raise AUTOEMBED_INDEX_BUILD_MEMORY_MB " +
                   `(and the server's /dev/shm, which holds a parallel build's graph).`
               )
             }
@@ -180,9 +182,11 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
             yield* conn.executeRaw(statement, []).pipe(
               Effect.catchIf(isSharedMemoryExhausted, (error) =>
                 Effect.gen(function*() {
-                  // A parallel build keeps its graph in /dev/shm (64 MB by default in a container): build in one process instead.
+                  // A parallel build keeps its graph in /dev/shm (64 MB by default in a container): build in one
+                  // process instead.
                   yield* Effect.logWarning(
-                    `autoembed: ${source.name}: the server could not allocate ${plan.memoryMb} MB of shared memory for a parallel index build ` +
+                    `autoembed: ${source.name}: the server could not allocate ${plan.memoryMb} MB of shared memory ` +
+                      "for a parallel index build " +
                       `(${
                         String(error.cause).slice(0, 160)
                       }); building with one process instead. Give PostgreSQL a larger /dev/shm ` +

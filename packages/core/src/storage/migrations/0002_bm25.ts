@@ -32,11 +32,13 @@ export default (schema: string) =>
         PRIMARY KEY (source, lexeme)
       )`
     yield* sql`
-      CREATE OR REPLACE FUNCTION ${t.tsvLength}(tsv tsvector) RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+      CREATE OR REPLACE FUNCTION ${t.tsvLength}(tsv tsvector) RETURNS integer
+      LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
         SELECT coalesce(sum(coalesce(array_length(u.positions, 1), 1)), 0)::integer FROM unnest(tsv) u
       $fn$`
     // Each row's length, stored: a query reads it instead of unnesting every matching tsvector.
-    yield* sql`ALTER TABLE ${t.rows} ADD COLUMN IF NOT EXISTS tsv_length integer GENERATED ALWAYS AS (${t.tsvLength}(tsv)) STORED`
+    yield* sql`ALTER TABLE ${t.rows}
+      ADD COLUMN IF NOT EXISTS tsv_length integer GENERATED ALWAYS AS (${t.tsvLength}(tsv)) STORED`
     // `d` is the change: +1 for each new row version, -1 for each old one; an update that leaves a
     // row's tsvector as it was cancels out (and is filtered before the upsert).
     const apply = (changes: Fragment) =>
@@ -44,9 +46,11 @@ export default (schema: string) =>
       INSERT INTO ${t.bm25Stats} AS s (source, docs, total_length)
       SELECT source, sum(d), sum(d * tsv_length) FROM (${changes}) c WHERE tsv IS NOT NULL
       GROUP BY source HAVING sum(d) <> 0 OR sum(d * tsv_length) <> 0 ORDER BY source
-      ON CONFLICT (source) DO UPDATE SET docs = s.docs + EXCLUDED.docs, total_length = s.total_length + EXCLUDED.total_length;
+      ON CONFLICT (source) DO UPDATE
+        SET docs = s.docs + EXCLUDED.docs, total_length = s.total_length + EXCLUDED.total_length;
       INSERT INTO ${t.bm25Terms} AS k (source, lexeme, df)
-      SELECT source, lexeme, sum(d) FROM (SELECT c.source, c.d, unnest(tsvector_to_array(c.tsv)) AS lexeme FROM (${changes}) c) l
+      SELECT source, lexeme, sum(d)
+      FROM (SELECT c.source, c.d, unnest(tsvector_to_array(c.tsv)) AS lexeme FROM (${changes}) c) l
       GROUP BY source, lexeme HAVING sum(d) <> 0 ORDER BY source, lexeme
       ON CONFLICT (source, lexeme) DO UPDATE SET df = k.df + EXCLUDED.df;`
     const inserted = sql`SELECT source, tsv, tsv_length, 1 AS d FROM ae_new`
@@ -82,6 +86,7 @@ export default (schema: string) =>
       ON CONFLICT (source) DO NOTHING`
     yield* sql`
       INSERT INTO ${t.bm25Terms} (source, lexeme, df)
-      SELECT source, lexeme, count(*) FROM ${t.rows}, unnest(tsvector_to_array(tsv)) AS lexeme WHERE tsv IS NOT NULL GROUP BY source, lexeme
+      SELECT source, lexeme, count(*) FROM ${t.rows}, unnest(tsvector_to_array(tsv)) AS lexeme
+      WHERE tsv IS NOT NULL GROUP BY source, lexeme
       ON CONFLICT (source, lexeme) DO NOTHING`
   })
