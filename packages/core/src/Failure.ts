@@ -1,4 +1,4 @@
-import { Predicate } from "effect"
+import { Predicate, Schema } from "effect"
 
 /**
  * What every autoembed error says about itself, so that the API and the processes decide by type,
@@ -13,10 +13,17 @@ import { Predicate } from "effect"
  */
 export const EXIT_CODES = { ok: 0, failed: 1, configuration: 2, interrupted: 130 } as const
 
-export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES]
+export const ExitCode = Schema.Literal(
+  EXIT_CODES.ok,
+  EXIT_CODES.failed,
+  EXIT_CODES.configuration,
+  EXIT_CODES.interrupted
+)
+export type ExitCode = typeof ExitCode.Type
 
 /** Every status the API answers an error with; the OpenAPI document lists the same set. */
-export type HttpStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 500 | 503
+export const HttpStatus = Schema.Literal(400, 401, 404, 405, 409, 413, 415, 422, 429, 500, 503)
+export type HttpStatus = typeof HttpStatus.Type
 
 /** How the API answers an error. `message` is written for the client; `log` marks what an operator must see. */
 export interface HttpAnswer {

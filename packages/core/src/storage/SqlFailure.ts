@@ -1,6 +1,9 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Schedule } from "effect"
 
+/** @effect/sql's error, for `instanceof` checks in packages that do not depend on @effect/sql themselves. */
+export { SqlError }
+
 /**
  * What a failed statement means, read from the driver's error: its SQLSTATE, whether the database
  * went away (retry once it answers), whether a concurrent transaction conflicted (retry at once).
