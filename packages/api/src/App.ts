@@ -5,8 +5,8 @@ import { matchedRoutes } from "hono/route"
 import { randomUUID } from "node:crypto"
 import { authFor, type AuthSettings } from "./Auth.js"
 import { Api, WORKER_OPERATIONS } from "./contract/Api.js"
-import { ApiError, errorBody, mapCause, mapError, type Mapped } from "./Errors.js"
-import { type ApiEnv, CauseFailure, MAX_BODY_BYTES, runWith } from "./Http.js"
+import { ApiError, errorBody, mapError, type Mapped } from "./Errors.js"
+import { type ApiEnv, HandlerFailure, MAX_BODY_BYTES, runWith } from "./Http.js"
 import type { JsonLog } from "./Log.js"
 import { HttpMetrics } from "./Metrics.js"
 import { embeddingHandlers } from "./routes/embeddings.js"
@@ -59,13 +59,13 @@ export const makeApp = (options: AppOptions) => {
     app,
     onMethodNotAllowed: (c, methods) =>
       respond(c, {
-        error: new ApiError(
-          405,
-          "method_not_allowed",
-          `${c.req.method} is not allowed here; use ${methods.join(", ")}`,
-          { allow: methods },
-          { allow: methods.join(", ") }
-        )
+        error: new ApiError({
+          status: 405,
+          code: "method_not_allowed",
+          message: `${c.req.method} is not allowed here; use ${methods.join(", ")}`,
+          details: { allow: methods },
+          headers: { allow: methods.join(", ") }
+        })
       })
   }))
   app.use(
@@ -74,9 +74,13 @@ export const makeApp = (options: AppOptions) => {
       maxSize: MAX_BODY_BYTES,
       onError: () => {
         // The rest of the body stays unread on the socket: close it rather than parse leftovers as the next request.
-        throw new ApiError(413, "payload_too_large", `The body is larger than ${MAX_BODY_BYTES} bytes`, {
-          max_bytes: MAX_BODY_BYTES
-        }, { connection: "close" })
+        throw new ApiError({
+          status: 413,
+          code: "payload_too_large",
+          message: `The body is larger than ${MAX_BODY_BYTES} bytes`,
+          details: { max_bytes: MAX_BODY_BYTES },
+          headers: { connection: "close" }
+        })
       }
     })
   )
@@ -110,9 +114,13 @@ export const makeApp = (options: AppOptions) => {
 
   app.notFound((c) =>
     respond(c, {
-      error: new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path.slice(0, 200)}; see /docs`)
+      error: new ApiError({
+        status: 404,
+        code: "not_found",
+        message: `No route ${c.req.method} ${c.req.path.slice(0, 200)}; see /docs`
+      })
     })
   )
-  app.onError((err, c) => respond(c, err instanceof CauseFailure ? mapCause(err.cause) : mapError(err)))
+  app.onError((err, c) => respond(c, err instanceof HandlerFailure ? err.mapped : mapError(err)))
   return app
 }

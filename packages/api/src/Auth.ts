@@ -27,17 +27,21 @@ export const requireToken = (settings: AuthSettings): MiddlewareHandler => {
   return async (c, next) => {
     const header = c.req.header("authorization")
     if (header === undefined || header.trim() === "") {
-      throw new ApiError(
-        401,
-        "unauthorized",
-        "This route needs Authorization: Bearer <AUTOEMBED_API_TOKEN>",
-        null,
-        challenge
-      )
+      throw new ApiError({
+        status: 401,
+        code: "unauthorized",
+        message: "This route needs Authorization: Bearer <AUTOEMBED_API_TOKEN>",
+        headers: challenge
+      })
     }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
     if (!match || !tokenMatches(match[1], expected)) {
-      throw new ApiError(401, "unauthorized", "The bearer token is not valid", null, challenge)
+      throw new ApiError({
+        status: 401,
+        code: "unauthorized",
+        message: "The bearer token is not valid",
+        headers: challenge
+      })
     }
     await next()
   }

@@ -1,8 +1,18 @@
-import { isConflict, isConnectionLoss, sqlReason, sqlStateOf } from "@autoembed/core"
-import { Cause, Option, ParseResult } from "effect"
+import {
+  DatabaseError,
+  type Failure,
+  HttpStatus,
+  isConflict,
+  isConnectionLoss,
+  isFailure,
+  SqlError,
+  sqlReason,
+  sqlStateOf
+} from "@autoembed/core"
+import { Cause, Option, ParseResult, Schema } from "effect"
 
 /** Every status the API answers an error with; the OpenAPI document lists the same set. */
-export type ErrorStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 500 | 503
+export type ErrorStatus = HttpStatus
 
 /** The one error body: `{"error": {"code", "message", "details"}}`, plus the request id to quote in a bug report. */
 export interface ErrorBody {
@@ -14,24 +24,27 @@ export interface ErrorBody {
   }
 }
 
-/** An error the HTTP layer raises itself (bad JSON, wrong content type, missing token, ...). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: ErrorStatus,
-    readonly code: string,
-    message: string,
-    readonly details: unknown = null,
-    readonly headers: Record<string, string> = {}
-  ) {
-    super(message)
-  }
-}
+/** An answer to a failed request; the HTTP layer raises it itself (bad JSON, wrong content type, missing token, ...). */
+export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
+  status: HttpStatus,
+  code: Schema.String,
+  message: Schema.String,
+  details: Schema.optionalWith(Schema.Unknown, { default: () => null }),
+  headers: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { default: () => ({}) })
+}) {}
 
 /** What a failed request turns into; `log` marks the ones an operator must look at (bugs, outages). */
-export interface Mapped {
-  readonly error: ApiError
-  readonly log?: { readonly level: "warning" | "error"; readonly detail: string }
-}
+export const Mapped = Schema.Struct({
+  error: Schema.instanceOf(ApiError),
+  log: Schema.optional(Schema.Struct({ level: Schema.Literal("warning", "error"), detail: Schema.String }))
+})
+export interface Mapped extends Schema.Schema.Type<typeof Mapped> {}
+
+/**
+ * What a core effect run for a request may fail with: autoembed's errors (each knows its answer),
+ * the database's, and input that does not match a schema. `run` accepts no effect that fails otherwise.
+ */
+export type HandledError = Failure | SqlError | ParseResult.ParseError | ApiError
 
 /** Schema messages quote the offending value; a 1 MB value must not come back whole. */
 const MAX_MESSAGE = 300
@@ -67,13 +80,89 @@ const fieldProblems = (e: ParseResult.ParseError): Array<FieldProblem> => {
 const truncate = (s: string, max: number) => (s.length <= max ? s : s.slice(0, max) + "…")
 
 const internal = (detail: string): Mapped => ({
-  error: new ApiError(500, "internal_error", "Internal error; the server log has the details under this request id"),
+  error: new ApiError({
+    status: 500,
+    code: "internal_error",
+    message: "Internal error; the server log has the details under this request id"
+  }),
   log: { level: "error", detail }
 })
 
 /**
- * The single mapping from failures to HTTP responses. Messages of domain errors are written for
- * users; infrastructure errors (SQL, provider internals) are logged, never echoed.
+ * A database failure by its SQLSTATE (searched through the driver's causes): a lost race is 409, a
+ * refused value 422, an unreachable database 503 (as is any DatabaseError), anything else our bug.
+ */
+const mapDatabase = (e: SqlError | DatabaseError): Mapped => {
+  const state = sqlStateOf(e)
+  const detail = `${e.message} ${state === undefined ? "" : `(SQLSTATE ${state}) `}${sqlReason(e)}`.slice(0, 1000)
+  // 23505/23503: a concurrent write of the same key, or a row deleted meanwhile (e.g. two ingests of one external_id).
+  if (state === "23505" || state === "23503") {
+    return {
+      error: new ApiError({
+        status: 409,
+        code: "conflict",
+        message: "A concurrent write changed the same rows; retry the request"
+      }),
+      log: { level: "warning", detail }
+    }
+  }
+  // Deadlock or serialization failure that outlasted core's retries: a race with another client, not an outage.
+  if (isConflict(e)) {
+    return {
+      error: new ApiError({
+        status: 409,
+        code: "write_conflict",
+        message: "Concurrent requests kept writing the same rows; retry the request",
+        details: { sqlstate: state },
+        headers: { "retry-after": "1" }
+      }),
+      log: { level: "warning", detail }
+    }
+  }
+  // Class 22 (data exception): a value the schema let through but PostgreSQL refuses, such as a NUL character in text.
+  if (state !== undefined && state.startsWith("22")) {
+    return {
+      error: new ApiError({
+        status: 422,
+        code: "invalid_value",
+        message: "The database refused a value in the request (for example a NUL character in text)",
+        details: { sqlstate: state }
+      }),
+      log: { level: "warning", detail }
+    }
+  }
+  // Connection lost, too many connections, shutting down or recovering: the database, not the request.
+  if (isConnectionLoss(e) || (state !== undefined && /^(53|57)/.test(state)) || e instanceof DatabaseError) {
+    return {
+      error: new ApiError({
+        status: 503,
+        code: "database_unavailable",
+        message: "The database is unavailable; retry later",
+        details: state === undefined ? null : { sqlstate: state },
+        headers: { "retry-after": "5" }
+      }),
+      log: { level: "error", detail }
+    }
+  }
+  return internal(detail)
+}
+
+/** An autoembed error's own answer; without one (start-up errors, say), a logged 500. */
+const mapFailure = (e: Failure): Mapped => {
+  if (e.http === undefined) {
+    return internal(e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ""}` : e.message)
+  }
+  const { code, details, headers, log, message, status } = e.http
+  return {
+    error: new ApiError({ status, code, message, details: details ?? null, headers: { ...headers } }),
+    ...(log === undefined ? {} : { log: { level: log, detail: e.message } })
+  }
+}
+
+/**
+ * The single mapping from failures to HTTP responses, by type. Messages of domain errors are written
+ * for users; infrastructure errors (SQL, provider internals) are logged, never echoed. Anything else
+ * that reaches here (a thrown bug) is a logged 500.
  */
 export const mapError = (e: unknown): Mapped => {
   if (e instanceof ApiError) return { error: e }
@@ -85,105 +174,31 @@ export const mapError = (e: unknown): Mapped => {
       : first.path === "" || first.message.startsWith(first.path)
       ? first.message
       : `${first.path}: ${first.message}`
-    return { error: new ApiError(422, "validation_failed", truncate(message, 500), problems) }
-  }
-  const tagged = e as { _tag?: unknown; message?: unknown; details?: unknown }
-  const message = typeof tagged?.message === "string" ? tagged.message : ""
-  switch (tagged?._tag) {
-    case "ExtractionInvalid":
-      return { error: new ApiError(422, "unknown_reference", message, tagged.details ?? null) }
-    case "BackfillInvalid":
-    case "SearchInvalid":
-      return { error: new ApiError(422, "invalid_request", message) }
-    case "BackfillNotFound":
-      return { error: new ApiError(404, "not_found", message, { id: (e as { id: string }).id }) }
-    case "BuiltinDisabled":
-      return { error: new ApiError(404, "builtin_disabled", message) }
-    case "ProviderError": {
-      const p = e as { reason: string; retryAfterMs?: number; provider: string }
-      if (p.reason === "RateLimited") {
-        const seconds = Math.max(1, Math.ceil((p.retryAfterMs ?? 1000) / 1000))
-        return {
-          error: new ApiError(429, "provider_rate_limited", "The embedding provider is rate limiting; retry later", {
-            retry_after_seconds: seconds
-          }, { "retry-after": String(seconds) }),
-          log: { level: "warning", detail: message }
-        }
-      }
-      return {
-        error: new ApiError(
-          503,
-          "provider_unavailable",
-          `The embedding provider (${p.provider}) cannot embed the query right now`,
-          { reason: p.reason },
-          { "retry-after": "5" }
-        ),
-        log: { level: "warning", detail: message }
-      }
-    }
-    case "SqlError":
-    case "DatabaseError": {
-      const state = sqlStateOf(e)
-      const detail = `${message} ${state === undefined ? "" : `(SQLSTATE ${state}) `}${sqlReason(e)}`.slice(0, 1000)
-      // 23505/23503: a concurrent write of the same key, or a row deleted meanwhile (e.g. two ingests of one external_id).
-      if (state === "23505" || state === "23503") {
-        return {
-          error: new ApiError(409, "conflict", "A concurrent write changed the same rows; retry the request"),
-          log: { level: "warning", detail }
-        }
-      }
-      // Deadlock or serialization failure that outlasted core's retries: a race with another client, not an outage.
-      if (isConflict(e)) {
-        return {
-          error: new ApiError(
-            409,
-            "write_conflict",
-            "Concurrent requests kept writing the same rows; retry the request",
-            { sqlstate: state },
-            { "retry-after": "1" }
-          ),
-          log: { level: "warning", detail }
-        }
-      }
-      // Class 22 (data exception): a value the schema let through but PostgreSQL refuses, such as a NUL character in text.
-      if (state !== undefined && state.startsWith("22")) {
-        return {
-          error: new ApiError(
-            422,
-            "invalid_value",
-            "The database refused a value in the request (for example a NUL character in text)",
-            { sqlstate: state }
-          ),
-          log: { level: "warning", detail }
-        }
-      }
-      // Connection lost, too many connections, shutting down or recovering: the database, not the request.
-      if (isConnectionLoss(e) || (state !== undefined && /^(53|57)/.test(state)) || tagged._tag === "DatabaseError") {
-        return {
-          error: new ApiError(
-            503,
-            "database_unavailable",
-            "The database is unavailable; retry later",
-            state === undefined ? null : { sqlstate: state },
-            { "retry-after": "5" }
-          ),
-          log: { level: "error", detail }
-        }
-      }
-      return internal(detail)
+    return {
+      error: new ApiError({
+        status: 422,
+        code: "validation_failed",
+        message: truncate(message, 500),
+        details: problems
+      })
     }
   }
+  if (e instanceof SqlError || e instanceof DatabaseError) return mapDatabase(e)
+  if (isFailure(e)) return mapFailure(e)
   return internal(e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ""}` : String(e))
 }
 
 /** A failed Effect's cause: its first expected error, else (defects, interruption) a bug. */
-export const mapCause = (cause: Cause.Cause<unknown>): Mapped => {
+export const mapCause = (cause: Cause.Cause<HandledError>): Mapped => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) return mapError(failure.value)
   if (Cause.isInterruptedOnly(cause)) {
     return {
-      error: new ApiError(503, "shutting_down", "The server is shutting down; retry on another instance", null, {
-        "retry-after": "5"
+      error: new ApiError({
+        status: 503,
+        code: "shutting_down",
+        message: "The server is shutting down; retry on another instance",
+        headers: { "retry-after": "5" }
       })
     }
   }

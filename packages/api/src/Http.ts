@@ -1,6 +1,6 @@
-import { Cause, Effect, Either, Exit, Schema } from "effect"
+import { Effect, Either, Exit, Schema } from "effect"
 import type { Context } from "hono"
-import { ApiError } from "./Errors.js"
+import { ApiError, type HandledError, mapCause, Mapped } from "./Errors.js"
 import type { ApiRuntime, ApiServices } from "./Runtime.js"
 
 /** Hono's per-request variables. */
@@ -9,19 +9,20 @@ export type ApiEnv = { Variables: { requestId: string } }
 /** Bodies above this are refused with 413 before they are read into memory. */
 export const MAX_BODY_BYTES = 1024 * 1024
 
-/** A failed core call; `App.onError` maps its cause through `Errors.mapCause`. */
-export class CauseFailure extends Error {
-  constructor(override readonly cause: Cause.Cause<unknown>) {
-    super("effect failed")
-  }
-}
+/** A failed core call, already mapped to its answer (`Errors.mapCause`); `App.onError` sends it. */
+export class HandlerFailure extends Schema.TaggedError<HandlerFailure>()("HandlerFailure", { mapped: Mapped }) {}
 
-/** Runs a core effect on the shared runtime; failures keep their Cause for the error mapping. */
-export const runWith = (runtime: ApiRuntime) => async <A, E>(effect: Effect.Effect<A, E, ApiServices>): Promise<A> => {
-  const exit = await runtime.runPromiseExit(effect)
-  if (Exit.isSuccess(exit)) return exit.value
-  throw new CauseFailure(exit.cause)
-}
+/**
+ * Runs a core effect on the shared runtime. Only effects whose errors the API knows how to answer
+ * (`HandledError`) are accepted; a failure is mapped from its typed Cause (defects and
+ * interruption included) and thrown for `App.onError`.
+ */
+export const runWith =
+  (runtime: ApiRuntime) => async <A, E extends HandledError>(effect: Effect.Effect<A, E, ApiServices>): Promise<A> => {
+    const exit = await runtime.runPromiseExit(effect)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw new HandlerFailure({ mapped: mapCause(exit.cause) })
+  }
 
 export type Run = ReturnType<typeof runWith>
 
@@ -57,7 +58,11 @@ const bodyText = async (c: Context<ApiEnv>): Promise<string> => {
   } catch (e) {
     // Node's IncomingMessage fails with "aborted" (ECONNRESET); other errors, such as the body limit's, pass on.
     if ((e as NodeJS.ErrnoException)?.code === "ECONNRESET") {
-      throw new ApiError(400, "body_incomplete", "The connection closed before the body was complete")
+      throw new ApiError({
+        status: 400,
+        code: "body_incomplete",
+        message: "The connection closed before the body was complete"
+      })
     }
     throw e
   }
@@ -122,38 +127,55 @@ export const readJson = async <A, I>(
 ): Promise<A> => {
   const type = c.req.header("content-type")
   if (type !== undefined && type.trim() !== "" && !isJson(type)) {
-    throw new ApiError(415, "unsupported_media_type", "Send the body as application/json", {
-      content_type: type.slice(0, 100)
+    throw new ApiError({
+      status: 415,
+      code: "unsupported_media_type",
+      message: "Send the body as application/json",
+      details: { content_type: type.slice(0, 100) }
     })
   }
   const text = await bodyText(c)
   let value: unknown
   if (text.trim() === "") {
-    if (options.emptyAs === undefined) throw new ApiError(400, "empty_body", "This route needs a JSON body")
+    if (options.emptyAs === undefined) {
+      throw new ApiError({ status: 400, code: "empty_body", message: "This route needs a JSON body" })
+    }
     value = options.emptyAs
   } else {
     if (type === undefined || type.trim() === "") {
-      throw new ApiError(415, "unsupported_media_type", "Send the body with Content-Type: application/json")
+      throw new ApiError({
+        status: 415,
+        code: "unsupported_media_type",
+        message: "Send the body with Content-Type: application/json"
+      })
     }
     if (nestingDepth(text) > MAX_JSON_DEPTH) {
-      throw new ApiError(422, "validation_failed", `The body is nested deeper than ${MAX_JSON_DEPTH} levels`, {
-        max_depth: MAX_JSON_DEPTH
+      throw new ApiError({
+        status: 422,
+        code: "validation_failed",
+        message: `The body is nested deeper than ${MAX_JSON_DEPTH} levels`,
+        details: { max_depth: MAX_JSON_DEPTH }
       })
     }
     try {
       value = JSON.parse(text)
     } catch (e) {
-      throw new ApiError(400, "invalid_json", "The body is not valid JSON", {
-        parser: String((e as Error).message).slice(0, 200)
+      throw new ApiError({
+        status: 400,
+        code: "invalid_json",
+        message: "The body is not valid JSON",
+        details: { parser: String((e as Error).message).slice(0, 200) }
       })
     }
   }
   const unstorable = unstorableText(value)
   if (unstorable) {
-    throw new ApiError(422, "validation_failed", `${unstorable.field} ${unstorable.problem}`, [{
-      path: unstorable.field,
-      message: unstorable.problem
-    }])
+    throw new ApiError({
+      status: 422,
+      code: "validation_failed",
+      message: `${unstorable.field} ${unstorable.problem}`,
+      details: [{ path: unstorable.field, message: unstorable.problem }]
+    })
   }
   const decoded = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })(value)
   if (Either.isLeft(decoded)) throw decoded.left

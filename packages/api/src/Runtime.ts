@@ -1,11 +1,22 @@
-import { AutoEmbed, type AutoEmbedConfigShape, type AutoEmbedServices, type EmbeddingQueue } from "@autoembed/core"
-import { Cause, Effect, Exit, Layer, ManagedRuntime } from "effect"
+import {
+  AutoEmbed,
+  type AutoEmbedConfigShape,
+  type AutoEmbedServices,
+  type AutoEmbedStartupError,
+  type EmbeddingQueue,
+  ExitCode,
+  exitCodeOf,
+  type Failure,
+  FailureTypeId,
+  startupErrorMessage
+} from "@autoembed/core"
+import { Cause, Effect, Exit, Layer, ManagedRuntime, Schema } from "effect"
 import { effectLoggerLayer, type Level, resolveLogLevel } from "./Log.js"
 
 /** What route handlers may use: everything autoembed builds (the queue only when this process runs workers). */
 export type ApiServices = AutoEmbedServices | EmbeddingQueue
 
-export type ApiRuntime = ManagedRuntime.ManagedRuntime<ApiServices, unknown>
+export type ApiRuntime = ManagedRuntime.ManagedRuntime<ApiServices, AutoEmbedStartupError>
 
 export interface RuntimeOptions {
   /** Run embedding workers in this process. */
@@ -14,16 +25,19 @@ export interface RuntimeOptions {
   readonly config?: Partial<AutoEmbedConfigShape>
 }
 
-/** Why start-up failed, as one line, with the exit code: 2 for configuration and provider problems. */
-export class StartupFailure extends Error {
-  constructor(message: string, readonly exitCode: number) {
-    super(message)
+/** Why start-up failed, as one line, with the exit code from core's one table (2: configuration, provider). */
+export class StartupFailure extends Schema.TaggedError<StartupFailure>()("StartupFailure", {
+  message: Schema.String,
+  exitCode: ExitCode
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
   }
 }
 
-export const startupFailure = (cause: Cause.Cause<unknown>): StartupFailure => {
+export const startupFailure = (cause: Cause.Cause<AutoEmbedStartupError>): StartupFailure => {
   const error = Cause.squash(cause)
-  return new StartupFailure(AutoEmbed.startupErrorMessage(error), AutoEmbed.exitCodeOf(error))
+  return new StartupFailure({ message: startupErrorMessage(error), exitCode: exitCodeOf(error) })
 }
 
 /**
@@ -34,7 +48,7 @@ export const makeRuntime = async (options: RuntimeOptions): Promise<{ runtime: A
   const logLevel = await Effect.runPromise(resolveLogLevel(options.config?.logLevel))
   const core = AutoEmbed.layer({ workers: options.workers, config: options.config })
   const layer = core.pipe(Layer.provide(effectLoggerLayer(logLevel)))
-  const runtime: ApiRuntime = ManagedRuntime.make(layer as Layer.Layer<ApiServices, unknown>)
+  const runtime: ApiRuntime = ManagedRuntime.make(layer as Layer.Layer<ApiServices, AutoEmbedStartupError>)
   const built = await runtime.runPromiseExit(Effect.void)
   if (Exit.isFailure(built)) {
     await runtime.dispose().catch(() => undefined)

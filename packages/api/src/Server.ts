@@ -3,6 +3,7 @@ import {
   type AutoEmbedConfigShape,
   drainTimeoutSetting,
   EXIT_CODES,
+  exitCodeOf,
   loadSampleDataIfEmpty
 } from "@autoembed/core"
 import { serve, type ServerType } from "@hono/node-server"
@@ -56,10 +57,10 @@ const listen = (server: ServerType, host: string, port: number) =>
   new Promise<AddressInfo>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) =>
       reject(
-        new StartupFailure(
-          `Cannot listen on ${host}:${port} (${e.code ?? e.message}); set PORT or HOST to a free address`,
-          EXIT_CODES.configuration
-        )
+        new StartupFailure({
+          message: `Cannot listen on ${host}:${port} (${e.code ?? e.message}); set PORT or HOST to a free address`,
+          exitCode: EXIT_CODES.configuration
+        })
       )
     server.once("error", onError)
     server.once("listening", () => {
@@ -188,11 +189,9 @@ export const runServer = async (options: ServerOptions): Promise<void> => {
   try {
     running = await startServer(options)
   } catch (e) {
-    const failure = e instanceof StartupFailure
-      ? e
-      : new StartupFailure(String((e as Error)?.message ?? e).split("\n")[0], EXIT_CODES.failed)
-    process.stderr.write(`autoembed: ${failure.message}\n`)
-    process.exit(failure.exitCode)
+    const message = e instanceof StartupFailure ? e.message : String((e as Error)?.message ?? e).split("\n")[0]
+    process.stderr.write(`autoembed: ${message}\n`)
+    process.exit(exitCodeOf(e))
   }
   const { url } = running
   const config = await running.runtime.runPromise(AutoEmbedConfig)

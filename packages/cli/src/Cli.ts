@@ -5,6 +5,10 @@ import {
   Backfill,
   type BackfillJob,
   Database,
+  EXIT_CODES,
+  ExitCode,
+  type Failure,
+  FailureTypeId,
   inspectSources,
   makeDatabaseLayer,
   resetEmbeddings as resetVectors,
@@ -15,7 +19,7 @@ import {
   VectorIndex
 } from "@autoembed/core"
 import { Args, Command, Options, Prompt } from "@effect/cli"
-import { Console, Effect, Layer, Option, ParseResult } from "effect"
+import { Console, Effect, Layer, Option, ParseResult, Schema } from "effect"
 import {
   BackfillJobSchema,
   decodeSearchQuery,
@@ -26,10 +30,13 @@ import {
 import { encode, toJson } from "./Json.js"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
 
-/** Exit codes: 0 ok, 1 some rows failed or a usage mistake, 2 configuration or provider unreachable. */
-export class CliExit extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message)
+/** A command's own failure: its stderr message and exit code (1: rows failed or a usage mistake, 2: configuration). */
+export class CliExit extends Schema.TaggedError<CliExit>()("CliExit", {
+  exitCode: ExitCode,
+  message: Schema.String
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
   }
 }
 
@@ -83,7 +90,7 @@ const sources = Command.make("sources", { json }, ({ json }) =>
     const report = yield* inspectSources
     yield* Console.log(json ? JSON.stringify(report, null, 2) : sourcesTable(report))
     if (report.problems.length > 0) {
-      return yield* Effect.fail(new CliExit(1, report.problems.join("\n")))
+      return yield* Effect.fail(new CliExit({ exitCode: EXIT_CODES.failed, message: report.problems.join("\n") }))
     }
   }).pipe(Effect.provide(databaseOnly()))).pipe(
     Command.withDescription(
@@ -103,7 +110,12 @@ const uninstall = Command.make(
         `from ${database.description}; your tables and the vectors in their columns stay`
       if (!yes) {
         if (process.stdin.isTTY !== true) {
-          return yield* Effect.fail(new CliExit(1, `uninstall removes ${what}. Run it with --yes to confirm.`))
+          return yield* Effect.fail(
+            new CliExit({
+              exitCode: EXIT_CODES.failed,
+              message: `uninstall removes ${what}. Run it with --yes to confirm.`
+            })
+          )
         }
         const confirmed = yield* Prompt.confirm({ message: `Remove ${what}?`, initial: false })
         if (!confirmed) return yield* Console.log("Nothing removed.")
@@ -161,7 +173,11 @@ const backfill = Command.make(
         o.limit
       ]] as const
     ) {
-      if (Option.isSome(v) && v.value < 1) return Effect.fail(new CliExit(1, `${name} must be a positive whole number`))
+      if (Option.isSome(v) && v.value < 1) {
+        return Effect.fail(
+          new CliExit({ exitCode: EXIT_CODES.failed, message: `${name} must be a positive whole number` })
+        )
+      }
     }
     return Effect.gen(function*() {
       const backfill = yield* Backfill
@@ -193,10 +209,15 @@ const backfill = Command.make(
       const job = yield* backfill.run(input, onProgress)
       if (tty) process.stdout.write(`\r${progressBar(job)}\u001b[K\n\n${summaryTable(job)}\n`)
       else process.stdout.write(JSON.stringify({ event: "done", ...encode(BackfillJobSchema, job) }) + "\n")
-      if (job.state !== "succeeded") return yield* Effect.fail(new CliExit(2, job.error ?? `backfill ${job.state}`))
+      if (job.state !== "succeeded") {
+        return yield* new CliExit({ exitCode: EXIT_CODES.configuration, message: job.error ?? `backfill ${job.state}` })
+      }
       if (job.failed > 0) {
         return yield* Effect.fail(
-          new CliExit(1, `${job.failed} rows failed; see \`pnpm cli status\`, then \`pnpm cli retry-failed\``)
+          new CliExit({
+            exitCode: EXIT_CODES.failed,
+            message: `${job.failed} rows failed; see \`pnpm cli status\`, then \`pnpm cli retry-failed\``
+          })
         )
       }
     }).pipe(Effect.provide(services()))
@@ -266,10 +287,10 @@ const search = Command.make(
       const request = yield* decodeSearchQuery(params).pipe(
         Effect.mapError((e) => {
           const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
-          return new CliExit(
-            1,
-            `Invalid search: ${issue ? `${issue.path.join(".") || "query"}: ${issue.message}` : e.message}`
-          )
+          return new CliExit({
+            exitCode: EXIT_CODES.failed,
+            message: `Invalid search: ${issue ? `${issue.path.join(".") || "query"}: ${issue.message}` : e.message}`
+          })
         })
       )
       const result = yield* Effect.flatMap(Search, (s) => s.search(request))

@@ -3,7 +3,7 @@ import { HARD_EXIT_GRACE_MS, processStop } from "@autoembed/api/lifecycle"
 import { drainTimeoutSetting, EXIT_CODES, exitCodeOf, startupErrorMessage } from "@autoembed/core"
 import { Command, ValidationError } from "@effect/cli"
 import { NodeContext } from "@effect/platform-node"
-import { Cause, Effect, Either, Exit, Fiber, Logger, LogLevel } from "effect"
+import { Cause, Effect, Either, Exit, Fiber, Logger, LogLevel, Option } from "effect"
 import { CliExit, root } from "./Cli.js"
 
 const cli = Command.run(root, { name: "autoembed", version: "0.1.0" })
@@ -39,22 +39,21 @@ controller.addObserver((exit) => {
     process.exit(EXIT_CODES.interrupted)
   }
   const failure = Cause.failureOption(exit.cause)
-  if (failure._tag === "Some") {
+  if (Option.isSome(failure)) {
     const error = failure.value
-    if (error instanceof CliExit) {
-      process.stderr.write(`${error.message}\n`)
-      process.exit(error.code)
-    }
     // @effect/cli has already printed its own message for a usage mistake.
     if (ValidationError.isValidationError(error)) process.exit(EXIT_CODES.failed)
+    // The exit code from core's one table, as the server's: a command's own CliExit carries its code.
     const code = exitCodeOf(error)
-    // A configuration error has one line per problem (all worth reading); anything else, its first line.
-    const message = code === EXIT_CODES.configuration
+    // A command's message or a configuration error: one line per problem, all worth reading; else the first line.
+    const message = error instanceof CliExit
+      ? error.message
+      : code === EXIT_CODES.configuration
       ? startupErrorMessage(error)
       : String((error as { message?: unknown })?.message ?? "").split("\n")[0]
     if (message !== "") process.stderr.write(`${message}\n`)
     process.exit(code)
   }
   process.stderr.write(`autoembed: unexpected error: ${Cause.pretty(exit.cause).split("\n")[0]}\n`)
-  process.exit(1)
+  process.exit(EXIT_CODES.failed)
 })

@@ -1,8 +1,8 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Option } from "effect"
+import { SqlError } from "@effect/sql/SqlError"
+import { Context, Effect, Layer, Option, Predicate } from "effect"
 import { AutoEmbedConfig, type AutoEmbedConfigShape, ConfigurationError, readConfig } from "./config/AutoEmbedConfig.js"
-import { ConfigFileError, type SourceConfigInput } from "./config/SourceConfig.js"
+import type { SourceConfigInput } from "./config/SourceConfig.js"
 import { Extraction } from "./knowledge/Extraction.js"
 import { Readiness } from "./operations/Readiness.js"
 import { Backfill } from "./pipeline/Backfill.js"
@@ -10,13 +10,12 @@ import { EmbeddingQueue } from "./pipeline/EmbeddingQueue.js"
 import { PendingSignal } from "./pipeline/PendingSignal.js"
 import { PipelineMetrics } from "./pipeline/PipelineMetrics.js"
 import { Status } from "./pipeline/Status.js"
-import { type EmbeddingProvider, ProviderStartupError } from "./providers/EmbeddingProvider.js"
+import type { DimensionMismatch, EmbeddingProvider, ProviderStartupError } from "./providers/EmbeddingProvider.js"
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./search/QueryCache.js"
 import { Search } from "./search/Search.js"
-import { DimensionMismatch } from "./sources/Installer.js"
 import { SourceError, Sources } from "./sources/Sources.js"
-import { type Database, DatabaseError } from "./storage/Database.js"
+import type { Database, DatabaseError } from "./storage/Database.js"
 import { makeDatabaseLayer } from "./storage/Database.js"
 import { EmbeddingStore } from "./storage/EmbeddingStore.js"
 import { sqlReason } from "./storage/SqlFailure.js"
@@ -75,11 +74,11 @@ const withSources = (
   const clash = Object.keys(code).find((name) => name in base.sources)
   if (clash) {
     return Effect.fail(
-      new ConfigurationError(
-        `Source "${clash}" is declared both in code and in ${
+      new ConfigurationError({
+        message: `Source "${clash}" is declared both in code and in ${
           Option.getOrElse(base.configFile, () => "the configuration file")
         }`
-      )
+      })
     )
   }
   const sources = { ...base.sources, ...code } as AutoEmbedConfigShape["sources"]
@@ -136,30 +135,15 @@ export const layer = (
 
 /** One line for a start-up failure: every startup error's message already names the setting to change. */
 export const startupErrorMessage = (error: unknown): string => {
-  const e = error as { _tag?: string; message?: string }
   // SqlError's own message is generic ("Failed to execute statement"); the database's words are in its cause.
-  if (e?._tag === "SqlError") return `The database refused a statement at start-up: ${sqlReason(error)}`
+  if (error instanceof SqlError) return `The database refused a statement at start-up: ${sqlReason(error)}`
   // A source's problems are one line each: all of them are worth reading.
-  if (e?._tag === "SourceError" && typeof e.message === "string") return e.message
-  if (e && typeof e.message === "string" && e.message.length > 0) return e.message.split("\n")[0]
+  if (error instanceof SourceError) return error.message
+  if (Predicate.hasProperty(error, "message") && typeof error.message === "string" && error.message.length > 0) {
+    return error.message.split("\n")[0]
+  }
   return String(error)
 }
 
-/**
- * The exit codes of every autoembed process (server, worker, CLI), one table: 2 for what the user
- * fixes in settings or the environment (a setting, the configuration file, a declared source, the
- * database's address or rights, the provider, the dimensions), 1 for anything else.
- */
-export const EXIT_CODES = { ok: 0, failed: 1, configuration: 2, interrupted: 130 } as const
-
-const configurationErrors = [
-  ConfigurationError,
-  ConfigFileError,
-  SourceError,
-  DatabaseError,
-  ProviderStartupError,
-  DimensionMismatch
-]
-
-export const exitCodeOf = (error: unknown): number =>
-  configurationErrors.some((type) => error instanceof type) ? EXIT_CODES.configuration : EXIT_CODES.failed
+/** The exit codes moved to Failure.ts (one table for every process); still here for `AutoEmbed.exitCodeOf`. */
+export { EXIT_CODES, exitCodeOf } from "./Failure.js"

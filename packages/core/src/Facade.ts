@@ -1,4 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import {
   Cause,
   Config,
@@ -10,6 +11,7 @@ import {
   ManagedRuntime,
   Option,
   ParseResult,
+  Predicate,
   Redacted,
   Schema
 } from "effect"
@@ -24,6 +26,7 @@ import { PendingSignal } from "./pipeline/PendingSignal.js"
 import { Status, type StatusReport } from "./pipeline/Status.js"
 import { Search, type SearchInput, SearchRequest, type SearchResponse } from "./search/Search.js"
 import { Sources } from "./sources/Sources.js"
+import { causeChain } from "./storage/SqlFailure.js"
 import { stateTables } from "./storage/State.js"
 
 /** Options of `createAutoEmbed`: the common settings by name, everything else through `config`. */
@@ -91,12 +94,11 @@ export interface AutoEmbedClient {
 }
 
 /** Why a call failed. `tag` is the error's kind (SearchInvalid, SourceError, ConfigurationError, ...). */
-export class AutoEmbedError extends Error {
-  override readonly name = "AutoEmbedError"
-  constructor(message: string, readonly tag: string, options?: { readonly cause?: unknown }) {
-    super(message, options)
-  }
-}
+export class AutoEmbedError extends Schema.TaggedError<AutoEmbedError>()("AutoEmbedError", {
+  message: Schema.String,
+  tag: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
+}) {}
 
 type Services = AutoEmbed.AutoEmbedServices | EmbeddingQueue
 
@@ -108,21 +110,26 @@ const messageOf = (error: unknown): { message: string; tag: string } => {
       message: issues.map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ")
     }
   }
-  const e = error as { _tag?: unknown; message?: unknown; cause?: { message?: unknown } }
-  const tag = typeof e?._tag === "string" ? e._tag : error instanceof Error ? error.name : "Error"
-  let message = typeof e?.message === "string" && e.message !== "" ? e.message : String(error)
+  const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string"
+    ? error._tag
+    : error instanceof Error
+    ? error.name
+    : "Error"
+  const own = Predicate.hasProperty(error, "message") ? error.message : undefined
+  let message = typeof own === "string" && own !== "" ? own : String(error)
   // SqlError's own message is generic ("Failed to execute statement"); the driver's reason is in its cause.
-  if (tag === "SqlError" && typeof e.cause?.message === "string") message = `${message}: ${e.cause.message}`
+  const reason = error instanceof SqlError ? causeChain(error)[1]?.message : undefined
+  if (typeof reason === "string") message = `${message}: ${reason}`
   return { message, tag }
 }
 
 const toError = (cause: Cause.Cause<unknown>, context: string): AutoEmbedError => {
   if (Cause.isInterruptedOnly(cause)) {
-    return new AutoEmbedError(`${context}: interrupted (the client was closed)`, "Interrupted")
+    return new AutoEmbedError({ message: `${context}: interrupted (the client was closed)`, tag: "Interrupted" })
   }
   const error = Cause.squash(cause)
   const { message, tag } = messageOf(error)
-  return new AutoEmbedError(`${context}: ${message}`, tag, { cause: error })
+  return new AutoEmbedError({ message: `${context}: ${message}`, tag, cause: error })
 }
 
 const levels: Record<string, LogLevel.LogLevel> = {
@@ -162,19 +169,20 @@ const overrides = (options: CreateAutoEmbedOptions): Partial<AutoEmbedConfigShap
 
 const validateOptions = (options: CreateAutoEmbedOptions): void => {
   if (options.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(options.databaseUrl)) {
-    throw new AutoEmbedError(
-      "autoembed failed to start: databaseUrl must be a postgres:// or postgresql:// connection string",
-      "ConfigurationError"
-    )
+    throw new AutoEmbedError({
+      message: "autoembed failed to start: databaseUrl must be a postgres:// or postgresql:// connection string",
+      tag: "ConfigurationError"
+    })
   }
   if (
     options.dimensions !== undefined &&
     !(Number.isInteger(options.dimensions) && options.dimensions >= 1 && options.dimensions <= 16000)
   ) {
-    throw new AutoEmbedError(
-      `autoembed failed to start: dimensions must be a whole number from 1 to 16000, got ${options.dimensions}`,
-      "ConfigurationError"
-    )
+    throw new AutoEmbedError({
+      message:
+        `autoembed failed to start: dimensions must be a whole number from 1 to 16000, got ${options.dimensions}`,
+      tag: "ConfigurationError"
+    })
   }
 }
 
@@ -226,16 +234,16 @@ export const createAutoEmbed = async (options: CreateAutoEmbedOptions = {}): Pro
   if (Exit.isFailure(built)) {
     await runtime.dispose().catch(() => undefined)
     const error = Cause.squash(built.cause)
-    throw new AutoEmbedError(
-      `autoembed failed to start: ${AutoEmbed.startupErrorMessage(error)}`,
-      messageOf(error).tag,
-      { cause: error }
-    )
+    throw new AutoEmbedError({
+      message: `autoembed failed to start: ${AutoEmbed.startupErrorMessage(error)}`,
+      tag: messageOf(error).tag,
+      cause: error
+    })
   }
 
   let closing: Promise<void> | undefined
   const run = async <A>(context: string, effect: Effect.Effect<A, unknown, Services>): Promise<A> => {
-    if (closing) throw new AutoEmbedError(`${context}: the autoembed client is closed`, "Closed")
+    if (closing) throw new AutoEmbedError({ message: `${context}: the autoembed client is closed`, tag: "Closed" })
     const exit = await runtime.runPromiseExit(effect)
     if (Exit.isFailure(exit)) throw toError(exit.cause, context)
     return exit.value

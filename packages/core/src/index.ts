@@ -1,10 +1,11 @@
 /** @autoembed/core: keeps pgvector embeddings of PostgreSQL rows correct and searchable. */
 export * as AutoEmbed from "./AutoEmbed.js"
 export type { AutoEmbedOptions, AutoEmbedServices, AutoEmbedStartupError } from "./AutoEmbed.js"
-export { EXIT_CODES, exitCodeOf, startupErrorMessage } from "./AutoEmbed.js"
+export { startupErrorMessage } from "./AutoEmbed.js"
 export * from "./config/AutoEmbedConfig.js"
 export * from "./config/SourceConfig.js"
 export * from "./Facade.js"
+export * from "./Failure.js"
 export { builtinSources } from "./knowledge/Builtin.js"
 export * from "./knowledge/Extraction.js"
 export * from "./knowledge/SampleData.js"

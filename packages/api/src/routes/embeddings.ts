@@ -19,15 +19,12 @@ export const embeddingHandlers = (run: Run): EmbeddingHandlers => {
       if (lastJob !== undefined) {
         const previous = await run(Effect.flatMap(Backfill, (b) => b.get(lastJob!)))
         if (previous.state === "running") {
-          throw new ApiError(
-            409,
-            "backfill_running",
-            `Backfill ${previous.id} is still running; wait for it or poll its progress`,
-            {
-              job_id: previous.id,
-              location: `/v1/embeddings/backfill/${previous.id}`
-            }
-          )
+          throw new ApiError({
+            status: 409,
+            code: "backfill_running",
+            message: `Backfill ${previous.id} is still running; wait for it or poll its progress`,
+            details: { job_id: previous.id, location: `/v1/embeddings/backfill/${previous.id}` }
+          })
         }
       }
       const job = await run(Effect.flatMap(Backfill, (b) => b.start(body)))
@@ -36,7 +33,12 @@ export const embeddingHandlers = (run: Run): EmbeddingHandlers => {
     },
     getBackfill: async ({ params }) => {
       if (!JOB_ID.test(params.id)) {
-        throw new ApiError(404, "not_found", "No backfill job with that id", { id: params.id.slice(0, 64) })
+        throw new ApiError({
+          status: 404,
+          code: "not_found",
+          message: "No backfill job with that id",
+          details: { id: params.id.slice(0, 64) }
+        })
       }
       return { status: 200, body: await run(Effect.flatMap(Backfill, (b) => b.get(params.id))) }
     },

@@ -16,8 +16,12 @@ export const healthHandlers = (run: Run, http: HttpMetrics): Pick<Handlers, "hea
     const report = await run(Effect.flatMap(Readiness, (r) => r.check()))
     if (!report.database.ok || !report.provider.ok) {
       const failing = [report.database.ok ? "" : "database", report.provider.ok ? "" : "provider"].filter(Boolean)
-      throw new ApiError(503, "not_ready", `Not ready: ${failing.join(" and ")} failing`, report, {
-        "retry-after": "5"
+      throw new ApiError({
+        status: 503,
+        code: "not_ready",
+        message: `Not ready: ${failing.join(" and ")} failing`,
+        details: report,
+        headers: { "retry-after": "5" }
       })
     }
     return { status: 200, body: { status: "ready", ...report } }

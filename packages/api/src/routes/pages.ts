@@ -83,7 +83,7 @@ export const pageHandlers = (version: string): Pick<Handlers, "page" | "asset" |
     page: async () => ({ status: 200, body: files.get("index.html")!.body, headers: headers(TYPES[".html"]) }),
     asset: async ({ params }) => {
       const file = files.get(params.name)
-      if (!file) throw new ApiError(404, "not_found", "No such file")
+      if (!file) throw new ApiError({ status: 404, code: "not_found", message: "No such file" })
       return { status: 200, body: file.body, headers: headers(file.type) }
     },
     openapi: async () => ({ status: 200, body: doc }),

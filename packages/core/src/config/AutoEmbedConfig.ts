@@ -1,4 +1,5 @@
-import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, Option, Redacted } from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
+import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { type DeclaredSources, loadConfigFile } from "./SourceConfig.js"
 
 export type ProviderChoice = "auto" | "ollama" | "openai" | "local"
@@ -237,7 +238,7 @@ const withConfigFile = Effect.gen(function*() {
   const explicit = yield* Config.option(Config.string("AUTOEMBED_CONFIG"))
   const builtinEnv = yield* Config.option(Config.boolean("AUTOEMBED_BUILTIN"))
   const loaded = yield* loadConfigFile(Option.getOrUndefined(explicit)).pipe(
-    Effect.mapError((e) => new ConfigurationError(e.message))
+    Effect.mapError((e) => new ConfigurationError({ message: e.message }))
   )
   const sources = loaded?.file.sources ?? {}
   const builtin = Option.getOrElse(builtinEnv, () => loaded?.file.builtin ?? Object.keys(sources).length === 0)
@@ -245,8 +246,15 @@ const withConfigFile = Effect.gen(function*() {
 })
 
 /** A configuration mistake, with the setting to change in its message. */
-export class ConfigurationError extends Error {
-  readonly _tag = "ConfigurationError"
+export class ConfigurationError extends Schema.TaggedError<ConfigurationError>()("ConfigurationError", {
+  message: Schema.String
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.configuration
+  }
 }
 
 /** The environment and the configuration file, validated; a mistake names the setting or the file and key. */
@@ -254,7 +262,9 @@ export const readConfig: Effect.Effect<AutoEmbedConfigShape, ConfigurationError>
   withConfigFile,
   (e) =>
     Effect.fail(
-      e instanceof ConfigurationError ? e : new ConfigurationError(formatConfigError(e as ConfigError.ConfigError))
+      e instanceof ConfigurationError
+        ? e
+        : new ConfigurationError({ message: formatConfigError(e as ConfigError.ConfigError) })
     )
 )
 
@@ -300,7 +310,7 @@ export class AutoEmbedConfig extends Context.Tag("@autoembed/core/AutoEmbedConfi
       Effect.map(
         Effect.mapError(
           Effect.withConfigProvider(autoEmbedConfig, emptyProvider),
-          (e) => new ConfigurationError(formatConfigError(e))
+          (e) => new ConfigurationError({ message: formatConfigError(e) })
         ),
         (defaults) => ({ ...defaults, ...overrides })
       )

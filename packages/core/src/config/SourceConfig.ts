@@ -2,6 +2,7 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import * as Path from "node:path"
 import { parse as parseYaml } from "yaml"
+import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 
 /**
  * What a configuration file (or a library caller) declares about one table to embed. The file is
@@ -88,7 +89,14 @@ export type ConfigFile = typeof ConfigFile.Type
 /** A mistake in the configuration file: the message names the file and the key. */
 export class ConfigFileError extends Schema.TaggedError<ConfigFileError>()("ConfigFileError", {
   message: Schema.String
-}) {}
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.configuration
+  }
+}
 
 export const CONFIG_FILE_NAMES = ["autoembed.config.json", "autoembed.config.yaml", "autoembed.config.yml"] as const
 

@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Data, Effect, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
 import { PendingSignal, type RowKey } from "../pipeline/PendingSignal.js"
 import { conflictSchedule, isConflict } from "../storage/SqlFailure.js"
 import { stateTables } from "../storage/State.js"
@@ -68,14 +69,35 @@ export interface ExtractionResult {
 }
 
 /** The request refers to something that does not exist (unknown message or atom id, link target). */
-export class ExtractionInvalid
-  extends Data.TaggedError("ExtractionInvalid")<{ readonly message: string; readonly details?: unknown }>
-{}
+export class ExtractionInvalid extends Schema.TaggedError<ExtractionInvalid>()("ExtractionInvalid", {
+  message: Schema.String,
+  details: Schema.optional(Schema.Unknown)
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.failed
+  }
+  get http(): HttpAnswer {
+    return { status: 422, code: "unknown_reference", message: this.message, details: this.details ?? null }
+  }
+}
 
 /** The built-in knowledge model is off, so its tables and endpoints do not exist here. */
 export class BuiltinDisabled extends Schema.TaggedError<BuiltinDisabled>()("BuiltinDisabled", {
   message: Schema.String
-}) {}
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.failed
+  }
+  get http(): HttpAnswer {
+    return { status: 404, code: "builtin_disabled", message: this.message }
+  }
+}
 
 const builtinOff = new BuiltinDisabled({
   message:

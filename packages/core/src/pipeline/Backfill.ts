@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Cause, Context, Duration, Effect, FiberSet, Ref, Schema, Scope } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
 import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
 import { Sources } from "../sources/Sources.js"
 import type { Database } from "../storage/Database.js"
@@ -32,12 +33,32 @@ export type BackfillInput = typeof BackfillRequest.Encoded
 
 export class BackfillInvalid extends Schema.TaggedError<BackfillInvalid>()("BackfillInvalid", {
   message: Schema.String
-}) {}
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.failed
+  }
+  get http(): HttpAnswer {
+    return { status: 422, code: "invalid_request", message: this.message }
+  }
+}
 
 export class BackfillNotFound extends Schema.TaggedError<BackfillNotFound>()("BackfillNotFound", {
   message: Schema.String,
   id: Schema.String
-}) {}
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.failed
+  }
+  get http(): HttpAnswer {
+    return { status: 404, code: "not_found", message: this.message, details: { id: this.id } }
+  }
+}
 
 export interface DryRunReport {
   readonly dry_run: true

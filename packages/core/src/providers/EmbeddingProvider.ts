@@ -1,26 +1,59 @@
-import { Context, Data, Effect } from "effect"
+import { Context, Effect, Schema } from "effect"
+import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
 
 /** Whether a text is embedded as a stored document or as a search query (models may prefix them differently). */
 export type EmbedKind = "document" | "query"
 
 /** Why a provider call failed. Retry decisions elsewhere read only this. */
-export type ProviderErrorReason =
-  | "Transient" // network, timeout, 5xx: retry with backoff
-  | "RateLimited" // 429: retry after `retryAfter`
-  | "InvalidInput" // 400, input too long: never retry, bisect the batch
-  | "Auth" // 401/403: configuration, affects everything
-  | "ModelNotFound" // unknown model: configuration, affects everything
-  | "BadResponse" // wrong count, wrong dimension, non-finite numbers, malformed body
+export const ProviderErrorReason = Schema.Literal(
+  "Transient", // network, timeout, 5xx: retry with backoff
+  "RateLimited", // 429: retry after `retryAfter`
+  "InvalidInput", // 400, input too long: never retry, bisect the batch
+  "Auth", // 401/403: configuration, affects everything
+  "ModelNotFound", // unknown model: configuration, affects everything
+  "BadResponse" // wrong count, wrong dimension, non-finite numbers, malformed body
+)
+export type ProviderErrorReason = typeof ProviderErrorReason.Type
 
-export class ProviderError extends Data.TaggedError("ProviderError")<{
-  readonly reason: ProviderErrorReason
-  readonly message: string
-  readonly provider: string
+export class ProviderError extends Schema.TaggedError<ProviderError>()("ProviderError", {
+  reason: ProviderErrorReason,
+  message: Schema.String,
+  provider: Schema.String,
   /** Milliseconds to wait before retrying, from `Retry-After` / `x-ratelimit-reset-*`. */
-  readonly retryAfterMs?: number | undefined
-  readonly status?: number | undefined
-  readonly cause?: unknown
-}> {}
+  retryAfterMs: Schema.optional(Schema.Number),
+  /** The provider's HTTP status, when it answered. */
+  status: Schema.optional(Schema.Number),
+  cause: Schema.optional(Schema.Unknown)
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.failed
+  }
+  /** A query the provider cannot embed now: 429 (with Retry-After) when rate limited, else 503; details are logged. */
+  get http(): HttpAnswer {
+    if (this.reason === "RateLimited") {
+      const seconds = Math.max(1, Math.ceil((this.retryAfterMs ?? 1000) / 1000))
+      return {
+        status: 429,
+        code: "provider_rate_limited",
+        message: "The embedding provider is rate limiting; retry later",
+        details: { retry_after_seconds: seconds },
+        headers: { "retry-after": String(seconds) },
+        log: "warning"
+      }
+    }
+    return {
+      status: 503,
+      code: "provider_unavailable",
+      message: `The embedding provider (${this.provider}) cannot embed the query right now`,
+      details: { reason: this.reason },
+      headers: { "retry-after": "5" },
+      log: "warning"
+    }
+  }
+}
 
 export const isRetryable = (e: ProviderError): boolean => e.reason === "Transient" || e.reason === "RateLimited"
 
@@ -58,10 +91,38 @@ export class EmbeddingProvider extends Context.Tag("@autoembed/core/EmbeddingPro
  * The provider could not be started: unreachable host, unknown model, bad key, or a dimension that
  * does not match the vector columns. `message` is one line that names the setting to change.
  */
-export class ProviderStartupError extends Data.TaggedError("ProviderStartupError")<{
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+export class ProviderStartupError extends Schema.TaggedError<ProviderStartupError>()("ProviderStartupError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.configuration
+  }
+}
+
+/**
+ * Vectors of another length than EMBEDDING_DIMENSIONS: a model that returns them (`model`), or a
+ * source's vector column that holds them (`source`). The message names the setting to change.
+ */
+export class DimensionMismatch extends Schema.TaggedError<DimensionMismatch>()("DimensionMismatch", {
+  message: Schema.String,
+  /** EMBEDDING_DIMENSIONS. */
+  expected: Schema.Number,
+  /** What the model returns or the column holds. */
+  actual: Schema.Number,
+  model: Schema.optional(Schema.String),
+  source: Schema.optional(Schema.String)
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.configuration
+  }
+}
 
 /** UTF-8 length of a string without allocating (surrogate pairs count 4 bytes). */
 export const utf8Bytes = (text: string): number => {

@@ -1,12 +1,18 @@
 import { Context, Effect, Either, Layer, Option } from "effect"
 import { Ollama } from "ollama"
 import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../config/AutoEmbedConfig.js"
-import { EmbeddingProvider, type EmbeddingProviderShape, ProviderStartupError } from "./EmbeddingProvider.js"
+import { causeChain } from "../storage/SqlFailure.js"
+import {
+  DimensionMismatch,
+  EmbeddingProvider,
+  type EmbeddingProviderShape,
+  ProviderStartupError
+} from "./EmbeddingProvider.js"
 import { LOCAL_MODEL, LocalProviderLive } from "./LocalProvider.js"
 import type { ProviderName } from "./ModelProfiles.js"
 import { OllamaProviderLive } from "./OllamaProvider.js"
 import { OpenAIProviderLive } from "./OpenAIProvider.js"
-import { DimensionMismatch, failureDetail, oneLine } from "./ProviderSupport.js"
+import { failureDetail, oneLine } from "./ProviderSupport.js"
 
 /** How long `auto` waits for Ollama before moving on: a local Ollama answers /api/version in milliseconds. */
 export const AUTO_DETECT_TIMEOUT_MS = 800
@@ -98,9 +104,10 @@ export const probeProvider = Effect.fn("EmbeddingProvider.probe")(function*(
   if (Either.isRight(result)) return
   const e = result.left
   const fail = (message: string) => Effect.fail(new ProviderStartupError({ message: oneLine(message), cause: e }))
-  if (e.cause instanceof DimensionMismatch) {
+  const mismatch = causeChain(e).find((c): c is DimensionMismatch => c instanceof DimensionMismatch)
+  if (mismatch !== undefined) {
     return yield* fail(
-      `model ${e.cause.model} returns ${e.cause.actual}-dimensional vectors but EMBEDDING_DIMENSIONS is ${e.cause.expected}: set EMBEDDING_DIMENSIONS=${e.cause.actual} (then \`pnpm cli migrate\`)`
+      `model ${mismatch.model} returns ${mismatch.actual}-dimensional vectors but EMBEDDING_DIMENSIONS is ${mismatch.expected}: set EMBEDDING_DIMENSIONS=${mismatch.actual} (then \`pnpm cli migrate\`)`
     )
   }
   const where = provider.provider === "ollama" ? "OLLAMA_HOST" : "OPENAI_BASE_URL"

@@ -1,5 +1,7 @@
-import { Data, Effect } from "effect"
+import { Effect } from "effect"
+import { causeChain } from "../storage/SqlFailure.js"
 import {
+  DimensionMismatch,
   type EmbedKind,
   ProviderError,
   type ProviderLimits,
@@ -7,13 +9,6 @@ import {
   truncateToTokens
 } from "./EmbeddingProvider.js"
 import { type ModelProfile, prefixFor } from "./ModelProfiles.js"
-
-/** A provider returned vectors of another length than the configured vector columns. */
-export class DimensionMismatch extends Data.TaggedClass("DimensionMismatch")<{
-  readonly model: string
-  readonly expected: number
-  readonly actual: number
-}> {}
 
 /** Applies the model's prefix for `kind`, then truncates to the model's context (see `truncateToTokens`). */
 export const prepareInputs = (
@@ -64,10 +59,9 @@ export const validateVectors = (
     const v: unknown = vectors[i]
     if (!Array.isArray(v)) return bad(`${provider} returned a non-array embedding at position ${i}`)
     if (v.length !== dimensions) {
-      return bad(
-        `model ${model} returned ${v.length}-dimensional vectors but EMBEDDING_DIMENSIONS is ${dimensions}`,
-        new DimensionMismatch({ model, expected: dimensions, actual: v.length })
-      )
+      const message =
+        `model ${model} returned ${v.length}-dimensional vectors but EMBEDDING_DIMENSIONS is ${dimensions}`
+      return bad(message, new DimensionMismatch({ message, model, expected: dimensions, actual: v.length }))
     }
     for (let j = 0; j < v.length; j++) {
       const x: unknown = v[j]
@@ -147,16 +141,13 @@ export const parseRetryAfter = (headers: HeaderSource, now: number = Date.now())
 
 /** The system error code (ECONNREFUSED, ENOTFOUND, ...) inside a fetch failure, if any. */
 export const networkCode = (error: unknown): string | undefined => {
-  let e: unknown = error
-  for (let depth = 0; depth < 5 && e !== null && typeof e === "object"; depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === "string" && /^E[A-Z_]+$/.test(code)) return code
-    const errors = (e as { errors?: unknown }).errors
-    if (Array.isArray(errors) && errors.length > 0) {
-      const inner = networkCode(errors[0])
+  for (const e of causeChain(error)) {
+    if (typeof e.code === "string" && /^E[A-Z_]+$/.test(e.code)) return e.code
+    // An AggregateError (one connection attempt per address) holds the attempts in `errors`.
+    if (Array.isArray(e.errors) && e.errors.length > 0) {
+      const inner = networkCode(e.errors[0])
       if (inner !== undefined) return inner
     }
-    e = (e as { cause?: unknown }).cause
   }
   return undefined
 }
@@ -165,17 +156,8 @@ export const networkCode = (error: unknown): string | undefined => {
  * The most specific reason of a network failure: the system code (ECONNREFUSED, ENOTFOUND, ...),
  * else the innermost cause's message (fetch itself refuses some ports with "bad port").
  */
-export const failureDetail = (error: unknown): string => {
-  const code = networkCode(error)
-  if (code !== undefined) return code
-  let e: unknown = error
-  for (let depth = 0; depth < 5; depth++) {
-    const cause = (e as { cause?: unknown } | null)?.cause
-    if (cause === undefined || cause === null) break
-    e = cause
-  }
-  return errorMessage(e)
-}
+export const failureDetail = (error: unknown): string =>
+  networkCode(error) ?? errorMessage(causeChain(error).at(-1) ?? error)
 
 export const errorMessage = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : String(error)

@@ -1,6 +1,7 @@
+export { DimensionMismatch } from "./EmbeddingProvider.js"
 export { embedLocal, LOCAL_MODEL, LocalProviderLive, makeLocalProvider } from "./LocalProvider.js"
 export * from "./ModelProfiles.js"
 export * from "./OllamaProvider.js"
 export * from "./OpenAIProvider.js"
 export * from "./ProviderLive.js"
-export { DimensionMismatch, parseDuration, parseRetryAfter, prepareInputs, validateVectors } from "./ProviderSupport.js"
+export { parseDuration, parseRetryAfter, prepareInputs, validateVectors } from "./ProviderSupport.js"

@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment } from "@effect/sql/Statement"
 import { Effect, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
 import { PipelineMetrics } from "../pipeline/PipelineMetrics.js"
 import { EmbeddingProvider, type ProviderError } from "../providers/EmbeddingProvider.js"
 import type { FilterColumn } from "../sources/SourceCatalog.js"
@@ -202,7 +203,17 @@ export type SearchResponse = typeof SearchResponse.Type
 /** The search cannot run as asked (unknown type, a filter that contradicts the types). */
 export class SearchInvalid extends Schema.TaggedError<SearchInvalid>()("SearchInvalid", {
   message: Schema.String
-}) {}
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.failed
+  }
+  get http(): HttpAnswer {
+    return { status: 422, code: "invalid_request", message: this.message }
+  }
+}
 
 export interface SearchOptions {
   /**

@@ -1,20 +1,13 @@
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Data, Effect } from "effect"
+import { Effect } from "effect"
 import type { IndexKind } from "../config/AutoEmbedConfig.js"
+import { DimensionMismatch } from "../providers/EmbeddingProvider.js"
 import { DatabaseError } from "../storage/Database.js"
 import { migrations } from "../storage/migrations/index.js"
 import { sqlReason } from "../storage/SqlFailure.js"
 import { migrationsTable, stateTables } from "../storage/State.js"
 import { type Source, type VectorIndexSpec } from "./SourceCatalog.js"
-
-/** The vector column of a source does not have the configured number of dimensions. */
-export class DimensionMismatch extends Data.TaggedError("DimensionMismatch")<{
-  readonly message: string
-  readonly source: string
-  readonly columnDimensions: number
-  readonly configuredDimensions: number
-}> {}
 
 export interface IndexSettings {
   readonly kind: IndexKind
@@ -133,8 +126,8 @@ export const installSource = (source: Source, schema: string) =>
       if (dims !== source.dimensions) {
         return yield* new DimensionMismatch({
           source: source.name,
-          columnDimensions: dims,
-          configuredDimensions: source.dimensions,
+          actual: dims,
+          expected: source.dimensions,
           message: `${schema}.${source.storage.table} holds ${dims}-dimensional vectors of source "${source.name}" ` +
             `but EMBEDDING_DIMENSIONS is ${source.dimensions}. Set EMBEDDING_DIMENSIONS=${dims}, ` +
             "or run `pnpm cli migrate --reset-embeddings` to drop those vectors " +

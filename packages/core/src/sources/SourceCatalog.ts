@@ -1,5 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import type { SourceConfig } from "../config/SourceConfig.js"
 import { sqlReason } from "../storage/SqlFailure.js"
 import { vectorTableName } from "../storage/State.js"
@@ -276,7 +276,7 @@ export const resolveSource = (name: string, config: SourceConfig, ctx: ResolveCo
       const checked = yield* sql`SELECT (${sql.literal(text.expression)})::text FROM ${sql(qualified)} LIMIT 0`.pipe(
         Effect.either
       )
-      if (checked._tag === "Left") {
+      if (Either.isLeft(checked)) {
         problems.push(`${at("text")}: the expression does not run on ${qualified}: ${sqlReason(checked.left)}`)
       }
     }

@@ -1,26 +1,29 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Data, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option, Schema } from "effect"
 import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../config/AutoEmbedConfig.js"
 import { decodeSources, type SourceConfig } from "../config/SourceConfig.js"
+import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { builtinSources, createBuiltinTables } from "../knowledge/Builtin.js"
+import type { DimensionMismatch } from "../providers/EmbeddingProvider.js"
 import { Database, type DatabaseError } from "../storage/Database.js"
-import {
-  checkPrerequisites,
-  type DimensionMismatch,
-  ensureIndexes,
-  installSource,
-  installState,
-  removeStaleTriggers
-} from "./Installer.js"
+import { checkPrerequisites, ensureIndexes, installSource, installState, removeStaleTriggers } from "./Installer.js"
 import { type ResolveContext, resolveSource, type Source } from "./SourceCatalog.js"
 
 export type { Source } from "./SourceCatalog.js"
 
 /** A declared source that cannot be served as declared; the message has one line per problem. */
-export class SourceError
-  extends Data.TaggedError("SourceError")<{ readonly message: string; readonly cause?: unknown }>
-{}
+export class SourceError extends Schema.TaggedError<SourceError>()("SourceError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.configuration
+  }
+}
 
 export interface Declared {
   readonly name: string

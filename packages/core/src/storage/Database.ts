@@ -1,15 +1,29 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, Data, Duration, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema, Stream } from "effect"
 import pg from "pg"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { makePgliteClient } from "./PgliteClient.js"
+import { causeChain, type CauseLink } from "./SqlFailure.js"
 
-export class DatabaseError extends Data.TaggedError("DatabaseError")<{
-  readonly message: string
-  readonly cause?: unknown
-}> {}
+/**
+ * The database cannot be used as configured: unreachable, refused, or missing a prerequisite. The
+ * message names the setting to change; the driver's error is the cause (its SQLSTATE decides the
+ * API's answer).
+ */
+export class DatabaseError extends Schema.TaggedError<DatabaseError>()("DatabaseError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
+}) implements Failure {
+  get [FailureTypeId](): FailureTypeId {
+    return FailureTypeId
+  }
+  get exitCode() {
+    return EXIT_CODES.configuration
+  }
+}
 
 export interface DatabaseShape {
   readonly kind: "pglite" | "postgres"
@@ -46,14 +60,12 @@ export const describeUrl = (url: string): string => {
   }
 }
 
-const reasonOf = (cause: unknown): string => {
-  let c: any = cause
-  for (let i = 0; i < 5 && c; i++) {
-    if (c.code && typeof c.code === "string") return c.code
-    if (c.cause === undefined) break
-    c = c.cause
-  }
-  const m = String((c && c.message) || c || "")
+/** The first error code in a cause chain (ECONNREFUSED, a SQLSTATE), else the innermost message. */
+const reasonOf = (chain: ReadonlyArray<CauseLink>): string => {
+  const code = chain.find((c) => typeof c.code === "string" && c.code !== "")?.code
+  if (typeof code === "string") return code
+  const last = chain.at(-1)
+  const m = String(last?.message || last || "")
   return m.length > 120 ? m.slice(0, 120) + "…" : m
 }
 
@@ -117,7 +129,7 @@ const postgres = (url: Redacted.Redacted<string>) => {
         Effect.mapError((e) =>
           new DatabaseError({
             message: `Cannot connect to PostgreSQL at ${where} (${
-              reasonOf(e)
+              reasonOf(causeChain(e))
             }). Check DATABASE_URL, or unset it to use the embedded database.`,
             cause: e
           })
@@ -142,7 +154,7 @@ const embedded = (dataDir: string) =>
         Effect.mapError((e) =>
           new DatabaseError({
             message: `${e.message} (${
-              reasonOf(e.cause)
+              reasonOf(causeChain(e).slice(1))
             }). Check AUTOEMBED_DATA_DIR (another process may hold it open).`,
             cause: e
           })

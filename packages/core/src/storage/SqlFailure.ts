@@ -1,6 +1,9 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Schedule } from "effect"
 
+/** @effect/sql's error, for `instanceof` checks in packages that do not depend on @effect/sql themselves. */
+export { SqlError }
+
 /**
  * What a failed statement means, read from the driver's error: its SQLSTATE, whether the database
  * went away (retry once it answers), whether a concurrent transaction conflicted (retry at once).
@@ -8,9 +11,19 @@ import { Duration, Effect, Schedule } from "effect"
  * mapping share.
  */
 
-/** An error and its causes, outermost first (drivers wrap a few times, never more than six). */
-const causeChain = (e: unknown): Array<{ readonly code?: unknown; readonly message?: unknown }> => {
-  const chain = []
+/** One link of a cause chain: any object; drivers and Node set `code` (SQLSTATE, ECONNREFUSED) and `message`. */
+export interface CauseLink {
+  readonly code?: unknown
+  readonly message?: unknown
+  readonly errors?: unknown
+}
+
+/**
+ * An error and its causes, outermost first (drivers wrap a few times, never more than six). The one
+ * place that follows `cause`: everything else reads typed fields, or searches this chain.
+ */
+export const causeChain = (e: unknown): Array<CauseLink> => {
+  const chain: Array<CauseLink> = []
   for (let c: any = e; c && typeof c === "object" && chain.length < 6; c = c.cause) chain.push(c)
   return chain
 }

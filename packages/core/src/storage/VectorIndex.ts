@@ -5,6 +5,7 @@ import { AutoEmbedConfig, type IndexKind } from "../config/AutoEmbedConfig.js"
 import { findIndexes, hnswIndexSql } from "../sources/Installer.js"
 import { indexSettingsOf, type Source, Sources } from "../sources/Sources.js"
 import { Database } from "./Database.js"
+import { causeChain, sqlReason } from "./SqlFailure.js"
 import { stateTables } from "./State.js"
 
 export interface IndexInfo {
@@ -55,7 +56,7 @@ export const buildMemoryPlan = (
 
 const isSharedMemoryExhausted = (error: SqlError): boolean =>
   /could not resize shared memory segment|No space left on device|out of shared memory/i.test(
-    `${(error.cause as any)?.message ?? ""} ${error.message}`
+    causeChain(error).map((c) => (typeof c.message === "string" ? c.message : "")).join(" ")
   )
 
 /** pgvector's defaults, for an index created without a WITH clause. */
@@ -187,9 +188,7 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
                   yield* Effect.logWarning(
                     `autoembed: ${source.name}: the server could not allocate ${plan.memoryMb} MB of shared memory ` +
                       "for a parallel index build " +
-                      `(${
-                        String(error.cause).slice(0, 160)
-                      }); building with one process instead. Give PostgreSQL a larger /dev/shm ` +
+                      `(${sqlReason(error)}); building with one process instead. Give PostgreSQL a larger /dev/shm ` +
                       `(Docker: shm_size) or lower AUTOEMBED_INDEX_BUILD_MEMORY_MB.`
                   )
                   yield* dropInvalid
