@@ -110,7 +110,7 @@ const messageOf = (error: unknown): { message: string; tag: string } => {
       message: issues.map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ")
     }
   }
-  const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string"
+  const tag = Predicate.hasProperty(error, "_tag") && Predicate.isString(error._tag)
     ? error._tag
     : error instanceof Error
     ? error.name
