@@ -1,5 +1,6 @@
 import { Hono } from "hono"
 import { bodyLimit } from "hono/body-limit"
+import { HTTPException } from "hono/http-exception"
 import { methodNotAllowed } from "hono/method-not-allowed"
 import { matchedRoutes } from "hono/route"
 import { randomUUID } from "node:crypto"
@@ -113,6 +114,11 @@ export const makeApp = (options: AppOptions) => {
       error: new ApiError(404, "not_found", `No route ${c.req.method} ${c.req.path.slice(0, 200)}; see /docs`)
     })
   )
-  app.onError((err, c) => respond(c, err instanceof CauseFailure ? mapCause(err.cause) : mapError(err)))
+  // A middleware's finished answer (bearer-auth's 401, already in the error shape) goes out as it is.
+  app.onError((err, c) =>
+    err instanceof HTTPException
+      ? err.getResponse()
+      : respond(c, err instanceof CauseFailure ? mapCause(err.cause) : mapError(err))
+  )
   return app
 }

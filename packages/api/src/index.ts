@@ -1,7 +1,6 @@
 /** @autoembed/api: the HTTP API over @autoembed/core. */
 export { makeApp } from "./App.js"
 export type { AppOptions } from "./App.js"
-export { tokenMatches } from "./Auth.js"
 export * from "./contract/index.js"
 export { ApiError, mapCause, mapError } from "./Errors.js"
 export type { ErrorBody } from "./Errors.js"
