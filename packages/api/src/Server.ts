@@ -112,12 +112,13 @@ const closeHttp = (server: ServerType, drainMs: number) =>
 /** Builds the runtime, loads sample data if asked, and listens. Throws `StartupFailure` (one line, exit code) when it cannot. */
 export const startServer = async (options: ServerOptions): Promise<RunningServer> => {
   const api = options.api !== false
+  // The server's own settings first: a bad PORT is reported before migrations and the provider probe.
+  const settingsExit = await Effect.runPromiseExit(readServerConfig(options.server))
+  if (Exit.isFailure(settingsExit)) throw startupFailure(settingsExit.cause)
+  const settings = settingsExit.value
   const { runtime } = await makeRuntime({ workers: options.workers, config: options.config })
   try {
     const config = await runtime.runPromise(AutoEmbedConfig)
-    const settingsExit = await Effect.runPromiseExit(readServerConfig(options.server))
-    if (Exit.isFailure(settingsExit)) throw startupFailure(settingsExit.cause)
-    const settings = settingsExit.value
     if (api && options.sampleData && config.sampleData) {
       const loaded = await runtime.runPromise(loadSampleDataIfEmpty())
       if (loaded.loaded) {
@@ -182,8 +183,8 @@ const running = (options: ServerOptions) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: () => startServer(options),
-      catch: (e) => e instanceof StartupFailure ? e : new StartupFailure(firstLine(e), EXIT_CODES.failed)
-    }).pipe(Effect.tapError((failure) => Effect.sync(() => stderrNote(failure.message)))),
+      catch: (e) => e instanceof StartupFailure ? e : startupFailure(Cause.fail(e))
+    }),
     (server) =>
       Effect.gen(function*() {
         yield* Effect.logInfo(
@@ -235,7 +236,11 @@ export const serverProgram = (options: ServerOptions): Effect.Effect<void, Start
     Effect.provide(Layer.unwrapEffect(
       Effect.map(resolveLogLevel(options.config?.logLevel), (level) =>
         Layer.catchAllCause(effectLoggerLayer(level), (cause) => Layer.fail(startupFailure(cause))))
-    ))
+    )),
+    // One line on stderr, whatever stopped the start-up (the logger's settings, the database, the provider).
+    Effect.tapError((failure) =>
+      Effect.sync(() => stderrNote(failure.message))
+    )
   )
 
 /** The exit code of a finished server program: a start-up failure's own, 0 for a clean or signalled stop, else 1. */
