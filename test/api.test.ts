@@ -153,8 +153,9 @@ describe("API with workers and no token", () => {
     expect(text).toMatch(/^autoembed_provider_errors_total\{reason="RateLimited"\} 0$/m)
     expect(text).toMatch(/^autoembed_rows\{source="messages",state="embedded"\} \d+$/m)
     expect(text).toMatch(/^autoembed_http_requests_total\{method="GET",route="\/v1\/search",status="200"\} \d+$/m)
-    // Every sample line is NAME{labels} VALUE, every family has HELP and TYPE.
-    for (const line of text.trim().split("\n")) {
+    // Every sample line is NAME{labels} VALUE, every family has HELP and TYPE (prom-client puts an empty line,
+    // which the format ignores, between families).
+    for (const line of text.trim().split("\n").filter((l) => l !== "")) {
       expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? -?[\d.e+]+)$/)
     }
   })

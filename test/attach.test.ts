@@ -293,9 +293,8 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
   it("search answers with the user's own ids (bigint and uuid) and filters on declared columns", async () => {
     const server = await startServer({
       workers: false,
+      server: { host: "127.0.0.1", port: 0 },
       config: {
-        host: "127.0.0.1",
-        port: 0,
         provider: "ollama",
         ollamaHost: fake.ollamaHost,
         model: Option.some("mxbai-embed-large"),

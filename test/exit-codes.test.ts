@@ -59,9 +59,8 @@ describe("exit codes", () => {
   it("the server refuses an unreachable DATABASE_URL with exit code 2 and one line naming it", async () => {
     const failure = await startServer({
       workers: false,
+      server: { host: "127.0.0.1", port: 0 },
       config: {
-        host: "127.0.0.1",
-        port: 0,
         provider: "local",
         dimensions: 8,
         databaseUrl: Option.some(Redacted.make("postgres://postgres@127.0.0.1:9/none"))

@@ -1,6 +1,7 @@
 import { ConfigProvider, Effect, Either } from "effect"
 import * as Net from "node:net"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
+import { readServerConfig } from "../packages/api/src/ServerConfig.js"
 import { readConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
 import { json, startTestServer, type TestServer } from "./support/ApiServer.js"
 
@@ -46,7 +47,7 @@ describe("HTTP timeouts against slow clients", () => {
   beforeAll(async () => {
     server = await startTestServer({
       workers: false,
-      config: { httpHeadersTimeoutMs: HEADERS_MS, httpRequestTimeoutMs: REQUEST_MS, httpIdleTimeoutMs: IDLE_MS }
+      server: { httpHeadersTimeoutMs: HEADERS_MS, httpRequestTimeoutMs: REQUEST_MS, httpIdleTimeoutMs: IDLE_MS }
     })
   })
   afterAll(async () => {
@@ -118,7 +119,11 @@ describe("HTTP timeouts against slow clients", () => {
 describe("settings of the HTTP edge and the shutdown", () => {
   const read = (settings: Record<string, string>) =>
     Effect.runPromise(
-      Effect.either(Effect.withConfigProvider(readConfig, ConfigProvider.fromMap(new Map(Object.entries(settings)))))
+      Effect.either(Effect.withConfigProvider(
+        // The drain bound is core's setting, the HTTP edge the server's (ServerConfig).
+        Effect.map(Effect.all([readConfig, readServerConfig()]), ([core, server]) => ({ ...core, ...server })),
+        ConfigProvider.fromMap(new Map(Object.entries(settings)))
+      ))
     )
 
   it("default to 10 s headers, 30 s request, 5 s idle, 15 s drain", async () => {

@@ -2,7 +2,6 @@ import { Validator } from "@seriousme/openapi-schema-validator"
 import { Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeApp } from "../packages/api/src/App.js"
-import { makeLog } from "../packages/api/src/Log.js"
 import { startTestServer, type TestServer } from "./support/ApiServer.js"
 
 /** The routes issue 7 asks for, as OpenAPI paths. */
@@ -50,7 +49,6 @@ describe("/openapi.json", () => {
     const app = makeApp({
       runtime: server.runtime,
       auth: { apiToken: Option.none(), protectReads: false },
-      log: makeLog("none"),
       version: "test",
       mode: "api"
     })

@@ -36,7 +36,7 @@ const startLikePnpmStart = async () => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 90_000)
     child.stdout!.on("data", (chunk: Buffer) => {
       output += chunk.toString()
-      const m = /"msg":"autoembed listening on (http:\/\/[^"]+)"/.exec(output)
+      const m = /"message":"autoembed listening on (http:\/\/[^"]+)"/.exec(output)
       if (m) {
         clearTimeout(timer)
         resolve(m[1])

@@ -1,6 +1,7 @@
 import { Option, Redacted } from "effect"
 import pg from "pg"
 import { type RunningServer, startServer } from "../../packages/api/src/Server.js"
+import type { ServerConfigShape } from "../../packages/api/src/ServerConfig.js"
 import type { AutoEmbedConfigShape } from "../../packages/core/src/config/AutoEmbedConfig.js"
 import { watchContract } from "./Contract.js"
 import { serverUrl } from "./TestDatabase.js"
@@ -35,21 +36,30 @@ export interface TestServer extends RunningServer {
  * PGlite, or a scratch database on DATABASE_URL's server. Local provider, no sample data.
  */
 export const startTestServer = async (
-  options: { workers?: boolean; token?: string; protectReads?: boolean; config?: Partial<AutoEmbedConfigShape> } = {}
+  options: {
+    workers?: boolean
+    token?: string
+    protectReads?: boolean
+    config?: Partial<AutoEmbedConfigShape>
+    server?: Partial<ServerConfigShape>
+  } = {}
 ): Promise<TestServer> => {
   const scratch = serverUrl() ? await scratchDatabase() : undefined
   const server = await startServer({
     workers: options.workers ?? true,
     sampleData: false,
-    config: {
+    server: {
       host: "127.0.0.1",
       port: 0,
+      apiToken: options.token ? Option.some(Redacted.make(options.token)) : Option.none(),
+      protectReads: options.protectReads ?? false,
+      ...options.server
+    },
+    config: {
       provider: "local",
       dimensions: 256,
       dataDir: "memory://",
       databaseUrl: scratch ? Option.some(Redacted.make(scratch.url)) : Option.none(),
-      apiToken: options.token ? Option.some(Redacted.make(options.token)) : Option.none(),
-      protectReads: options.protectReads ?? false,
       sweepIntervalMs: 500,
       batchWindowMs: 5,
       logLevel: process.env.AUTOEMBED_TEST_LOG_LEVEL ?? "warning",

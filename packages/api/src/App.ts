@@ -1,5 +1,7 @@
+import { Effect } from "effect"
 import { Hono } from "hono"
 import { bodyLimit } from "hono/body-limit"
+import { HTTPException } from "hono/http-exception"
 import { methodNotAllowed } from "hono/method-not-allowed"
 import { matchedRoutes } from "hono/route"
 import { randomUUID } from "node:crypto"
@@ -7,7 +9,6 @@ import { authFor, type AuthSettings } from "./Auth.js"
 import { Api, WORKER_OPERATIONS } from "./contract/Api.js"
 import { ApiError, errorBody, mapError, type Mapped } from "./Errors.js"
 import { type ApiEnv, HandlerFailure, MAX_BODY_BYTES, runWith } from "./Http.js"
-import type { JsonLog } from "./Log.js"
 import { HttpMetrics } from "./Metrics.js"
 import { embeddingHandlers } from "./routes/embeddings.js"
 import { healthHandlers } from "./routes/health.js"
@@ -20,7 +21,6 @@ import { type Handlers, serve } from "./Serve.js"
 export interface AppOptions {
   readonly runtime: ApiRuntime
   readonly auth: AuthSettings
-  readonly log: JsonLog
   readonly version: string
   /** "api": every route; "worker": only /healthz, /readyz and /metrics (a worker process's health port). */
   readonly mode: "api" | "worker"
@@ -33,6 +33,8 @@ export const makeApp = (options: AppOptions) => {
   const app = new Hono<ApiEnv>()
   const http = new HttpMetrics()
   const run = runWith(options.runtime)
+  // Through the runtime's logger (AUTOEMBED_LOG_FORMAT, AUTOEMBED_LOG_LEVEL), like core's own logs.
+  const log = (effect: Effect.Effect<void>) => options.runtime.runFork(effect)
 
   app.use(async (c, next) => {
     const started = performance.now()
@@ -47,13 +49,15 @@ export const makeApp = (options: AppOptions) => {
     // The matched pattern, never the raw path: bounded metric labels, and no ids in them.
     const route = matchedRoutes(c).filter((r) => r.method !== "ALL").at(-1)?.path ?? "unmatched"
     http.record(c.req.method, route, c.res.status, ms / 1000)
-    options.log.write("info", "request", {
-      method: c.req.method,
-      path: c.req.path,
-      status: c.res.status,
-      ms: Math.round(ms * 10) / 10,
-      request_id: requestId
-    })
+    log(
+      Effect.logInfo("request").pipe(Effect.annotateLogs({
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(ms * 10) / 10,
+        request_id: requestId
+      }))
+    )
   })
   app.use(methodNotAllowed({
     app,
@@ -101,13 +105,16 @@ export const makeApp = (options: AppOptions) => {
   const respond = (c: Parameters<Parameters<typeof app.onError>[0]>[1], mapped: Mapped) => {
     const requestId = c.get("requestId") ?? randomUUID()
     if (mapped.log) {
-      options.log.write(mapped.log.level, "request failed", {
-        request_id: requestId,
-        method: c.req.method,
-        path: c.req.path,
-        status: mapped.error.status,
-        detail: mapped.log.detail
-      })
+      const logAt = mapped.log.level === "error" ? Effect.logError : Effect.logWarning
+      log(
+        logAt("request failed").pipe(Effect.annotateLogs({
+          request_id: requestId,
+          method: c.req.method,
+          path: c.req.path,
+          status: mapped.error.status,
+          detail: mapped.log.detail
+        }))
+      )
     }
     return c.json(errorBody(mapped.error, requestId), mapped.error.status, mapped.error.headers)
   }
@@ -121,6 +128,11 @@ export const makeApp = (options: AppOptions) => {
       })
     })
   )
-  app.onError((err, c) => respond(c, err instanceof HandlerFailure ? err.mapped : mapError(err)))
+  // A middleware's finished answer (bearer-auth's 401, already in the error shape) goes out as it is.
+  app.onError((err, c) =>
+    err instanceof HTTPException
+      ? err.getResponse()
+      : respond(c, err instanceof HandlerFailure ? err.mapped : mapError(err))
+  )
   return app
 }

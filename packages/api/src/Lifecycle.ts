@@ -8,7 +8,12 @@
  * Shared by `runServer` (`pnpm start`, `serve`) and the CLI's `bin.ts`: one set of handlers per
  * process, whoever installs first. Exported as `@autoembed/api/lifecycle` so the CLI does not load
  * the HTTP stack for its other commands.
+ *
+ * The stop request is a Deferred: Effect code waits with `requested` (no polling). The parent watch
+ * is the one poll left (Node has no event for the death of the parent process), and the hard exit
+ * is a one-shot, unref'd timer: the bound must hold even when the runtime itself is stuck.
  */
+import { Deferred, Effect, FiberId } from "effect"
 
 export type StopReason = "SIGTERM" | "SIGINT" | "parent process exited"
 
@@ -46,6 +51,8 @@ export interface StopController {
   readonly whenUnhandled: (listener: (reason: StopReason) => void) => void
   /** The first stop request, if one came. */
   readonly reason: () => StopReason | undefined
+  /** Waits for the first stop request (counts as an `onStop` listener while it waits). */
+  readonly requested: Effect.Effect<StopReason>
 }
 
 /** How often the parent is checked: an orphan notices within this long. */
@@ -78,6 +85,8 @@ export const makeStopController = (host: ProcessHost): StopController => {
   let options: StopOptions = { hardExitAfterMs: HARD_EXIT_GRACE_MS, log: () => undefined }
   const listeners = new Set<(reason: StopReason) => void>()
   const fallbacks: Array<(reason: StopReason) => void> = []
+  const stopped = Deferred.unsafeMake<StopReason>(FiberId.none)
+  let waiting = 0
 
   const armHardExit = () => {
     const bound = options.hardExitAfterMs
@@ -99,8 +108,10 @@ export const makeStopController = (host: ProcessHost): StopController => {
     }
     first = reason
     armHardExit()
-    const waiting = [...listeners]
-    for (const listener of waiting.length > 0 ? waiting : fallbacks) listener(reason)
+    const heard = [...listeners]
+    Deferred.unsafeDone(stopped, Effect.succeed(reason))
+    if (heard.length === 0 && waiting === 0) { for (const fallback of fallbacks) fallback(reason) }
+    for (const listener of heard) listener(reason)
   }
 
   return {
@@ -126,7 +137,12 @@ export const makeStopController = (host: ProcessHost): StopController => {
       return () => void listeners.delete(listener)
     },
     whenUnhandled: (listener) => void fallbacks.push(listener),
-    reason: () => first
+    reason: () => first,
+    requested: Effect.acquireUseRelease(
+      Effect.sync(() => waiting++),
+      () => Deferred.await(stopped),
+      () => Effect.sync(() => waiting--)
+    )
   }
 }
 

@@ -1,144 +1,203 @@
-import { EmbeddingQueue, type Histogram, PipelineMetrics, Status } from "@autoembed/core"
+import {
+  EmbeddingQueue,
+  type Histogram as CoreHistogram,
+  type MetricsSnapshot,
+  PipelineMetrics,
+  Status
+} from "@autoembed/core"
 import { Effect, Option } from "effect"
+import { Counter, Gauge, Histogram, type Metric, Registry } from "prom-client"
 
-/** HTTP request counts by method, route pattern (never the raw path: bounded label sets) and status. */
+/** What one scrape reads from core: the in-process counters, the queue (if this process runs workers), the database. */
+interface Scrape {
+  readonly pipeline: MetricsSnapshot
+  readonly queue: Option.Option<{ depth: number; capacity: number; inFlight: number; listening: boolean }>
+  readonly rows: Option.Option<
+    Readonly<Record<string, Readonly<Record<"embedded" | "pending" | "stale" | "failed", number>>>>
+  >
+}
+
+const PROVIDER_ERROR_REASONS = ["Transient", "RateLimited", "InvalidInput", "Auth", "ModelNotFound", "BadResponse"]
+
+/**
+ * A histogram core has already bucketed (PipelineMetrics counts each observation in every bucket it
+ * fits, in milliseconds): handed to prom-client's registry, which renders it, as a collector object.
+ * prom-client's own Histogram only takes single observations.
+ */
+const bucketedHistogram = (
+  name: string,
+  help: string,
+  read: () => CoreHistogram | undefined,
+  scale: number
+) =>
+  ({
+    name,
+    help,
+    type: "histogram",
+    get: async () => {
+      const h = read()
+      const round = (n: number) => Math.round(n * scale * 1e6) / 1e6
+      const values = h === undefined ? [] : [
+        ...h.buckets.map((b, i) => ({ metricName: `${name}_bucket`, labels: { le: round(b) }, value: h.counts[i] })),
+        { metricName: `${name}_bucket`, labels: { le: "+Inf" }, value: h.count },
+        { metricName: `${name}_sum`, labels: {}, value: round(h.sum) },
+        { metricName: `${name}_count`, labels: {}, value: h.count }
+      ]
+      return { name, help, type: "histogram", values, aggregator: "sum" }
+    }
+  }) as unknown as Metric
+
+/**
+ * This app's Prometheus registry (prom-client): HTTP traffic observed per request, and gauges and
+ * counters whose collect() reads the figures of the current scrape from core.
+ */
 export class HttpMetrics {
-  private readonly counts = new Map<string, number>()
-  private readonly durations = {
+  readonly registry = new Registry()
+  private scrape: Scrape | undefined
+  private readonly requests = new Counter({
+    name: "autoembed_http_requests_total",
+    help: "HTTP requests answered, by method, route pattern and status.",
+    labelNames: ["method", "route", "status"] as const,
+    registers: [this.registry]
+  })
+  private readonly durations = new Histogram({
+    name: "autoembed_http_request_duration_seconds",
+    help: "Time to answer an HTTP request.",
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    counts: new Array<number>(11).fill(0),
-    sum: 0,
-    count: 0
+    registers: [this.registry]
+  })
+
+  constructor() {
+    // Arrow functions bind the instance; prom-client calls collect() with the metric as `this`.
+    const self = () => this.scrape
+    const registers = [this.registry]
+    const counter = (name: string, help: string, read: (s: Scrape) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = self()
+          this.reset()
+          if (s !== undefined) this.inc(read(s))
+        }
+      })
+    const gauge = (name: string, help: string, read: (s: Scrape) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = self()
+          if (s !== undefined) this.set(read(s))
+        }
+      })
+    new Counter({
+      name: "autoembed_embeddings_total",
+      help: "Rows processed by this process's embedding workers, by outcome.",
+      labelNames: ["outcome"] as const,
+      registers,
+      collect() {
+        const s = self()
+        this.reset()
+        if (s === undefined) return
+        for (const outcome of ["embedded", "failed", "skipped", "dropped"] as const) {
+          this.inc({ outcome }, s.pipeline[outcome])
+        }
+      }
+    })
+    counter("autoembed_batches_total", "Embedding batches written.", (s) => s.pipeline.batches)
+    new Counter({
+      name: "autoembed_provider_errors_total",
+      help: "Embedding provider errors, by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+      collect() {
+        const s = self()
+        this.reset()
+        if (s === undefined) return
+        for (const reason of PROVIDER_ERROR_REASONS) this.inc({ reason }, s.pipeline.providerErrors[reason] ?? 0)
+      }
+    })
+    this.registry.registerMetric(
+      bucketedHistogram(
+        "autoembed_batch_duration_seconds",
+        "Time to embed and write one batch.",
+        () => self()?.pipeline.batchLatency,
+        0.001
+      )
+    )
+    counter("autoembed_searches_total", "Searches answered.", (s) => s.pipeline.searches)
+    this.registry.registerMetric(
+      bucketedHistogram(
+        "autoembed_search_duration_seconds",
+        "Time to answer one search.",
+        () => self()?.pipeline.searchLatency,
+        0.001
+      )
+    )
+    const queue = <A>(s: Scrape, f: (q: Option.Option.Value<Scrape["queue"]>) => A, none: A) =>
+      Option.match(s.queue, { onNone: () => none, onSome: f })
+    gauge(
+      "autoembed_queue_depth",
+      "Claimed rows waiting in this process's in-memory queue.",
+      (s) => queue(s, (q) => Math.max(0, q.depth), 0)
+    )
+    gauge("autoembed_queue_capacity", "Bound of the in-memory queue.", (s) => queue(s, (q) => q.capacity, 0))
+    gauge(
+      "autoembed_queue_in_flight",
+      "Rows being embedded right now by this process.",
+      (s) => queue(s, (q) => q.inFlight, 0)
+    )
+    gauge("autoembed_workers_running", "1 when this process runs embedding workers.", (s) => queue(s, () => 1, 0))
+    gauge(
+      "autoembed_wakeups_live",
+      "1 while this process's workers are woken by LISTEN/NOTIFY; " +
+        "0 while it reconnects (they poll) or without workers.",
+      (s) => queue(s, (q) => (q.listening ? 1 : 0), 0)
+    )
+    new Gauge({
+      name: "autoembed_rows",
+      help: "Rows per source and embedding state, from the database.",
+      labelNames: ["source", "state"] as const,
+      registers,
+      collect() {
+        this.reset()
+        const rows = self()?.rows
+        if (rows === undefined || Option.isNone(rows)) return
+        for (const [source, c] of Object.entries(rows.value)) {
+          for (const state of ["embedded", "pending", "stale", "failed"] as const) this.set({ source, state }, c[state])
+        }
+      }
+    })
+    gauge(
+      "autoembed_database_up",
+      "1 when the last status query reached the database.",
+      (s) => (Option.isSome(s.rows) ? 1 : 0)
+    )
   }
 
   record(method: string, route: string, status: number, seconds: number): void {
-    const key = `${method}\u0000${route}\u0000${status}`
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1)
-    const d = this.durations
-    d.buckets.forEach((b, i) => {
-      if (seconds <= b) d.counts[i]++
-    })
-    d.sum += seconds
-    d.count++
+    this.requests.inc({ method, route, status: String(status) })
+    this.durations.observe(seconds)
   }
 
-  lines(): Array<string> {
-    const out = [
-      "# HELP autoembed_http_requests_total HTTP requests answered, by method, route pattern and status.",
-      "# TYPE autoembed_http_requests_total counter"
-    ]
-    for (const [key, n] of [...this.counts].sort()) {
-      const [method, route, status] = key.split("\u0000")
-      out.push(`autoembed_http_requests_total{method="${esc(method)}",route="${esc(route)}",status="${status}"} ${n}`)
-    }
-    out.push(
-      ...histogram("autoembed_http_request_duration_seconds", "Time to answer an HTTP request.", this.durations, 1)
-    )
-    return out
-  }
-}
-
-/** Label values escaped as the exposition format requires. */
-const esc = (s: string) => s.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
-
-const num = (n: number) => (Number.isFinite(n) ? String(Math.round(n * 1e6) / 1e6) : "0")
-
-/** A histogram in Prometheus form; core keeps non-cumulative milliseconds in some places, so `scale` converts to seconds. */
-const histogram = (
-  name: string,
-  help: string,
-  h: Pick<Histogram, "buckets" | "counts" | "sum" | "count">,
-  scale: number
-): Array<string> => {
-  const out = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`]
-  // PipelineMetrics counts an observation in every bucket it fits (already cumulative).
-  h.buckets.forEach((b, i) => out.push(`${name}_bucket{le="${num(b * scale)}"} ${h.counts[i]}`))
-  out.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${num(h.sum * scale)}`, `${name}_count ${h.count}`)
-  return out
-}
-
-const metric = (
-  name: string,
-  type: "counter" | "gauge",
-  help: string,
-  samples: ReadonlyArray<[labels: string, value: number]>
-) => [
-  `# HELP ${name} ${help}`,
-  `# TYPE ${name} ${type}`,
-  ...samples.map(([labels, value]) => `${name}${labels ? `{${labels}}` : ""} ${num(value)}`)
-]
-
-/** The Prometheus text exposition (version 0.0.4) of this process's pipeline, queue, database state and HTTP traffic. */
-export const renderMetrics = (http: HttpMetrics) =>
-  Effect.gen(function*() {
-    const metrics = yield* PipelineMetrics
-    const s = yield* metrics.snapshot
-    const queue = yield* Effect.serviceOption(EmbeddingQueue)
-    const stats = Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none()
-    // Row counts come from the database; a scrape during an outage still reports the in-process figures.
-    const status = yield* Effect.option(Effect.flatMap(Status, (st) => st.report()))
-    const lines: Array<string> = [
-      ...metric(
-        "autoembed_embeddings_total",
-        "counter",
-        "Rows processed by this process's embedding workers, by outcome.",
-        [
-          ["outcome=\"embedded\"", s.embedded],
-          ["outcome=\"failed\"", s.failed],
-          ["outcome=\"skipped\"", s.skipped],
-          ["outcome=\"dropped\"", s.dropped]
-        ]
-      ),
-      ...metric("autoembed_batches_total", "counter", "Embedding batches written.", [["", s.batches]]),
-      ...metric(
-        "autoembed_provider_errors_total",
-        "counter",
-        "Embedding provider errors, by reason.",
-        ["Transient", "RateLimited", "InvalidInput", "Auth", "ModelNotFound", "BadResponse"].map((
-          r
-        ): [string, number] => [`reason="${r}"`, s.providerErrors[r] ?? 0])
-      ),
-      ...histogram("autoembed_batch_duration_seconds", "Time to embed and write one batch.", s.batchLatency, 0.001),
-      ...metric("autoembed_searches_total", "counter", "Searches answered.", [["", s.searches]]),
-      ...histogram("autoembed_search_duration_seconds", "Time to answer one search.", s.searchLatency, 0.001),
-      ...metric("autoembed_queue_depth", "gauge", "Claimed rows waiting in this process's in-memory queue.", [[
-        "",
-        Option.match(stats, { onNone: () => 0, onSome: (q) => Math.max(0, q.depth) })
-      ]]),
-      ...metric("autoembed_queue_capacity", "gauge", "Bound of the in-memory queue.", [[
-        "",
-        Option.match(stats, { onNone: () => 0, onSome: (q) => q.capacity })
-      ]]),
-      ...metric("autoembed_queue_in_flight", "gauge", "Rows being embedded right now by this process.", [[
-        "",
-        Option.match(stats, { onNone: () => 0, onSome: (q) => q.inFlight })
-      ]]),
-      ...metric("autoembed_workers_running", "gauge", "1 when this process runs embedding workers.", [[
-        "",
-        Option.isSome(stats) ? 1 : 0
-      ]]),
-      ...metric(
-        "autoembed_wakeups_live",
-        "gauge",
-        "1 while this process's workers are woken by LISTEN/NOTIFY; 0 while it reconnects (they poll) or without workers.",
-        [["", Option.match(stats, { onNone: () => 0, onSome: (q) => (q.listening ? 1 : 0) })]]
-      )
-    ]
-    if (Option.isSome(status)) {
-      const rows: Array<[string, number]> = []
-      for (const [source, c] of Object.entries(status.value.sources)) {
-        for (const state of ["embedded", "pending", "stale", "failed"] as const) {
-          rows.push([`source="${esc(source)}",state="${state}"`, c[state]])
-        }
+  /** Reads core's figures once, then lets prom-client render the registry (text exposition 0.0.4). */
+  render() {
+    return Effect.gen(this, function*() {
+      const pipeline = yield* Effect.flatMap(PipelineMetrics, (m) => m.snapshot)
+      const queue = yield* Effect.serviceOption(EmbeddingQueue)
+      // Row counts come from the database; a scrape during an outage still reports the in-process figures.
+      const status = yield* Effect.option(Effect.flatMap(Status, (st) => st.report()))
+      this.scrape = {
+        pipeline,
+        queue: Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none(),
+        rows: Option.map(status, (s) => s.sources)
       }
-      lines.push(...metric("autoembed_rows", "gauge", "Rows per source and embedding state, from the database.", rows))
-    }
-    lines.push(
-      ...metric("autoembed_database_up", "gauge", "1 when the last status query reached the database.", [[
-        "",
-        Option.isSome(status) ? 1 : 0
-      ]])
-    )
-    lines.push(...http.lines())
-    return lines.join("\n") + "\n"
-  })
+      return yield* Effect.promise(() => this.registry.metrics())
+    })
+  }
+}
+
+/** The Prometheus text exposition of this process's pipeline, queue, database state and HTTP traffic. */
+export const renderMetrics = (http: HttpMetrics) => http.render()

@@ -35,7 +35,7 @@ export class StartupFailure extends Schema.TaggedError<StartupFailure>()("Startu
   }
 }
 
-export const startupFailure = (cause: Cause.Cause<AutoEmbedStartupError>): StartupFailure => {
+export const startupFailure = (cause: Cause.Cause<unknown>): StartupFailure => {
   const error = Cause.squash(cause)
   return new StartupFailure({ message: startupErrorMessage(error), exitCode: exitCodeOf(error) })
 }

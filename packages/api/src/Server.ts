@@ -6,15 +6,17 @@ import {
   exitCodeOf,
   loadSampleDataIfEmpty
 } from "@autoembed/core"
+import { NodeRuntime } from "@effect/platform-node"
 import { serve, type ServerType } from "@hono/node-server"
-import { Effect, Either, Option } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Layer, Option, Runtime } from "effect"
 import { readFileSync } from "node:fs"
 import type { ServerOptions as HttpServerOptions } from "node:http"
 import type { AddressInfo } from "node:net"
 import { makeApp } from "./App.js"
-import { HARD_EXIT_GRACE_MS, processStop, type StopReason } from "./Lifecycle.js"
-import { type Level, makeLog } from "./Log.js"
-import { type ApiRuntime, makeRuntime, StartupFailure } from "./Runtime.js"
+import { HARD_EXIT_GRACE_MS, processStop } from "./Lifecycle.js"
+import { effectLoggerLayer, resolveLogLevel } from "./Log.js"
+import { type ApiRuntime, makeRuntime, StartupFailure, startupFailure } from "./Runtime.js"
+import { readServerConfig, type ServerConfigShape } from "./ServerConfig.js"
 
 export interface ServerOptions {
   /** Run the embedding workers in this process. */
@@ -27,8 +29,10 @@ export interface ServerOptions {
   readonly api?: boolean
   /** Load the bundled sample data when the database has no atoms and no messages (AUTOEMBED_SAMPLE_DATA=false still wins). Default false. */
   readonly sampleData?: boolean
-  /** Settings on top of the environment (tests: port 0, a temporary database). */
+  /** Settings on top of the environment (tests: a temporary database). */
   readonly config?: Partial<AutoEmbedConfigShape>
+  /** The server's settings on top of the environment (tests: port 0, a token). */
+  readonly server?: Partial<ServerConfigShape>
 }
 
 export interface RunningServer {
@@ -77,10 +81,10 @@ const TIMEOUT_CHECK_MS = 500
  * body included, within AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS (Node answers 408 and closes), an idle
  * keep-alive connection within AUTOEMBED_HTTP_IDLE_TIMEOUT_MS.
  */
-const httpServerOptions = (config: AutoEmbedConfigShape): HttpServerOptions => ({
-  headersTimeout: config.httpHeadersTimeoutMs,
-  requestTimeout: config.httpRequestTimeoutMs,
-  keepAliveTimeout: config.httpIdleTimeoutMs,
+const httpServerOptions = (settings: ServerConfigShape): HttpServerOptions => ({
+  headersTimeout: settings.httpHeadersTimeoutMs,
+  requestTimeout: settings.httpRequestTimeoutMs,
+  keepAliveTimeout: settings.httpIdleTimeoutMs,
   connectionsCheckingInterval: TIMEOUT_CHECK_MS
 })
 
@@ -89,69 +93,71 @@ const httpServerOptions = (config: AutoEmbedConfigShape): HttpServerOptions => (
  * timeout does not cover (a client that does not read its response, a handler that never answers).
  * No answer legitimately takes longer than receiving the request plus one provider call.
  */
-const socketIdleBound = (config: AutoEmbedConfigShape) => config.httpRequestTimeoutMs + config.providerTimeoutMs
+const socketIdleBound = (settings: ServerConfigShape, config: AutoEmbedConfigShape) =>
+  settings.httpRequestTimeoutMs + config.providerTimeoutMs
 
 /** Stops accepting and waits for in-flight requests, at most `drainMs`; then cuts the connections still open. */
 const closeHttp = (server: ServerType, drainMs: number) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      if ("closeAllConnections" in server) server.closeAllConnections()
-      resolve()
-    }, drainMs)
-    server.close(() => {
-      clearTimeout(timer)
-      resolve()
-    })
+  Effect.async<void>((resume) => {
+    server.close(() => resume(Effect.void))
     // Idle keep-alive sockets would hold close() open; busy ones finish their request first.
     if ("closeIdleConnections" in server) server.closeIdleConnections()
-  })
+  }).pipe(
+    Effect.timeout(Duration.millis(drainMs)),
+    Effect.catchTag("TimeoutException", () =>
+      Effect.sync(() => {
+        if ("closeAllConnections" in server) server.closeAllConnections()
+      }))
+  )
 
 /** Builds the runtime, loads sample data if asked, and listens. Throws `StartupFailure` (one line, exit code) when it cannot. */
 export const startServer = async (options: ServerOptions): Promise<RunningServer> => {
   const api = options.api !== false
-  const { runtime, logLevel } = await makeRuntime({ workers: options.workers, config: options.config })
-  const log = makeLog(logLevel)
+  // The server's own settings first: a bad PORT is reported before migrations and the provider probe.
+  const settingsExit = await Effect.runPromiseExit(readServerConfig(options.server))
+  if (Exit.isFailure(settingsExit)) throw startupFailure(settingsExit.cause)
+  const settings = settingsExit.value
+  const { runtime } = await makeRuntime({ workers: options.workers, config: options.config })
   try {
     const config = await runtime.runPromise(AutoEmbedConfig)
     if (api && options.sampleData && config.sampleData) {
       const loaded = await runtime.runPromise(loadSampleDataIfEmpty())
       if (loaded.loaded) {
-        log.write(
-          "info",
-          `loaded the sample data set (${loaded.messages} messages, ${loaded.atoms} atoms, ${loaded.topics} topics); AUTOEMBED_SAMPLE_DATA=false starts empty`
-        )
+        await runtime.runPromise(Effect.logInfo(
+          `loaded the sample data set (${loaded.messages} messages, ${loaded.atoms} atoms, ${loaded.topics} topics); ` +
+            "AUTOEMBED_SAMPLE_DATA=false starts empty"
+        ))
       }
     }
     const app = makeApp({
       runtime,
-      auth: { apiToken: config.apiToken, protectReads: config.protectReads },
-      log,
+      auth: { apiToken: settings.apiToken, protectReads: settings.protectReads },
       version: version(),
       mode: api ? "api" : "worker"
     })
     const server = serve({
       fetch: app.fetch,
-      hostname: config.host,
-      port: config.port,
-      serverOptions: httpServerOptions(config)
+      hostname: settings.host,
+      port: settings.port,
+      serverOptions: httpServerOptions(settings)
     })
-    server.setTimeout(socketIdleBound(config))
-    const address = await listen(server, config.host, config.port)
-    if (api && !isLoopback(config.host) && Option.isNone(config.apiToken)) {
-      log.write(
-        "warning",
-        `listening on ${config.host} without AUTOEMBED_API_TOKEN: anyone who can reach this address can write and start backfills`
-      )
+    server.setTimeout(socketIdleBound(settings, config))
+    const address = await listen(server, settings.host, settings.port)
+    if (api && !isLoopback(settings.host) && Option.isNone(settings.apiToken)) {
+      await runtime.runPromise(Effect.logWarning(
+        `listening on ${settings.host} without AUTOEMBED_API_TOKEN: ` +
+          "anyone who can reach this address can write and start backfills"
+      ))
     }
     const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address
     const url = `http://${shownHost === "0.0.0.0" || shownHost === "[::]" ? "localhost" : shownHost}:${address.port}`
 
     let closing: Promise<void> | undefined
     const close = () => (closing ??= (async () => {
-      await closeHttp(server, config.drainTimeoutMs)
+      await Effect.runPromise(closeHttp(server, config.drainTimeoutMs))
       await runtime.dispose()
     })())
-    return { url, host: config.host, port: address.port, runtime, close }
+    return { url, host: settings.host, port: address.port, runtime, close }
   } catch (e) {
     await runtime.dispose().catch(() => undefined)
     throw e
@@ -171,49 +177,101 @@ const drainBeforeStart = (options: ServerOptions): number =>
 
 const stderrNote = (message: string) => process.stderr.write(`autoembed: ${message}\n`)
 
+const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0]
+
+/** The running server as a scoped resource: listening once acquired; released by a graceful shutdown. */
+const running = (options: ServerOptions) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => startServer(options),
+      catch: (e) => e instanceof StartupFailure ? e : startupFailure(Cause.fail(e))
+    }),
+    (server) =>
+      Effect.gen(function*() {
+        yield* Effect.logInfo(
+          `${processStop().reason() ?? "interrupted"}: shutting down (finishing requests, draining workers)`
+        )
+        yield* Effect.tryPromise(() => server.close()).pipe(
+          Effect.tapError((e) => Effect.sync(() => stderrNote(`shutdown failed: ${firstLine(e.error)}`))),
+          // A failed shutdown is a defect of the run: the process exits with code 1.
+          Effect.orDie
+        )
+        yield* Effect.logInfo("autoembed stopped")
+      })
+  )
+
 /**
- * Runs until SIGTERM, SIGINT or the exit of its parent process, then shuts down gracefully (once:
- * further signals are logged and ignored; a shutdown that overruns its bound exits with code 1).
- * Used by `pnpm start` (`{ workers: true, sampleData: true }`) and `pnpm cli serve`
- * (`{ workers: false }`); `{ workers: true, api: false }` serves only health and metrics. A start-up
- * failure prints one line to stderr and exits with core's `exitCodeOf`: 2 for what the user fixes in
- * settings or the environment (configuration, the database's address or rights, the provider), 1 otherwise.
+ * Runs until SIGTERM, SIGINT or the exit of its parent process (the stop controller's Deferred),
+ * then shuts down gracefully (once: further signals are logged and ignored; a shutdown that overruns
+ * its bound exits with code 1). Fails with `StartupFailure` (after printing its one line) when the
+ * server cannot start; dies when the shutdown fails.
+ */
+export const serverProgram = (options: ServerOptions): Effect.Effect<void, StartupFailure> =>
+  Effect.gen(function*() {
+    const stop = processStop()
+    // Before start-up: the workers may claim rows while the server starts, and a signal then must release them too.
+    stop.install({ hardExitAfterMs: hardExitBound(drainBeforeStart(options), options), log: stderrNote })
+    stop.watchParent()
+    yield* Effect.scoped(Effect.gen(function*() {
+      const { runtime, url } = yield* running(options)
+      const config = yield* Effect.promise(() => runtime.runPromise(AutoEmbedConfig))
+      // Signal handlers run outside any fiber: they log through this fiber's logger.
+      const logWarning = Runtime.runSync(yield* Effect.runtime<never>())
+      stop.install({
+        hardExitAfterMs: hardExitBound(config.drainTimeoutMs, options),
+        log: (m) => logWarning(Effect.logWarning(m))
+      })
+      if (options.api !== false) {
+        yield* Effect.logInfo(`autoembed listening on ${url}`).pipe(Effect.annotateLogs({
+          page: `${url}/`,
+          docs: `${url}/docs`,
+          try: `curl '${url}/v1/search?q=database+migration+failed&limit=5'`,
+          workers: options.workers
+        }))
+      } else {
+        yield* Effect.logInfo(`autoembed worker running; health on ${url}/healthz, metrics on ${url}/metrics`)
+      }
+      yield* stop.requested
+    }))
+  }).pipe(
+    Effect.provide(Layer.unwrapEffect(
+      Effect.map(resolveLogLevel(options.config?.logLevel), (level) =>
+        Layer.catchAllCause(effectLoggerLayer(level), (cause) => Layer.fail(startupFailure(cause))))
+    )),
+    // One line on stderr, whatever stopped the start-up (the logger's settings, the database, the provider).
+    Effect.tapError((failure) =>
+      Effect.sync(() => stderrNote(failure.message))
+    )
+  )
+
+/** The exit code of a finished server program: a start-up failure's own, 0 for a clean or signalled stop, else 1. */
+const exitCode = (exit: Exit.Exit<void, StartupFailure>): number => {
+  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return 0
+  const failure = Cause.failureOption(exit.cause)
+  return Option.isSome(failure) ? failure.value.exitCode : 1
+}
+
+/**
+ * The server as a process's main program (`pnpm start`, packages/api/src/main.ts): NodeRuntime.runMain
+ * interrupts it on SIGTERM/SIGINT (its release is the graceful shutdown) and exits with `exitCode`.
+ */
+export const runServerMain = (options: ServerOptions): void =>
+  NodeRuntime.runMain(serverProgram(options), {
+    disableErrorReporting: true,
+    disablePrettyLogger: true,
+    teardown: (exit, onExit) => onExit(exitCode(exit as Exit.Exit<void, StartupFailure>))
+  })
+
+/**
+ * `serverProgram` for a caller that is not a main program (the CLI's `serve`, whose bin.ts owns the
+ * process): a start-up failure exits with its code; a failed shutdown sets exit code 1.
+ * Used with `{ workers: false }` by `pnpm cli serve`; `{ workers: true, api: false }` serves only health
+ * and metrics. Exit codes come from core's `exitCodeOf`: 2 for what the user fixes in settings or the
+ * environment (configuration, the database's address or rights, the provider), 1 otherwise.
  */
 export const runServer = async (options: ServerOptions): Promise<void> => {
-  const stop = processStop()
-  // Before start-up: the workers may claim rows while the server starts, and a signal then must release them too.
-  stop.install({ hardExitAfterMs: hardExitBound(drainBeforeStart(options), options), log: stderrNote })
-  stop.watchParent()
-  const requested = new Promise<StopReason>((resolve) => stop.onStop(resolve))
-  let running: RunningServer
-  try {
-    running = await startServer(options)
-  } catch (e) {
-    const message = e instanceof StartupFailure ? e.message : String((e as Error)?.message ?? e).split("\n")[0]
-    process.stderr.write(`autoembed: ${message}\n`)
-    process.exit(exitCodeOf(e))
-  }
-  const { url } = running
-  const config = await running.runtime.runPromise(AutoEmbedConfig)
-  const log = makeLog(config.logLevel as Level)
-  stop.install({ hardExitAfterMs: hardExitBound(config.drainTimeoutMs, options), log: (m) => log.write("warning", m) })
-  if (options.api !== false) {
-    log.write("info", `autoembed listening on ${url}`, {
-      page: `${url}/`,
-      docs: `${url}/docs`,
-      try: `curl '${url}/v1/search?q=database+migration+failed&limit=5'`,
-      workers: options.workers
-    })
-  } else {
-    log.write("info", `autoembed worker running; health on ${url}/healthz, metrics on ${url}/metrics`)
-  }
-  const reason = await requested
-  log.write("info", `${reason}: shutting down (finishing requests, draining workers)`)
-  try {
-    await running.close()
-  } catch (e) {
-    process.stderr.write(`autoembed: shutdown failed: ${String((e as Error)?.message ?? e).split("\n")[0]}\n`)
-    process.exitCode = 1
-  }
-  log.write("info", "autoembed stopped")
+  const exit = await Effect.runPromiseExit(serverProgram(options))
+  const code = exitCode(exit)
+  if (Exit.isFailure(exit) && Option.isSome(Cause.failureOption(exit.cause))) process.exit(code)
+  if (code !== 0) process.exitCode = code
 }

@@ -17,7 +17,7 @@ import {
 } from "effect"
 import * as AutoEmbed from "./AutoEmbed.js"
 import type { AutoEmbedConfigShape, ProviderChoice } from "./config/AutoEmbedConfig.js"
-import { AutoEmbedConfig } from "./config/AutoEmbedConfig.js"
+import { AutoEmbedConfig, effectLogLevel } from "./config/AutoEmbedConfig.js"
 import type { SourceConfigInput } from "./config/SourceConfig.js"
 import { Extraction } from "./knowledge/Extraction.js"
 import { Backfill, type BackfillInput, type BackfillJob, type DryRunReport } from "./pipeline/Backfill.js"
@@ -132,14 +132,6 @@ const toError = (cause: Cause.Cause<unknown>, context: string): AutoEmbedError =
   return new AutoEmbedError({ message: `${context}: ${message}`, tag, cause: error })
 }
 
-const levels: Record<string, LogLevel.LogLevel> = {
-  debug: LogLevel.Debug,
-  info: LogLevel.Info,
-  warning: LogLevel.Warning,
-  error: LogLevel.Error,
-  none: LogLevel.None
-}
-
 /** A library should be quiet: warnings and errors only, unless AUTOEMBED_LOG_LEVEL (with env) or config.logLevel says otherwise. */
 const logLevelLayer = (options: CreateAutoEmbedOptions) =>
   Layer.unwrapEffect(
@@ -150,7 +142,7 @@ const logLevelLayer = (options: CreateAutoEmbedOptions) =>
         )
         : Option.none<string>()
       const name = options.config?.logLevel ?? Option.getOrElse(fromEnv, () => "warning")
-      return Logger.minimumLogLevel(levels[name] ?? LogLevel.Warning)
+      return Logger.minimumLogLevel(effectLogLevel(name, LogLevel.Warning))
     })
   )
 

@@ -1,4 +1,4 @@
-import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, LogLevel, Option, Redacted, Schema } from "effect"
 import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { type DeclaredSources, loadConfigFile } from "./SourceConfig.js"
 
@@ -21,22 +21,12 @@ export interface AutoEmbedConfigShape {
   readonly openaiBaseUrl: Option.Option<string>
   /** Timeout of one provider request. */
   readonly providerTimeoutMs: number
-  readonly host: string
-  readonly port: number
-  readonly apiToken: Option.Option<Redacted.Redacted<string>>
-  readonly protectReads: boolean
   readonly sampleData: boolean
   /**
    * Bound of each stage of a graceful shutdown: in-flight HTTP requests, then the workers' batches.
    * A process still running 5 s after its stages' bounds exits with code 1.
    */
   readonly drainTimeoutMs: number
-  /** How long a client may take to send the request headers. */
-  readonly httpHeadersTimeoutMs: number
-  /** How long a client may take to send the whole request, body included. */
-  readonly httpRequestTimeoutMs: number
-  /** How long an idle keep-alive connection stays open. */
-  readonly httpIdleTimeoutMs: number
   /** Texts per provider request. */
   readonly batchSize: number
   /** How long the batcher waits to fill a batch. */
@@ -80,7 +70,8 @@ export interface AutoEmbedConfigShape {
   readonly configFile: Option.Option<string>
 }
 
-const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+/** A setting builder (also used by the server's own settings in @autoembed/api). */
+export const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEGER) =>
   Config.integer(name).pipe(
     Config.withDefault(fallback),
     Config.validate({
@@ -89,7 +80,8 @@ const positiveInt = (name: string, fallback: number, max = Number.MAX_SAFE_INTEG
     })
   )
 
-const nonNegativeInt = (name: string, fallback: number) =>
+/** A setting builder (also used by the server's own settings in @autoembed/api). */
+export const nonNegativeInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
     Config.withDefault(fallback),
     Config.validate({ message: `${name} must be a whole number of 0 or more`, validation: (n) => n >= 0 })
@@ -101,7 +93,8 @@ const optionalString = (name: string) =>
     Config.map(Option.filter((s) => s.trim() !== ""))
   )
 
-const optionalSecret = (name: string) =>
+/** A setting builder (also used by the server's own settings in @autoembed/api). */
+export const optionalSecret = (name: string) =>
   Config.redacted(name).pipe(
     Config.option,
     Config.map(Option.filter((s) => Redacted.value(s).trim() !== ""))
@@ -122,6 +115,26 @@ const url = (name: string, fallback: string) =>
       }
     })
   )
+
+/** AUTOEMBED_LOG_LEVEL's values and the Effect log level of each: the one mapping the server, CLI and library use. */
+export const LOG_LEVELS = {
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  none: LogLevel.None
+} as const
+
+export type LogLevelName = keyof typeof LOG_LEVELS
+
+/** AUTOEMBED_LOG_LEVEL on its own: a process sets up its logger before the rest of the configuration is read. */
+export const logLevelSetting: Config.Config<LogLevelName> = Config.literal(
+  ...(Object.keys(LOG_LEVELS) as Array<LogLevelName>)
+)("AUTOEMBED_LOG_LEVEL").pipe(Config.withDefault("info" as const))
+
+/** The Effect log level named by `name` (an AUTOEMBED_LOG_LEVEL value), or `fallback` for anything else. */
+export const effectLogLevel = (name: string | undefined, fallback: LogLevel.LogLevel = LogLevel.Info) =>
+  name !== undefined && name in LOG_LEVELS ? LOG_LEVELS[name as LogLevelName] : fallback
 
 /**
  * AUTOEMBED_DRAIN_TIMEOUT_MS on its own: the CLI arms its shutdown bound before a command has read
@@ -150,17 +163,8 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   openaiApiKey: optionalSecret("OPENAI_API_KEY"),
   openaiBaseUrl: optionalString("OPENAI_BASE_URL"),
   providerTimeoutMs: positiveInt("AUTOEMBED_PROVIDER_TIMEOUT_MS", 30_000),
-  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
-  port: nonNegativeInt("PORT", 3000).pipe(
-    Config.validate({ message: "PORT must be a port number from 0 to 65535", validation: (n) => n <= 65535 })
-  ),
-  apiToken: optionalSecret("AUTOEMBED_API_TOKEN"),
-  protectReads: Config.boolean("AUTOEMBED_PROTECT_READS").pipe(Config.withDefault(false)),
   sampleData: Config.boolean("AUTOEMBED_SAMPLE_DATA").pipe(Config.withDefault(true)),
   drainTimeoutMs: drainTimeoutSetting,
-  httpHeadersTimeoutMs: positiveInt("AUTOEMBED_HTTP_HEADERS_TIMEOUT_MS", 10_000, 600_000),
-  httpRequestTimeoutMs: positiveInt("AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS", 30_000, 3_600_000),
-  httpIdleTimeoutMs: positiveInt("AUTOEMBED_HTTP_IDLE_TIMEOUT_MS", 5_000, 600_000),
   batchSize: positiveInt("AUTOEMBED_BATCH_SIZE", 64, 2048),
   batchWindowMs: nonNegativeInt("AUTOEMBED_BATCH_WINDOW_MS", 20),
   concurrency: positiveInt("AUTOEMBED_CONCURRENCY", 4, 256),
@@ -202,9 +206,7 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
       validation: (o) => Option.match(o, { onNone: () => true, onSome: (n) => n >= 0 && n <= 64 })
     })
   ),
-  logLevel: Config.literal("debug", "info", "warning", "error", "none")("AUTOEMBED_LOG_LEVEL").pipe(
-    Config.withDefault("info" as const)
-  ),
+  logLevel: logLevelSetting,
   stateSchema: Config.string("AUTOEMBED_SCHEMA").pipe(
     Config.withDefault("autoembed"),
     Config.validate({
@@ -216,11 +218,6 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   builtin: Config.succeed(true),
   configFile: Config.succeed(Option.none<string>())
 }).pipe(
-  Config.validate({
-    // Node refuses a headers timeout above the request timeout; name the settings instead.
-    message: "AUTOEMBED_HTTP_HEADERS_TIMEOUT_MS must not be larger than AUTOEMBED_HTTP_REQUEST_TIMEOUT_MS",
-    validation: (c) => c.httpHeadersTimeoutMs <= c.httpRequestTimeoutMs
-  }),
   Config.validate({
     message:
       "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
@@ -267,6 +264,10 @@ export const readConfig: Effect.Effect<AutoEmbedConfigShape, ConfigurationError>
         : new ConfigurationError({ message: formatConfigError(e as ConfigError.ConfigError) })
     )
 )
+
+/** Reads settings outside AutoEmbedConfig (the server's, the log format) with the same error: one line per setting. */
+export const readSettings = <A>(config: Config.Config<A>): Effect.Effect<A, ConfigurationError> =>
+  Effect.mapError(config, (e) => new ConfigurationError({ message: formatConfigError(e) }))
 
 /** One line per problem, each naming the environment variable. */
 export const formatConfigError = (error: ConfigError.ConfigError): string => {

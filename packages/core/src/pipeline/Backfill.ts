@@ -269,6 +269,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
               let lastProcessed = -1
               let lastPersist = 0
               while (true) {
+                // A database poll, kept on purpose: `remaining` is counted in the database, where the
+                // workers of other processes embed the same rows; no in-process signal can say when it is 0.
                 yield* Effect.sleep(POLL)
                 const { job, remaining } = yield* publish("running")
                 if (Date.now() - lastPersist > 1000) {

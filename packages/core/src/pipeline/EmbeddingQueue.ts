@@ -1,4 +1,4 @@
-import { Chunk, Duration, Effect, Either, Fiber, Queue, Ref, Schedule, Stream } from "effect"
+import { Chunk, Duration, Effect, Either, Fiber, Queue, Ref, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Os from "node:os"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import {
@@ -93,7 +93,11 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     const providerPermits = yield* Effect.makeSemaphore(config.concurrency)
     const pausedUntil = yield* Ref.make(0)
     const lastError = yield* Ref.make<string | null>(null)
-    const inFlight = yield* Ref.make(0)
+    // A SubscriptionRef, so the shutdown can wait for it to reach 0 instead of polling it.
+    const inFlight = yield* SubscriptionRef.make(0)
+    // Opened whenever the workers take a batch off the queue: the claim loop waits on it while the
+    // queue is full enough.
+    const taken = yield* Effect.makeLatch(false)
     const stopping = yield* Ref.make(false)
     const retryPolicy = providerRetrySchedule({
       baseMs: config.retryBaseMs,
@@ -143,7 +147,9 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     const claimLoop = Effect.gen(function*() {
       const depth = Math.max(0, yield* Queue.size(queue))
       if (depth >= Math.max(1, prefetch / 2)) {
-        yield* Effect.sleep(Duration.millis(10))
+        yield* taken.close
+        // Re-checked after closing, so a batch taken in between is not missed.
+        if (Math.max(0, yield* Queue.size(queue)) >= Math.max(1, prefetch / 2)) yield* taken.await
         return
       }
       const n = yield* fill.pipe(
@@ -369,7 +375,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
 
     const workers = Stream.fromQueue(queue).pipe(
       Stream.groupedWithin(config.batchSize, Duration.millis(config.batchWindowMs)),
-      Stream.tap((chunk) => Ref.update(inFlight, (n) => n + Chunk.size(chunk))),
+      Stream.tap((chunk) => Ref.update(inFlight, (n) => n + Chunk.size(chunk)).pipe(Effect.zipRight(taken.open))),
       // Twice the provider concurrency, so database work of one batch overlaps provider calls of others.
       Stream.mapEffect((chunk) => processBatch(Chunk.toReadonlyArray(chunk)), {
         concurrency: config.concurrency * 2,
@@ -390,9 +396,11 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
         const waiting = Chunk.toReadonlyArray(yield* Queue.takeAll(queue))
         yield* releaseNow(waiting)
         letGo(waiting)
-        yield* Effect.gen(function*() {
-          while ((yield* Ref.get(inFlight)) > 0) yield* Effect.sleep(Duration.millis(20))
-        }).pipe(Effect.timeoutOption(Duration.millis(baseConfig.drainTimeoutMs)))
+        yield* inFlight.changes.pipe(
+          Stream.takeUntil((n) => n <= 0),
+          Stream.runDrain,
+          Effect.timeoutOption(Duration.millis(baseConfig.drainTimeoutMs))
+        )
         yield* Fiber.interrupt(workerFiber)
         yield* Queue.shutdown(queue)
       })
