@@ -19,7 +19,6 @@ const config = where.startsWith("postgres")
 // bulkThreshold out of reach: both sizes take the same (incremental) path, so only size differs.
 const layer = Backfill.Default.pipe(
   Layer.provideMerge(VectorIndex.Default),
-  Layer.provideMerge(Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
   Layer.provideMerge(
     storeLayer({ ...config, dimensions: DIMS, batchSize: 64, concurrency: 4, bulkThreshold: 1_000_000_000 })
   )

@@ -51,14 +51,13 @@ export const main = async (args: ReadonlyArray<string>) => {
       )
   }
   const workers = EmbeddingQueue.Default.pipe(
-    Layer.provideMerge(Layer.succeed(EmbeddingProvider, provider)),
     Layer.provideMerge(
       storeLayer({
         databaseUrl: Option.some(Redacted.make(proxy.url)),
         dimensions: DIMS,
         batchSize: 32,
         concurrency: 4
-      })
+      }, provider)
     )
   )
   const count = async (query: string) => Number((await direct.query(query)).rows[0].n)

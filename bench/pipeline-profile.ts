@@ -39,10 +39,7 @@ export const profile = async (rows: number, db: DbKind) => {
     })
   )
   const base = storeLayer({ ...target.config, dimensions: DIMS, batchSize: 64, concurrency: 4 })
-  const layer = Layer.provideMerge(
-    Layer.merge(wrapped, Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
-    base
-  )
+  const layer = Layer.provideMerge(wrapped, base)
   try {
     await Effect.runPromise(Effect.scoped(Effect.provide(
       Effect.gen(function*() {

@@ -18,6 +18,7 @@ import { DimensionMismatch } from "./sources/Installer.js"
 import { SourceError, Sources } from "./sources/Sources.js"
 import { type Database, DatabaseError } from "./storage/Database.js"
 import { makeDatabaseLayer } from "./storage/Database.js"
+import { ActiveModel } from "./storage/ActiveModel.js"
 import { EmbeddingStore } from "./storage/EmbeddingStore.js"
 import { sqlReason } from "./storage/SqlFailure.js"
 import { VectorIndex } from "./storage/VectorIndex.js"
@@ -47,6 +48,7 @@ export type AutoEmbedServices =
   | Database
   | Sources
   | EmbeddingProvider
+  | ActiveModel
   | EmbeddingStore
   | PendingSignal
   | PipelineMetrics
@@ -113,7 +115,7 @@ export const layer = (
   const base = Sources.layer.pipe(Layer.provideMerge(provider), Layer.provideMerge(database))
   const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default)
     .pipe(
-      Layer.provideMerge(PendingSignal.Default),
+      Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),
       Layer.provideMerge(base)
     )
   const services = Layer.mergeAll(

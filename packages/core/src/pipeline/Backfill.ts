@@ -4,7 +4,8 @@ import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
 import { Sources } from "../sources/Sources.js"
 import type { Database } from "../storage/Database.js"
-import { EmbeddingStore, modelKeyOf } from "../storage/EmbeddingStore.js"
+import type { ActiveModel } from "../storage/ActiveModel.js"
+import { EmbeddingStore } from "../storage/EmbeddingStore.js"
 import { sqlReason } from "../storage/SqlFailure.js"
 import { stateTables } from "../storage/State.js"
 import { VectorIndex } from "../storage/VectorIndex.js"
@@ -93,10 +94,9 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     // Without the layer's own Scope: the pool must close with its run, not with the application.
     const context = Context.omit(Scope.Scope)(
       yield* Effect.context<
-        AutoEmbedConfig | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources
+        AutoEmbedConfig | ActiveModel | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources
       >()
     )
-    const modelKey = modelKeyOf(provider)
     const st = stateTables(sql, config.stateSchema)
     const jobs = new Map<string, Ref.Ref<BackfillJob>>()
     const running = yield* FiberSet.make()
@@ -118,7 +118,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     const dryRun = Effect.fn("Backfill.dryRun")(function*(input: BackfillInput = {}) {
       const request = Schema.decodeSync(BackfillRequest)(input)
       const types = yield* resolveTypes(request.entity_types)
-      const counts = yield* store.counts(modelKey, { withTotal: false })
+      const counts = yield* store.counts({ withTotal: false })
       const entity_types: DryRunReport["entity_types"] = {}
       let total = 0
       for (const t of types) {
@@ -174,7 +174,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         let queued = 0
         while (request.limit === undefined || queued < request.limit) {
           const page = Math.min(5000, request.limit === undefined ? 5000 : request.limit - queued)
-          const found = yield* store.discover(modelKey, page, types)
+          const found = yield* store.discover(page, types)
           queued += found.queued
           if (found.queued === 0 && found.adopted === 0) break
         }
@@ -421,7 +421,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       const types = yield* resolveTypes(entityTypes)
       let queued = 0
       while (true) {
-        const found = yield* store.discover(modelKey, 5000, types)
+        const found = yield* store.discover(5000, types)
         queued += found.queued
         if (found.queued === 0 && found.adopted === 0) break
       }

@@ -10,7 +10,7 @@ import {
 } from "../providers/EmbeddingProvider.js"
 import { type Source, Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
-import { type ClaimedItem, EmbeddingStore, type LoadedRow, modelKeyOf } from "../storage/EmbeddingStore.js"
+import { type ClaimedItem, EmbeddingStore, type LoadedRow } from "../storage/EmbeddingStore.js"
 import { outageSchedule, sqlReason } from "../storage/SqlFailure.js"
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
@@ -82,7 +82,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     const metrics = yield* PipelineMetrics
     const database = yield* Database
     const sources = yield* Sources
-    const model = modelKeyOf(provider)
+    const model = store.model
     const only = options.sources ?? sources.names
     const claimedTotal = yield* Ref.make(0)
     const workerId = `${Os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`
@@ -168,7 +168,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
     const sweepLoop = Effect.gen(function*() {
       const adopt = sweeps++ % ADOPT_EVERY_SWEEPS === 0
       while (true) {
-        const found = yield* store.discover(model, SWEEP_PAGE, undefined, { adopt }).pipe(
+        const found = yield* store.discover(SWEEP_PAGE, undefined, { adopt }).pipe(
           Effect.catchAll((e) =>
             Effect.as(Effect.logWarning("autoembed: sweep failed; will retry", e.message), { adopted: 0, queued: 0 })
           )
@@ -260,7 +260,6 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
           const written = new Set(
             yield* store.writeVectors(
               source,
-              model,
               pairs.map((p, i) => ({ rowId: p.row.rowId, hash: p.row.hash, vector: vectors[i] }))
             )
           )
@@ -334,7 +333,7 @@ export const makeEmbeddingPipeline = (options: PipelineOptions = {}) =>
             continue
           }
           const rows = new Map(
-            (yield* store.loadTexts(source, items.map((i) => i.rowId), model)).map((r) => [r.rowId, r])
+            (yield* store.loadTexts(source, items.map((i) => i.rowId))).map((r) => [r.rowId, r])
           )
           const gone = items.filter((i) => !rows.has(i.rowId))
           const upToDate = items.filter((i) => rows.get(i.rowId)?.upToDate === true)

@@ -4,7 +4,7 @@ import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
 import { Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
-import { EmbeddingStore, modelKeyOf, type SourceCounts } from "../storage/EmbeddingStore.js"
+import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
 import { VectorIndex } from "../storage/VectorIndex.js"
 import { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
@@ -95,10 +95,10 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
     const database = yield* Database
     const config = yield* AutoEmbedConfig
     const vectorIndex = yield* VectorIndex
-    const modelKey = modelKeyOf(provider)
+    const modelKey = store.model
 
     const report = Effect.fn("Status.report")(function*() {
-      const counts: Record<string, SourceCounts> = yield* store.counts(modelKey)
+      const counts: Record<string, SourceCounts> = yield* store.counts()
       const indexes = new Map((yield* vectorIndex.describe()).map((i) => [i.source, i]))
       const queue = yield* Effect.serviceOption(EmbeddingQueue)
       const stats = Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none()

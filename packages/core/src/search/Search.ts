@@ -7,7 +7,7 @@ import { EmbeddingProvider, type ProviderError } from "../providers/EmbeddingPro
 import type { FilterColumn } from "../sources/SourceCatalog.js"
 import { type Source, Sources } from "../sources/Sources.js"
 import { sourceSql } from "../sources/SourceSql.js"
-import { modelKeyOf } from "../storage/EmbeddingStore.js"
+import { ActiveModel } from "../storage/ActiveModel.js"
 import { stateTables } from "../storage/State.js"
 import { vectorLiteral } from "../storage/VectorEncoding.js"
 import { QueryCache } from "./QueryCache.js"
@@ -305,7 +305,7 @@ const byScore = (a: Ranked, b: Ranked) =>
  * so results never mix models and the three modes search the same rows.
  */
 export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
-  dependencies: [QueryCache.Default],
+  dependencies: [QueryCache.Default, ActiveModel.Default],
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const sources = yield* Sources
@@ -313,7 +313,7 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     const config = yield* AutoEmbedConfig
     const metrics = yield* PipelineMetrics
     const cache = yield* QueryCache
-    const modelKey = modelKeyOf(provider)
+    const modelKey = (yield* ActiveModel).key
     const st = stateTables(sql, config.stateSchema)
     const { id, idType, table, text } = sourceSql(sql)
     // Config values are validated integers; they still pass through Math.trunc before reaching SQL text.
