@@ -10,15 +10,16 @@ import { EmbeddingQueue } from "./pipeline/EmbeddingQueue.js"
 import { PendingSignal } from "./pipeline/PendingSignal.js"
 import { PipelineMetrics } from "./pipeline/PipelineMetrics.js"
 import { Status } from "./pipeline/Status.js"
+import { WorkerStatus } from "./pipeline/WorkerStatus.js"
 import { type EmbeddingProvider, ProviderStartupError } from "./providers/EmbeddingProvider.js"
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./search/QueryCache.js"
 import { Search } from "./search/Search.js"
 import { DimensionMismatch } from "./sources/Installer.js"
 import { SourceError, Sources } from "./sources/Sources.js"
+import { ActiveModel } from "./storage/ActiveModel.js"
 import { type Database, DatabaseError } from "./storage/Database.js"
 import { makeDatabaseLayer } from "./storage/Database.js"
-import { ActiveModel } from "./storage/ActiveModel.js"
 import { EmbeddingStore } from "./storage/EmbeddingStore.js"
 import { sqlReason } from "./storage/SqlFailure.js"
 import { VectorIndex } from "./storage/VectorIndex.js"
@@ -55,6 +56,7 @@ export type AutoEmbedServices =
   | Extraction
   | Backfill
   | Status
+  | WorkerStatus
   | Readiness
   | Search
   | QueryCache
@@ -126,10 +128,11 @@ export const layer = (
   ).pipe(
     Layer.provideMerge(core)
   )
+  // Status (and the API's metrics) read the workers' figures through WorkerStatus: from the queue
+  // when this process runs one, none otherwise.
   const withWorkers = options.workers === false
-    ? services
-    : Layer.provideMerge(EmbeddingQueue.Default, services)
-  // Status reads the queue when this process runs one.
+    ? Layer.provideMerge(WorkerStatus.none, services)
+    : Layer.provideMerge(WorkerStatus.fromQueue, Layer.provideMerge(EmbeddingQueue.Default, services))
   return Layer.provideMerge(Status.Default, withWorkers).pipe(Layer.provideMerge(config)) as Layer.Layer<
     AutoEmbedServices | EmbeddingQueue,
     AutoEmbedStartupError

@@ -15,6 +15,7 @@ export * from "./pipeline/PendingSignal.js"
 export * from "./pipeline/PipelineMetrics.js"
 export * from "./pipeline/RetryPolicy.js"
 export * from "./pipeline/Status.js"
+export * from "./pipeline/WorkerStatus.js"
 export * from "./providers/EmbeddingProvider.js"
 export {
   AUTO_DETECT_TIMEOUT_MS,

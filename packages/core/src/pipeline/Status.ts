@@ -6,8 +6,8 @@ import { Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
 import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
 import { VectorIndex } from "../storage/VectorIndex.js"
-import { EmbeddingQueue } from "./EmbeddingQueue.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
+import { WorkerStatus } from "./WorkerStatus.js"
 
 export interface IndexState {
   readonly name: string
@@ -95,13 +95,13 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
     const database = yield* Database
     const config = yield* AutoEmbedConfig
     const vectorIndex = yield* VectorIndex
+    const workers = yield* WorkerStatus
     const modelKey = store.model
 
     const report = Effect.fn("Status.report")(function*() {
       const counts: Record<string, SourceCounts> = yield* store.counts()
       const indexes = new Map((yield* vectorIndex.describe()).map((i) => [i.source, i]))
-      const queue = yield* Effect.serviceOption(EmbeddingQueue)
-      const stats = Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none()
+      const stats = yield* workers.stats
       const snapshot = yield* metrics.snapshot
       const errors = yield* store.recentErrors(5)
       const series = snapshot.throughput
