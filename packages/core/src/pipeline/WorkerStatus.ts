@@ -1,5 +1,6 @@
 import { Context, Effect, Layer, Option } from "effect"
-import { EmbeddingQueue, type QueueStats } from "./EmbeddingQueue.js"
+import type { QueueStats } from "./EmbeddingPipeline.js"
+import { EmbeddingQueue } from "./EmbeddingQueue.js"
 
 export interface WorkerStatusShape {
   /** The embedding workers' figures when this process runs them, else none. */

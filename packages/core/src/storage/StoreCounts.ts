@@ -2,7 +2,7 @@ import type { Fragment } from "@effect/sql/Statement"
 import { Effect } from "effect"
 import type { Source } from "../sources/Sources.js"
 import type { SourceCounts } from "./EmbeddingStore.js"
-import type { StoreContext } from "./StoreContext.js"
+import { countOf, type StoreContext } from "./StoreContext.js"
 
 interface CountsRow {
   total: number | null
@@ -67,5 +67,14 @@ export const makeStoreCounts = (ctx: StoreContext) => {
       FROM ${st.queue} WHERE last_error IS NOT NULL AND last_attempt_at IS NOT NULL
       ORDER BY last_attempt_at DESC LIMIT ${limit}`
 
-  return { counts, recentErrors } as const
+  /** Queue rows of these sources waiting or in flight (not failed). */
+  const pendingCount = (only: ReadonlyArray<string>) =>
+    Effect.map(
+      sql<
+        { n: number }
+      >`SELECT count(*)::int AS n FROM ${st.queue} WHERE failed_at IS NULL AND source = ANY(${only}::text[])`,
+      countOf
+    ).pipe(named("pendingCount"))
+
+  return { counts, pendingCount, recentErrors } as const
 }
