@@ -76,6 +76,205 @@ interface RunEnd {
   readonly error: string | null
 }
 
+/** The services a backfill runs on. */
+const backfillServices = Effect.all({
+  store: EmbeddingStore,
+  sources: Sources,
+  vectorIndex: VectorIndex,
+  config: AutoEmbedConfig,
+  pipelines: EmbeddingPipeline,
+  jobs: BackfillJobs
+})
+type BackfillServices = Effect.Effect.Success<typeof backfillServices>
+
+/** What a run over `types` would process (failed rows only with `includeFailed`; capped by `limit`). */
+const countWork = (
+  { store }: BackfillServices,
+  types: ReadonlyArray<string>,
+  options: { readonly includeFailed: boolean; readonly limit?: number | undefined }
+) =>
+  Effect.gen(function*() {
+    const counts = yield* store.counts({ withTotal: false })
+    const entity_types: DryRunReport["entity_types"] = {}
+    let total = 0
+    for (const t of types) {
+      const c = counts[t]
+      entity_types[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
+      total += c.missing + c.stale + (options.includeFailed ? c.failed : 0)
+    }
+    const report: DryRunReport = {
+      dry_run: true,
+      entity_types,
+      total: options.limit ? Math.min(total, options.limit) : total
+    }
+    return report
+  })
+
+/** Queues every missing or stale row (the triggers already queued changed ones), page by page, up to `limit`. */
+const queueAll = ({ store }: BackfillServices, types: ReadonlyArray<string>, limit: number | undefined) =>
+  Effect.gen(function*() {
+    let queued = 0
+    while (limit === undefined || queued < limit) {
+      const page = Math.min(QUEUE_PAGE, limit === undefined ? QUEUE_PAGE : limit - queued)
+      const found = yield* store.discover(page, types)
+      queued += found.queued
+      if (found.queued === 0 && found.adopted === 0) break
+    }
+    return queued
+  })
+
+/**
+ * Bulk path: large loads (or a bulk load that died half-way, found by its mark) write without
+ * the HNSW index and build it once at the end. Drops the chosen types' indexes; returns them.
+ */
+const beginBulk = (
+  { config, sources, vectorIndex }: BackfillServices,
+  request: BackfillRequest,
+  types: ReadonlyArray<string>,
+  before: DryRunReport
+) =>
+  Effect.gen(function*() {
+    const marked = new Set((yield* vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source))
+    // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
+    // cost a rebuild and send its searches to exact scans meanwhile.
+    const bulkTypes = types.filter((t) => {
+      const work = before.entity_types[t].missing + before.entity_types[t].stale
+      return marked.has(t) || (request.bulk === "on" && work > 0) ||
+        (request.bulk === "auto" && work >= config.bulkThreshold)
+    })
+    for (const t of bulkTypes) {
+      if (!marked.has(t)) yield* vectorIndex.beginBulk(yield* sources.get(t))
+    }
+    return bulkTypes
+  })
+
+/**
+ * The job's progress: the larger of what this run's workers did and what left the queue (other
+ * workers help), within the total.
+ */
+const publish = (
+  { jobs, store }: BackfillServices,
+  id: string,
+  types: ReadonlyArray<string>,
+  total: number,
+  own: Ref.Ref<BatchOutcome>,
+  end?: RunEnd
+) =>
+  Effect.gen(function*() {
+    const o = yield* Ref.get(own)
+    const remaining = yield* store.pendingCount(types)
+    const ownProcessed = o.embedded + o.failed + o.skipped + o.dropped
+    const processed = Math.max(0, Math.min(total, Math.max(ownProcessed, total - remaining)))
+    const job = yield* jobs.update(id, (r) => ({
+      ...r,
+      state: end?.state ?? "running",
+      total,
+      processed,
+      succeeded: o.embedded,
+      failed: o.failed,
+      skipped: o.skipped + o.dropped,
+      error: end?.error ?? null
+    }))
+    return { job, remaining }
+  })
+
+/**
+ * Embeds what the run queued with its own worker pool, until the queue is empty, the limit is
+ * reached, or it stalls.
+ */
+const embedAll = (
+  services: BackfillServices,
+  id: string,
+  request: BackfillRequest,
+  types: ReadonlyArray<string>,
+  total: number,
+  onProgress: (job: BackfillJob) => Effect.Effect<void>
+) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const own = yield* Ref.make<BatchOutcome>(noOutcome)
+      const pipeline = yield* services.pipelines.start({
+        sources: types,
+        maxClaims: request.limit,
+        batchSize: request.batch_size,
+        concurrency: request.concurrency,
+        sweep: false,
+        onBatch: (o) => Ref.update(own, (s) => addOutcomes(s, o))
+      })
+      yield* pipeline.wake
+      let lastProgress = Date.now()
+      let lastProcessed = -1
+      let lastPersist = 0
+      while (true) {
+        yield* Effect.sleep(POLL)
+        const { job, remaining } = yield* publish(services, id, types, total, own)
+        yield* onProgress(job)
+        if (Date.now() - lastPersist > 1000) {
+          lastPersist = Date.now()
+          yield* services.jobs.save(id)
+        }
+        const stats = yield* pipeline.stats
+        const claimed = yield* pipeline.claimed
+        const idle = stats.depth === 0 && stats.inFlight === 0
+        if (idle && (remaining === 0 || (request.limit !== undefined && claimed >= request.limit))) {
+          return { end: { state: "succeeded" as const, error: null }, own }
+        }
+        if (job.processed !== lastProcessed) {
+          lastProcessed = job.processed
+          lastProgress = Date.now()
+        } else if (Date.now() - lastProgress > Duration.toMillis(STALL_TIMEOUT)) {
+          return {
+            end: {
+              state: "failed" as const,
+              error: `No progress for ${Duration.format(STALL_TIMEOUT)}${
+                stats.lastError ? `; last provider error: ${stats.lastError}` : ""
+              }`
+            },
+            own
+          }
+        }
+      }
+    })
+  )
+
+/** Marks a job that did not run to its end (cancelled, or failed by a defect) and saves it. */
+const abandon = ({ jobs }: BackfillServices, id: string, state: "cancelled" | "failed", error?: string) =>
+  Effect.zipRight(
+    jobs.update(id, (r) => ({ ...r, state, error: error ?? r.error })),
+    jobs.save(id)
+  )
+
+/** Runs a backfill to the end in this fiber; interrupting it gives claimed rows back at once. */
+const runJob = (
+  services: BackfillServices,
+  id: string,
+  request: BackfillRequest,
+  types: ReadonlyArray<string>,
+  onProgress: (job: BackfillJob) => Effect.Effect<void>
+) =>
+  Effect.gen(function*() {
+    const { jobs, sources, store, vectorIndex } = services
+    if (request.include_failed) yield* store.retryFailed(types)
+    const before = yield* countWork(services, types, { includeFailed: false })
+    const total = request.limit ? Math.min(before.total, request.limit) : before.total
+    yield* jobs.update(id, (r) => ({ ...r, total }))
+    yield* queueAll(services, types, request.limit)
+    const bulkTypes = yield* beginBulk(services, request, types, before)
+    yield* jobs.update(id, (r) => ({ ...r, phase: "embedding" as const, bulk_types: bulkTypes }))
+    const { end, own } = yield* embedAll(services, id, request, types, total, onProgress)
+    if (bulkTypes.length > 0) {
+      // Also after a stalled run, so search is not left scanning exactly; an interrupted run
+      // never gets here and leaves the mark for the next run to finish.
+      yield* jobs.update(id, (r) => ({ ...r, phase: "indexing" as const }))
+      yield* onProgress((yield* publish(services, id, types, total, own)).job)
+      for (const t of bulkTypes) yield* vectorIndex.build(yield* sources.get(t))
+    }
+    const { job } = yield* publish(services, id, types, total, own, end)
+    yield* onProgress(job)
+    yield* jobs.save(id)
+    return job
+  }).pipe(Effect.onInterrupt(() => abandon(services, id, "cancelled")))
+
 /**
  * Fills missing and stale embeddings. A run queues the rows in the durable queue page by page
  * (in SQL: no ids pass through memory), then a dedicated worker pool embeds them with the same
@@ -85,190 +284,15 @@ interface RunEnd {
 export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfill", {
   dependencies: [EmbeddingPipeline.Default, BackfillJobs.Default],
   scoped: Effect.gen(function*() {
-    const store = yield* EmbeddingStore
-    const sources = yield* Sources
-    const vectorIndex = yield* VectorIndex
-    const config = yield* AutoEmbedConfig
-    const pipelines = yield* EmbeddingPipeline
-    const jobs = yield* BackfillJobs
+    const services = yield* backfillServices
+    const { jobs, sources, store } = services
     const running = yield* FiberSet.make()
 
     const dryRun = Effect.fn("Backfill.dryRun")(function*(input: BackfillInput = {}) {
       const request = Schema.decodeSync(BackfillRequest)(input)
       const types = yield* resolveTypes(sources, request.entity_types)
-      const counts = yield* store.counts({ withTotal: false })
-      const entity_types: DryRunReport["entity_types"] = {}
-      let total = 0
-      for (const t of types) {
-        const c = counts[t]
-        entity_types[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
-        total += c.missing + c.stale + (request.include_failed ? c.failed : 0)
-      }
-      const report: DryRunReport = {
-        dry_run: true,
-        entity_types,
-        total: request.limit ? Math.min(total, request.limit) : total
-      }
-      return report
+      return yield* countWork(services, types, { includeFailed: request.include_failed, limit: request.limit })
     })
-
-    /** Queues every missing or stale row (the triggers already queued changed ones), page by page, up to `limit`. */
-    const queueAll = (types: ReadonlyArray<string>, limit: number | undefined) =>
-      Effect.gen(function*() {
-        let queued = 0
-        while (limit === undefined || queued < limit) {
-          const found = yield* store.discover(
-            Math.min(QUEUE_PAGE, limit === undefined ? QUEUE_PAGE : limit - queued),
-            types
-          )
-          queued += found.queued
-          if (found.queued === 0 && found.adopted === 0) break
-        }
-        return queued
-      })
-
-    /**
-     * Bulk path: large loads (or a bulk load that died half-way, found by its mark) write without
-     * the HNSW index and build it once at the end. Drops the chosen types' indexes; returns them.
-     */
-    const beginBulk = (request: BackfillRequest, types: ReadonlyArray<string>, before: DryRunReport) =>
-      Effect.gen(function*() {
-        const marked = new Set((yield* vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source))
-        // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
-        // cost a rebuild and send its searches to exact scans meanwhile.
-        const bulkTypes = types.filter((t) => {
-          const work = before.entity_types[t].missing + before.entity_types[t].stale
-          return marked.has(t) || (request.bulk === "on" && work > 0) ||
-            (request.bulk === "auto" && work >= config.bulkThreshold)
-        })
-        for (const t of bulkTypes) {
-          if (!marked.has(t)) yield* vectorIndex.beginBulk(yield* sources.get(t))
-        }
-        return bulkTypes
-      })
-
-    /**
-     * The job's progress: the larger of what this run's workers did and what left the queue (other
-     * workers help), within the total.
-     */
-    const publish = (
-      id: string,
-      types: ReadonlyArray<string>,
-      total: number,
-      own: Ref.Ref<BatchOutcome>,
-      end?: RunEnd
-    ) =>
-      Effect.gen(function*() {
-        const o = yield* Ref.get(own)
-        const remaining = yield* store.pendingCount(types)
-        const ownProcessed = o.embedded + o.failed + o.skipped + o.dropped
-        const processed = Math.max(0, Math.min(total, Math.max(ownProcessed, total - remaining)))
-        const job = yield* jobs.update(id, (r) => ({
-          ...r,
-          state: end?.state ?? "running",
-          total,
-          processed,
-          succeeded: o.embedded,
-          failed: o.failed,
-          skipped: o.skipped + o.dropped,
-          error: end?.error ?? null
-        }))
-        return { job, remaining }
-      })
-
-    /**
-     * Embeds what the run queued with its own worker pool, until the queue is empty, the limit is
-     * reached, or it stalls.
-     */
-    const embedAll = (
-      id: string,
-      request: BackfillRequest,
-      types: ReadonlyArray<string>,
-      total: number,
-      onProgress: (job: BackfillJob) => Effect.Effect<void>
-    ) =>
-      Effect.scoped(
-        Effect.gen(function*() {
-          const own = yield* Ref.make<BatchOutcome>(noOutcome)
-          const pipeline = yield* pipelines.start({
-            sources: types,
-            maxClaims: request.limit,
-            batchSize: request.batch_size,
-            concurrency: request.concurrency,
-            sweep: false,
-            onBatch: (o) => Ref.update(own, (s) => addOutcomes(s, o))
-          })
-          yield* pipeline.wake
-          let lastProgress = Date.now()
-          let lastProcessed = -1
-          let lastPersist = 0
-          while (true) {
-            yield* Effect.sleep(POLL)
-            const { job, remaining } = yield* publish(id, types, total, own)
-            yield* onProgress(job)
-            if (Date.now() - lastPersist > 1000) {
-              lastPersist = Date.now()
-              yield* jobs.save(id)
-            }
-            const stats = yield* pipeline.stats
-            const claimed = yield* pipeline.claimed
-            const idle = stats.depth === 0 && stats.inFlight === 0
-            if (idle && (remaining === 0 || (request.limit !== undefined && claimed >= request.limit))) {
-              return { end: { state: "succeeded" as const, error: null }, own }
-            }
-            if (job.processed !== lastProcessed) {
-              lastProcessed = job.processed
-              lastProgress = Date.now()
-            } else if (Date.now() - lastProgress > Duration.toMillis(STALL_TIMEOUT)) {
-              return {
-                end: {
-                  state: "failed" as const,
-                  error: `No progress for ${Duration.format(STALL_TIMEOUT)}${
-                    stats.lastError ? `; last provider error: ${stats.lastError}` : ""
-                  }`
-                },
-                own
-              }
-            }
-          }
-        })
-      )
-
-    /** Marks a job that did not run to its end (cancelled, or failed by a defect) and saves it. */
-    const abandon = (id: string, state: "cancelled" | "failed", error?: string) =>
-      Effect.zipRight(
-        jobs.update(id, (r) => ({ ...r, state, error: error ?? r.error })),
-        jobs.save(id)
-      )
-
-    /** Runs a backfill to the end in this fiber; interrupting it gives claimed rows back at once. */
-    const runJob = (
-      id: string,
-      request: BackfillRequest,
-      types: ReadonlyArray<string>,
-      onProgress: (job: BackfillJob) => Effect.Effect<void>
-    ) =>
-      Effect.gen(function*() {
-        if (request.include_failed) yield* store.retryFailed(types)
-        const before = yield* dryRun({ entity_types: [...types], include_failed: false })
-        const total = request.limit ? Math.min(before.total, request.limit) : before.total
-        yield* jobs.update(id, (r) => ({ ...r, total }))
-        yield* queueAll(types, request.limit)
-        const bulkTypes = yield* beginBulk(request, types, before)
-        yield* jobs.update(id, (r) => ({ ...r, phase: "embedding" as const, bulk_types: bulkTypes }))
-        const { end, own } = yield* embedAll(id, request, types, total, onProgress)
-        if (bulkTypes.length > 0) {
-          // Also after a stalled run, so search is not left scanning exactly; an interrupted run
-          // never gets here and leaves the mark for the next run to finish.
-          yield* jobs.update(id, (r) => ({ ...r, phase: "indexing" as const }))
-          yield* onProgress((yield* publish(id, types, total, own)).job)
-          for (const t of bulkTypes) yield* vectorIndex.build(yield* sources.get(t))
-        }
-        const { job } = yield* publish(id, types, total, own, end)
-        yield* onProgress(job)
-        yield* jobs.save(id)
-        return job
-      }).pipe(Effect.onInterrupt(() => abandon(id, "cancelled")))
 
     const begin = (input: BackfillInput) =>
       Effect.gen(function*() {
@@ -284,7 +308,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     const run = Effect.fn("Backfill.run")(
       function*(input: BackfillInput, onProgress: (job: BackfillJob) => Effect.Effect<void> = () => Effect.void) {
         const { job, request, types } = yield* begin(input)
-        return yield* runJob(job.id, request, types, onProgress)
+        return yield* runJob(services, job.id, request, types, onProgress)
       }
     )
 
@@ -293,8 +317,10 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
       const { job, request, types } = yield* begin(input)
       yield* FiberSet.run(
         running,
-        runJob(job.id, request, types, () => Effect.void).pipe(
-          Effect.catchAllCause((cause) => abandon(job.id, "failed", sqlReason(Cause.squash(cause)).slice(0, 500)))
+        runJob(services, job.id, request, types, () => Effect.void).pipe(
+          Effect.catchAllCause((cause) =>
+            abandon(services, job.id, "failed", sqlReason(Cause.squash(cause)).slice(0, 500))
+          )
         )
       )
       return job
@@ -316,7 +342,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     /** Marks stale rows (another model's vectors) pending now instead of at the next sweep. */
     const reembed = Effect.fn("Backfill.reembed")(function*(entityTypes?: ReadonlyArray<string>) {
       const types = yield* resolveTypes(sources, entityTypes)
-      return { queued: yield* queueAll(types, undefined) }
+      return { queued: yield* queueAll(services, types, undefined) }
     })
 
     return { dryRun, run, start, get, retryFailed, reembed } as const

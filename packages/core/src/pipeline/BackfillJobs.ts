@@ -92,6 +92,28 @@ interface JobRow {
   updated_at: Date
 }
 
+/** A job row of another process, as seen now (a running one's clock stops at its last update). */
+const fromRow = (r: JobRow, allSources: ReadonlyArray<string>): BackfillJob => {
+  const params = (typeof r.params === "string" ? JSON.parse(r.params) : r.params) as
+    | { entity_types?: ReadonlyArray<string> }
+    | null
+  return assembleJob({
+    id: r.id,
+    state: r.state,
+    phase: r.state === "running" ? "embedding" : "done",
+    bulk_types: [],
+    entity_types: params?.entity_types ?? allSources,
+    total: Number(r.total),
+    processed: Number(r.processed),
+    succeeded: Number(r.succeeded),
+    failed: Number(r.failed),
+    skipped: Number(r.skipped),
+    error: r.error,
+    startedAt: new Date(r.started_at ?? r.created_at).getTime(),
+    finishedAt: r.finished_at ? new Date(r.finished_at).getTime() : null
+  }, new Date(r.updated_at).getTime())
+}
+
 const newId = () => `bf_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
 
 /**
@@ -105,28 +127,6 @@ export class BackfillJobs extends Effect.Service<BackfillJobs>()("@autoembed/cor
     const sources = yield* Sources
     const st = stateTables(sql, config.stateSchema)
     const live = new Map<string, { readonly record: Ref.Ref<JobRecord>; readonly params: unknown }>()
-
-    /** A job row of another process, as seen now (a running one's clock stops at its last update). */
-    const fromRow = (r: JobRow): BackfillJob => {
-      const params = (typeof r.params === "string" ? JSON.parse(r.params) : r.params) as
-        | { entity_types?: ReadonlyArray<string> }
-        | null
-      return assembleJob({
-        id: r.id,
-        state: r.state,
-        phase: r.state === "running" ? "embedding" : "done",
-        bulk_types: [],
-        entity_types: params?.entity_types ?? sources.names,
-        total: Number(r.total),
-        processed: Number(r.processed),
-        succeeded: Number(r.succeeded),
-        failed: Number(r.failed),
-        skipped: Number(r.skipped),
-        error: r.error,
-        startedAt: new Date(r.started_at ?? r.created_at).getTime(),
-        finishedAt: r.finished_at ? new Date(r.finished_at).getTime() : null
-      }, new Date(r.updated_at).getTime())
-    }
 
     /** Writes a live job's row (best effort: progress in memory goes on if the database is away). */
     const save = (id: string) =>
@@ -186,7 +186,7 @@ export class BackfillJobs extends Effect.Service<BackfillJobs>()("@autoembed/cor
         const entry = live.get(id)
         if (entry !== undefined) return Option.some(assembleJob(yield* Ref.get(entry.record), Date.now()))
         const rows = yield* sql<JobRow>`SELECT * FROM ${st.jobs} WHERE id = ${id}`
-        return rows.length === 0 ? Option.none() : Option.some(fromRow(rows[0]))
+        return rows.length === 0 ? Option.none() : Option.some(fromRow(rows[0], sources.names))
       })
 
     /** The latest jobs of every process, newest first. */
@@ -196,7 +196,7 @@ export class BackfillJobs extends Effect.Service<BackfillJobs>()("@autoembed/cor
         return yield* Effect.forEach(rows, (r) => {
           const entry = live.get(r.id)
           return entry === undefined
-            ? Effect.succeed(fromRow(r))
+            ? Effect.succeed(fromRow(r, sources.names))
             : Effect.map(Ref.get(entry.record), (record) => assembleJob(record, Date.now()))
         })
       })

@@ -3,7 +3,7 @@ import type { RowKey } from "../pipeline/PendingSignal.js"
 import { makeStoreContext } from "./StoreContext.js"
 import { makeStoreCounts } from "./StoreCounts.js"
 import { makeStoreDiscovery } from "./StoreDiscovery.js"
-import { makeStoreLeases } from "./StoreLeases.js"
+import { makeStoreClaims, makeStoreSettlements } from "./StoreLeases.js"
 import { makeStoreVectors } from "./StoreVectors.js"
 
 export type { VectorWrite } from "./StoreVectors.js"
@@ -48,7 +48,8 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
     ({
       /** The model key every write records and every count compares. */
       model: ctx.model,
-      ...makeStoreLeases(ctx),
+      ...makeStoreClaims(ctx),
+      ...makeStoreSettlements(ctx),
       ...makeStoreVectors(ctx),
       ...makeStoreDiscovery(ctx),
       ...makeStoreCounts(ctx)

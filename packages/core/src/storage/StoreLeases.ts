@@ -31,40 +31,33 @@ const keyArrays = (unordered: ReadonlyArray<ClaimedItem>) => {
   }
 }
 
+/** Leases the rows `selected` picks (locked, skipping rows another claim holds) under one new claim token. */
+const lease = ({ leaseSeconds, sql, st }: StoreContext, workerId: string, selected: Statement.Fragment) =>
+  Effect.gen(function*() {
+    const token = newToken()
+    const rows = yield* sql<ClaimRow>`
+      WITH c AS (${selected})
+      UPDATE ${st.queue} q
+      SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds}),
+          locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
+      FROM c WHERE q.source = c.source AND q.row_id = c.row_id
+      RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
+    return toClaimed(rows)
+  })
+
 /**
  * Claims with a lease: a claim moves `next_attempt_at` to the end of the lease, so leased rows
- * leave the ready range and an expired lease becomes ready again by itself. Every statement that
- * finishes or gives back a row matches its version and claim token, so a late worker never touches
- * a row another claim holds now.
+ * leave the ready range and an expired lease becomes ready again by itself.
  */
-export const makeStoreLeases = ({ leaseSeconds, named, retried, sources, sql, st }: StoreContext) => {
-  /** Leases the rows `selected` picks (locked, skipping rows another claim holds) under one new claim token. */
-  const lease = (workerId: string, selected: Statement.Fragment) =>
-    Effect.gen(function*() {
-      const token = newToken()
-      const rows = yield* sql<ClaimRow>`
-        WITH c AS (${selected})
-        UPDATE ${st.queue} q
-        SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds}),
-            locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
-        FROM c WHERE q.source = c.source AND q.row_id = c.row_id
-        RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
-      return toClaimed(rows)
-    })
-
-  /** The queue rows of `items` that the same claim still holds (same version, same token). */
-  const heldBy = (items: ReadonlyArray<ClaimedItem>) => {
-    const k = keyArrays(items)
-    return sql`unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)`
-  }
-  const sameClaim =
-    sql`q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
+export const makeStoreClaims = (ctx: StoreContext) => {
+  const { named, retried, sources, sql, st } = ctx
 
   /** Claims up to `limit` ready rows. */
   const claimReady = (limit: number, workerId: string, only: ReadonlyArray<string> = sources.names) =>
     Effect.gen(function*() {
       if (limit <= 0 || only.length === 0) return []
       return yield* lease(
+        ctx,
         workerId,
         sql`
         SELECT source, row_id FROM ${st.queue}
@@ -80,6 +73,7 @@ export const makeStoreLeases = ({ leaseSeconds, named, retried, sources, sql, st
     Effect.gen(function*() {
       if (keys.length === 0) return []
       return yield* lease(
+        ctx,
         workerId,
         sql`
         SELECT q.source, q.row_id FROM ${st.queue} q
@@ -89,6 +83,38 @@ export const makeStoreLeases = ({ leaseSeconds, named, retried, sources, sql, st
         FOR UPDATE OF q SKIP LOCKED`
       )
     }).pipe(named("claimKeys"))
+
+  /**
+   * Gives back every lease of `workerId` except the claims it still holds (`held` tokens). A claim
+   * whose connection dropped after the UPDATE committed leased rows the worker never heard of;
+   * without this they would wait out the whole lease after a database blip.
+   */
+  const releaseUnheld = (workerId: string, held: ReadonlyArray<string>) =>
+    Effect.map(
+      sql<{ n: number }>`
+        WITH r AS (
+          UPDATE ${st.queue} SET locked_until = NULL, locked_by = NULL, claim_token = NULL, next_attempt_at = now()
+          WHERE locked_by = ${workerId} AND claim_token IS NOT NULL AND NOT (claim_token = ANY(${held}::text[]))
+          RETURNING 1
+        ) SELECT count(*)::int AS n FROM r`,
+      countOf
+    ).pipe(retried("releaseUnheld"))
+
+  return { claimReady, claimKeys, releaseUnheld } as const
+}
+
+/**
+ * Finishing or giving back claimed rows. Every statement matches the row's version and claim
+ * token, so a late worker never touches a row another claim holds now.
+ */
+export const makeStoreSettlements = ({ leaseSeconds, retried, sql, st }: StoreContext) => {
+  /** The queue rows of `items` that the same claim still holds (same version, same token). */
+  const heldBy = (items: ReadonlyArray<ClaimedItem>) => {
+    const k = keyArrays(items)
+    return sql`unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)`
+  }
+  const sameClaim =
+    sql`q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
 
   /** Extends the lease of items still held by their claim; returns those (a lost lease drops the item). */
   const renew = (items: ReadonlyArray<ClaimedItem>) =>
@@ -128,22 +154,6 @@ export const makeStoreLeases = ({ leaseSeconds, named, retried, sources, sql, st
         WHERE ${sameClaim}`
     }).pipe(retried("release"))
 
-  /**
-   * Gives back every lease of `workerId` except the claims it still holds (`held` tokens). A claim
-   * whose connection dropped after the UPDATE committed leased rows the worker never heard of;
-   * without this they would wait out the whole lease after a database blip.
-   */
-  const releaseUnheld = (workerId: string, held: ReadonlyArray<string>) =>
-    Effect.map(
-      sql<{ n: number }>`
-        WITH r AS (
-          UPDATE ${st.queue} SET locked_until = NULL, locked_by = NULL, claim_token = NULL, next_attempt_at = now()
-          WHERE locked_by = ${workerId} AND claim_token IS NOT NULL AND NOT (claim_token = ANY(${held}::text[]))
-          RETURNING 1
-        ) SELECT count(*)::int AS n FROM r`,
-      countOf
-    ).pipe(retried("releaseUnheld"))
-
   /** Marks rows failed with their error; they stay out of the way until `retryFailed`. */
   const fail = (items: ReadonlyArray<ClaimedItem>, error: string) =>
     Effect.gen(function*() {
@@ -159,5 +169,5 @@ export const makeStoreLeases = ({ leaseSeconds, named, retried, sources, sql, st
   /** Queue rows whose source row is gone (deleted while pending): dropped, not retried. */
   const drop = (items: ReadonlyArray<ClaimedItem>) => complete(items)
 
-  return { claimReady, claimKeys, renew, complete, release, releaseUnheld, fail, drop } as const
+  return { renew, complete, release, fail, drop } as const
 }
