@@ -188,7 +188,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
         }
       }
     })
-    await Effect.runPromise(Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }, MODEL))))
+    await Effect.runPromise(
+      Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }, MODEL)))
+    )
 
     const s = Object.fromEntries(names.map((k) => [k, summarize(rates[k])]))
     const ratio = (k: string) => summarize(rates[k].map((r, i) => r / rates.text[i]))

@@ -4,7 +4,7 @@
  *
  *   node --import tsx --conditions=source bench/memory-child.ts <rows> <postgres url | pglite dir>
  */
-import { Backfill, EmbeddingProvider, makeLocalProvider, VectorIndex } from "@autoembed/core"
+import { Backfill, VectorIndex } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { storeLayer } from "./lib.js"

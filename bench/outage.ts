@@ -16,7 +16,7 @@
  *
  *   pnpm bench outage [--rows 20000] [--outage-seconds 10]
  */
-import { EmbeddingProvider, EmbeddingQueue, makeLocalProvider } from "@autoembed/core"
+import { EmbeddingQueue, makeLocalProvider } from "@autoembed/core"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import pg from "pg"
 import { startFaultProxy } from "../test/support/FaultProxy.js"

@@ -5,7 +5,7 @@
  *
  *   node --import tsx --conditions=source bench/pipeline-profile.ts [--rows 5000] [--db postgres|pglite]
  */
-import { EmbeddingProvider, EmbeddingStore, makeEmbeddingPipeline, makeLocalProvider } from "@autoembed/core"
+import { EmbeddingStore, makeEmbeddingPipeline } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Deferred, Effect, Layer } from "effect"
 import { type DbKind, elapsedMs, fmt, isMain, now, scratchTarget, storeLayer } from "./lib.js"

@@ -19,14 +19,13 @@
  */
 import {
   AutoEmbedConfig,
-  EmbeddingProvider,
   type EmbeddingProviderShape,
   makeEmbeddingPipeline,
   makeOllamaProvider,
   makeOpenAIProvider
 } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Deferred, Duration, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import * as Readline from "node:readline"

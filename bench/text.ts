@@ -15,7 +15,7 @@
  *
  *   pnpm bench text [--rows 100000] [--queries 200]
  */
-import { EmbeddingProvider, makeLocalProvider, modelKeyOf, QueryCache, Search, SearchRequest } from "@autoembed/core"
+import { makeLocalProvider, modelKeyOf, QueryCache, Search, SearchRequest } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Option, Redacted, Schema } from "effect"
 import {

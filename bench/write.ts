@@ -171,7 +171,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
         }
       }
     })
-    await Effect.runPromise(Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }, MODEL))))
+    await Effect.runPromise(
+      Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }, MODEL)))
+    )
 
     const ratio = (k: string) => summarize(rates[k].map((r, i) => r / rates.perRow[i]))
     const s = Object.fromEntries(names.map((k) => [k, summarize(rates[k])]))
