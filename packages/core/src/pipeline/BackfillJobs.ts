@@ -135,13 +135,15 @@ export class BackfillJobs extends Effect.Service<BackfillJobs>()("@autoembed/cor
         if (entry === undefined) return
         const job = assembleJob(yield* Ref.get(entry.record), Date.now())
         yield* sql`
-          INSERT INTO ${st.jobs} (id, state, params, total, processed, succeeded, failed, skipped, error, started_at, updated_at, finished_at)
+          INSERT INTO ${st.jobs} (id, state, params, total, processed, succeeded, failed, skipped, error,
+            started_at, updated_at, finished_at)
           VALUES (${job.id}, ${job.state}, ${
           JSON.stringify(entry.params)
         }::jsonb, ${job.total}, ${job.processed}, ${job.succeeded}, ${job.failed}, ${job.skipped},
                   ${job.error}, ${job.started_at}::timestamptz, now(), ${job.finished_at}::timestamptz)
           ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, total = EXCLUDED.total, processed = EXCLUDED.processed,
-            succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, skipped = EXCLUDED.skipped, error = EXCLUDED.error,
+            succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, skipped = EXCLUDED.skipped,
+            error = EXCLUDED.error,
             updated_at = now(), finished_at = EXCLUDED.finished_at`
       }).pipe(Effect.ignore)
 

@@ -133,17 +133,20 @@ const bm25Query = (c: QueryContext, s: Source, request: SearchRequest, query: Te
   const queryTerms = c.sql`unnest(ts_filter(setweight(ae_m.tsv, 'A', ${query.lexemes}::text[]), '{a}'))`
   return c.sql<{ id: string; score: number }>`
     WITH ae_n AS MATERIALIZED (
-      SELECT docs::float8 AS docs, greatest(total_length::float8 / greatest(docs, 1), 1) AS avglen FROM ${c.st.bm25Stats} WHERE source = ${s.name}
+      SELECT docs::float8 AS docs, greatest(total_length::float8 / greatest(docs, 1), 1) AS avglen
+      FROM ${c.st.bm25Stats} WHERE source = ${s.name}
     ), ae_k AS MATERIALIZED (
       SELECT k.lexeme, ln(1 + (ae_n.docs - k.df + 0.5) / (k.df + 0.5)) AS idf
-      FROM ${c.st.bm25Terms} k, ae_n WHERE k.source = ${s.name} AND k.lexeme = ANY(${query.lexemes}::text[]) AND k.df > 0
+      FROM ${c.st.bm25Terms} k, ae_n
+      WHERE k.source = ${s.name} AND k.lexeme = ANY(${query.lexemes}::text[]) AND k.df > 0
     ), ae_m AS (
       SELECT t.${c.id(s)}::text AS id, ae_r.tsv, ae_r.tsv_length
       FROM ${c.st.rows} ae_r JOIN ${c.table(s)} t ON t.${c.id(s)} = ae_r.row_id::${c.idType(s)}
       WHERE ae_r.tsv @@ ${query.tsquery}::tsquery AND ${filters(c, s, request)}
     )
     SELECT ae_s.id, ae_s.bm25 AS score FROM (
-      SELECT ae_m.id, sum(ae_k.idf * u.tf * (${k1} + 1) / (u.tf + ${k1} * (1 - ${b} + ${b} * ae_m.tsv_length / ae_n.avglen))) AS bm25
+      SELECT ae_m.id,
+        sum(ae_k.idf * u.tf * (${k1} + 1) / (u.tf + ${k1} * (1 - ${b} + ${b} * ae_m.tsv_length / ae_n.avglen))) AS bm25
       FROM ae_m CROSS JOIN ae_n
       CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS tf FROM ${queryTerms}) u
       JOIN ae_k ON ae_k.lexeme = u.lexeme
@@ -190,11 +193,11 @@ const textQuery = (c: QueryContext, q: string, language: string) =>
  * bench/results/eval.md). Index paths stay open, so a selective filter with a btree (topic_id,
  * created_at) can still be sorted exactly when the planner finds that cheaper.
  */
-const indexSettings = (c: QueryContext, options: SearchOptions) =>
+const indexSettings = ({ efSearch, sql }: QueryContext, options: SearchOptions) =>
   options.exact
-    ? c.sql`SELECT set_config('enable_indexscan', 'off', true)`
-    : c
-      .sql`SELECT set_config('hnsw.ef_search', ${c.efSearch}, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),
+    ? sql`SELECT set_config('enable_indexscan', 'off', true)`
+    : sql`SELECT set_config('hnsw.ef_search', ${efSearch}, true),
+        set_config('hnsw.iterative_scan', 'relaxed_order', true),
         set_config('enable_seqscan', 'off', true)`
 
 /**

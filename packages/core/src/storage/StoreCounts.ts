@@ -22,7 +22,8 @@ export const makeStoreCounts = (ctx: StoreContext) => {
   const countsOf = (s: Source, withTotal: boolean) =>
     Effect.gen(function*() {
       const notFailed = (row: Fragment) =>
-        sql`NOT EXISTS (SELECT 1 FROM ${st.queue} ae_q WHERE ae_q.source = ${s.name} AND ae_q.row_id = ${row} AND ae_q.failed_at IS NOT NULL)`
+        sql`NOT EXISTS (SELECT 1 FROM ${st.queue} ae_q
+          WHERE ae_q.source = ${s.name} AND ae_q.row_id = ${row} AND ae_q.failed_at IS NOT NULL)`
       const [r] = yield* sql<CountsRow>`
         SELECT
           ${withTotal ? sql`(SELECT count(*) FROM ${table(s)})::int` : sql`NULL::int`} AS total,
@@ -33,12 +34,15 @@ export const makeStoreCounts = (ctx: StoreContext) => {
              WHERE ae_r.source = ${s.name} AND ae_r.model <> ${model} AND ${hasVector(s)} AND ${
         notFailed(sql`ae_r.row_id`)
       })::int AS stale_model,
-          (SELECT count(*) FROM ${st.queue} ae_q JOIN ${st.rows} ae_r ON ae_r.source = ae_q.source AND ae_r.row_id = ae_q.row_id
+          (SELECT count(*) FROM ${st.queue} ae_q
+             JOIN ${st.rows} ae_r ON ae_r.source = ae_q.source AND ae_r.row_id = ae_q.row_id
              WHERE ae_q.source = ${s.name} AND ae_q.failed_at IS NULL AND ae_r.model = ${model})::int AS stale_content,
           (SELECT count(*) FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NOT NULL)::int AS failed,
           (SELECT count(*) FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NULL)::int AS pending,
-          (SELECT count(*) FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NULL AND locked_until > now())::int AS in_flight,
-          (SELECT extract(epoch FROM now() - min(enqueued_at))::float8 FROM ${st.queue} WHERE source = ${s.name} AND failed_at IS NULL) AS oldest`
+          (SELECT count(*) FROM ${st.queue}
+             WHERE source = ${s.name} AND failed_at IS NULL AND locked_until > now())::int AS in_flight,
+          (SELECT extract(epoch FROM now() - min(enqueued_at))::float8 FROM ${st.queue}
+             WHERE source = ${s.name} AND failed_at IS NULL) AS oldest`
       const total = r.total ?? 0
       const c: SourceCounts = {
         total,

@@ -38,7 +38,8 @@ const lease = ({ leaseSeconds, sql, st }: StoreContext, workerId: string, select
     const rows = yield* sql<ClaimRow>`
       WITH c AS (${selected})
       UPDATE ${st.queue} q
-      SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds}),
+      SET locked_until = now() + make_interval(secs => ${leaseSeconds}),
+          next_attempt_at = now() + make_interval(secs => ${leaseSeconds}),
           locked_by = ${workerId}, claim_token = ${token}, last_attempt_at = now()
       FROM c WHERE q.source = c.source AND q.row_id = c.row_id
       RETURNING q.source, q.row_id, q.version, q.attempts, q.claim_token`
@@ -111,7 +112,8 @@ export const makeStoreSettlements = ({ leaseSeconds, retried, sql, st }: StoreCo
   /** The queue rows of `items` that the same claim still holds (same version, same token). */
   const heldBy = (items: ReadonlyArray<ClaimedItem>) => {
     const k = keyArrays(items)
-    return sql`unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[]) AS d(source, row_id, version, token)`
+    return sql`unnest(${k.sources}::text[], ${k.ids}::text[], ${k.versions}::bigint[], ${k.tokens}::text[])
+      AS d(source, row_id, version, token)`
   }
   const sameClaim =
     sql`q.source = d.source AND q.row_id = d.row_id AND q.version = d.version AND q.claim_token = d.token`
@@ -122,7 +124,8 @@ export const makeStoreSettlements = ({ leaseSeconds, retried, sql, st }: StoreCo
       if (items.length === 0) return []
       const rows = yield* sql<{ source: string; row_id: string }>`
         UPDATE ${st.queue} q
-        SET locked_until = now() + make_interval(secs => ${leaseSeconds}), next_attempt_at = now() + make_interval(secs => ${leaseSeconds})
+        SET locked_until = now() + make_interval(secs => ${leaseSeconds}),
+            next_attempt_at = now() + make_interval(secs => ${leaseSeconds})
         FROM ${heldBy(items)}
         WHERE ${sameClaim}
         RETURNING q.source, q.row_id`
