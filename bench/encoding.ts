@@ -85,7 +85,7 @@ const textBatch = (source: Source) => (rows: ReadonlyArray<Row>) =>
   })
 
 const binaryBatch = (source: Source) => (rows: ReadonlyArray<Row>) =>
-  Effect.flatMap(EmbeddingStore, (store) => store.writeVectors(source, MODEL, rows))
+  Effect.flatMap(EmbeddingStore, (store) => store.writeVectors(source, rows))
 
 /** PostgreSQL's binary COPY format: a header, then per row its field count and length-prefixed fields. */
 const copyPayload = (rows: ReadonlyArray<Row>): Array<Buffer> => {
@@ -191,7 +191,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
         }
       }
     })
-    await Effect.runPromise(Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }))))
+    await Effect.runPromise(
+      Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }, MODEL)))
+    )
 
     const s = Object.fromEntries(names.map((k) => [k, summarize(rates[k])]))
     const ratio = (k: string) => summarize(rates[k].map((r, i) => r / rates.text[i]))

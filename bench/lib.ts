@@ -4,11 +4,15 @@
  * Benchmarks are programs, never tests: they print figures and write bench/results/<name>.json.
  */
 import {
+  ActiveModel,
   AutoEmbedConfig,
   type AutoEmbedConfigShape,
+  EmbeddingProvider,
+  type EmbeddingProviderShape,
   EmbeddingStore,
   Extraction,
   makeDatabaseLayer,
+  makeLocalProvider,
   PendingSignal,
   PipelineMetrics,
   type Source,
@@ -131,16 +135,27 @@ export const scratchTarget = async (kind: DbKind, label: string) => {
 
 /**
  * Configuration, database, the built-in sources (installed by `Sources.layer`: autoembed's schema
- * and migrations, the built-in tables, triggers and indexes), the store, metrics, the pending
- * signal and extraction: everything but a provider and workers.
+ * and migrations, the built-in tables, triggers and indexes), the provider (Local unless given) and
+ * its model key, the store, metrics, the pending signal and extraction: everything but workers. A
+ * string instead of a provider is a fixed model key for programs that write synthetic vectors.
  */
-export const storeLayer = (config: Partial<AutoEmbedConfigShape>) =>
-  Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default).pipe(
+export const storeLayer = (
+  config: Partial<AutoEmbedConfigShape>,
+  provider: EmbeddingProviderShape | string = makeLocalProvider(config.dimensions ?? 1024)
+) => {
+  const model: Layer.Layer<ActiveModel, never, EmbeddingProvider> = typeof provider === "string"
+    ? ActiveModel.fixed(provider)
+    : ActiveModel.Default
+  const embedder = typeof provider === "string" ? makeLocalProvider(config.dimensions ?? 1024) : provider
+  return Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default).pipe(
     Layer.provideMerge(PendingSignal.Default),
+    Layer.provideMerge(model),
+    Layer.provideMerge(Layer.succeed(EmbeddingProvider, embedder)),
     Layer.provideMerge(Sources.layer),
     Layer.provideMerge(makeDatabaseLayer()),
     Layer.provideMerge(AutoEmbedConfig.make({ provider: "local", logLevel: "warning", ...config }))
   )
+}
 
 /**
  * The per-row baselines' write: one autocommitted statement per row that sets the source's vector

@@ -4,7 +4,7 @@
  *
  *   node --import tsx --conditions=source bench/memory-child.ts <rows> <postgres url | pglite dir>
  */
-import { Backfill, EmbeddingProvider, makeLocalProvider, VectorIndex } from "@autoembed/core"
+import { Backfill, VectorIndex } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Option, Redacted } from "effect"
 import { storeLayer } from "./lib.js"
@@ -19,7 +19,6 @@ const config = where.startsWith("postgres")
 // bulkThreshold out of reach: both sizes take the same (incremental) path, so only size differs.
 const layer = Backfill.Default.pipe(
   Layer.provideMerge(VectorIndex.Default),
-  Layer.provideMerge(Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
   Layer.provideMerge(
     storeLayer({ ...config, dimensions: DIMS, batchSize: 64, concurrency: 4, bulkThreshold: 1_000_000_000 })
   )

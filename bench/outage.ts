@@ -16,7 +16,7 @@
  *
  *   pnpm bench outage [--rows 20000] [--outage-seconds 10]
  */
-import { EmbeddingProvider, EmbeddingQueue, makeLocalProvider } from "@autoembed/core"
+import { EmbeddingQueue, makeLocalProvider } from "@autoembed/core"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import pg from "pg"
 import { startFaultProxy } from "../test/support/FaultProxy.js"
@@ -51,14 +51,13 @@ export const main = async (args: ReadonlyArray<string>) => {
       )
   }
   const workers = EmbeddingQueue.Default.pipe(
-    Layer.provideMerge(Layer.succeed(EmbeddingProvider, provider)),
     Layer.provideMerge(
       storeLayer({
         databaseUrl: Option.some(Redacted.make(proxy.url)),
         dimensions: DIMS,
         batchSize: 32,
         concurrency: 4
-      })
+      }, provider)
     )
   )
   const count = async (query: string) => Number((await direct.query(query)).rows[0].n)

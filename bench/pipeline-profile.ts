@@ -5,7 +5,7 @@
  *
  *   node --import tsx --conditions=source bench/pipeline-profile.ts [--rows 5000] [--db postgres|pglite]
  */
-import { EmbeddingProvider, EmbeddingStore, makeEmbeddingPipeline, makeLocalProvider } from "@autoembed/core"
+import { EmbeddingStore, makeEmbeddingPipeline } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Deferred, Effect, Layer } from "effect"
 import { type DbKind, elapsedMs, fmt, isMain, now, scratchTarget, storeLayer } from "./lib.js"
@@ -39,10 +39,7 @@ export const profile = async (rows: number, db: DbKind) => {
     })
   )
   const base = storeLayer({ ...target.config, dimensions: DIMS, batchSize: 64, concurrency: 4 })
-  const layer = Layer.provideMerge(
-    Layer.merge(wrapped, Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
-    base
-  )
+  const layer = Layer.provideMerge(wrapped, base)
   try {
     await Effect.runPromise(Effect.scoped(Effect.provide(
       Effect.gen(function*() {

@@ -19,14 +19,13 @@
  */
 import {
   AutoEmbedConfig,
-  EmbeddingProvider,
   type EmbeddingProviderShape,
   makeEmbeddingPipeline,
   makeOllamaProvider,
   makeOpenAIProvider
 } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Deferred, Duration, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import * as Readline from "node:readline"
@@ -246,9 +245,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
           const sRuns = s.key === "zero" ? 1 : db === "pglite" ? liteRuns : runs
           for (let run = 0; run < sRuns; run++) {
             await fake.reset(s.fake)
-            const layer = Layer.provideMerge(
-              Layer.succeed(EmbeddingProvider, providerFor(s, fake)),
-              storeLayer({ ...target.config, dimensions: DIMS, batchSize: s.batch, concurrency: s.concurrency })
+            const layer = storeLayer(
+              { ...target.config, dimensions: DIMS, batchSize: s.batch, concurrency: s.concurrency },
+              providerFor(s, fake)
             )
             const r = await Effect.runPromise(Effect.scoped(Effect.provide(timedRun(s), layer)))
             stats = await fake.stats()

@@ -15,7 +15,7 @@
  *
  *   pnpm bench text [--rows 100000] [--queries 200]
  */
-import { EmbeddingProvider, makeLocalProvider, modelKeyOf, QueryCache, Search, SearchRequest } from "@autoembed/core"
+import { makeLocalProvider, modelKeyOf, QueryCache, Search, SearchRequest } from "@autoembed/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer, Option, Redacted, Schema } from "effect"
 import {
@@ -75,8 +75,7 @@ export const main = async (args: ReadonlyArray<string>) => {
   const provider = makeLocalProvider(DIMS)
   const layer = Search.DefaultWithoutDependencies.pipe(
     Layer.provideMerge(QueryCache.Default),
-    Layer.provideMerge(Layer.succeed(EmbeddingProvider, provider)),
-    Layer.provideMerge(storeLayer({ databaseUrl: Option.some(Redacted.make(scratch.url)), dimensions: DIMS }))
+    Layer.provideMerge(storeLayer({ databaseUrl: Option.some(Redacted.make(scratch.url)), dimensions: DIMS }, provider))
   )
   const random = rng(19)
   const draw = zipf(random, 1, VOCABULARY)

@@ -78,7 +78,7 @@ const batched = (source: Source, rows: ReadonlyArray<Row>, batch: number) =>
   Effect.gen(function*() {
     const store = yield* EmbeddingStore
     for (let i = 0; i < rows.length; i += batch) {
-      const written = yield* store.writeVectors(source, MODEL, rows.slice(i, i + batch))
+      const written = yield* store.writeVectors(source, rows.slice(i, i + batch))
       if (written.length !== Math.min(batch, rows.length - i)) {
         throw new Error(`batched write wrote ${written.length} rows`)
       }
@@ -174,7 +174,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
         }
       }
     })
-    await Effect.runPromise(Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }))))
+    await Effect.runPromise(
+      Effect.scoped(Effect.provide(program, storeLayer({ ...target.config, dimensions: DIMS }, MODEL)))
+    )
 
     const ratio = (k: string) => summarize(rates[k].map((r, i) => r / rates.perRow[i]))
     const s = Object.fromEntries(names.map((k) => [k, summarize(rates[k])]))

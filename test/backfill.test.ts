@@ -3,14 +3,13 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { Backfill, type BackfillJob } from "../packages/core/src/pipeline/Backfill.js"
 import { Status } from "../packages/core/src/pipeline/Status.js"
-import { EmbeddingProvider } from "../packages/core/src/providers/EmbeddingProvider.js"
-import { makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
+import { WorkerStatus } from "../packages/core/src/pipeline/WorkerStatus.js"
 import { storeLayer } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 
 const DIMS = 32
 const Live = Layer.mergeAll(Backfill.Default, Status.Default).pipe(
-  Layer.provideMerge(Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
+  Layer.provideMerge(WorkerStatus.none),
   Layer.provideMerge(storeLayer({ dimensions: DIMS, batchSize: 100, concurrency: 2 }))
 )
 

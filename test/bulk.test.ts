@@ -5,7 +5,6 @@ import { AutoEmbedConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
 import { Backfill } from "../packages/core/src/pipeline/Backfill.js"
 import { PipelineMetrics } from "../packages/core/src/pipeline/PipelineMetrics.js"
 import { EmbeddingProvider } from "../packages/core/src/providers/EmbeddingProvider.js"
-import { makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
 import { Search } from "../packages/core/src/search/Search.js"
 import { Sources } from "../packages/core/src/sources/Sources.js"
 import { Database } from "../packages/core/src/storage/Database.js"
@@ -15,7 +14,6 @@ import { tier } from "./support/TestDatabase.js"
 
 const DIMS = 48
 const Live = Layer.mergeAll(Backfill.Default, Search.Default).pipe(
-  Layer.provideMerge(Layer.succeed(EmbeddingProvider, makeLocalProvider(DIMS))),
   Layer.provideMerge(storeLayer({ dimensions: DIMS, batchSize: 100, concurrency: 2, bulkThreshold: 500 }))
 )
 

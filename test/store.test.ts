@@ -2,9 +2,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { AutoEmbedConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
-import { embedLocal, makeLocalProvider } from "../packages/core/src/providers/LocalProvider.js"
+import { embedLocal } from "../packages/core/src/providers/LocalProvider.js"
 import { Sources } from "../packages/core/src/sources/Sources.js"
-import { EmbeddingStore, modelKeyOf } from "../packages/core/src/storage/EmbeddingStore.js"
+import { EmbeddingStore } from "../packages/core/src/storage/EmbeddingStore.js"
 import { storeLayer } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 
@@ -16,16 +16,15 @@ describe(`embedding store (${tier()})`, () => {
         const store = yield* EmbeddingStore
         const sources = yield* Sources
         const atoms = yield* sources.get("atoms")
-        const model = modelKeyOf(makeLocalProvider(256))
         const [a] = yield* sql<
           { id: number }
         >`INSERT INTO atoms (type, title, content) VALUES ('note', 'v1', 'old text') RETURNING id`
         const claimed = yield* store.claimReady(10, "test")
         expect(claimed.map((c) => c.rowId)).toEqual([String(a.id)])
-        const [loaded] = yield* store.loadTexts(atoms, [String(a.id)], model)
+        const [loaded] = yield* store.loadTexts(atoms, [String(a.id)])
         // The content changes while the old text is at the provider.
         yield* sql`UPDATE atoms SET content = 'new text' WHERE id = ${a.id}`
-        const written = yield* store.writeVectors(atoms, model, [{
+        const written = yield* store.writeVectors(atoms, [{
           rowId: loaded.rowId,
           hash: loaded.hash,
           vector: embedLocal(loaded.text, 256)
@@ -38,10 +37,10 @@ describe(`embedding store (${tier()})`, () => {
         expect(queue).toEqual([{ version: 2, locked_until: null }])
         // A second claim picks it up again, with the new text.
         const again = yield* store.claimReady(10, "test")
-        const [fresh] = yield* store.loadTexts(atoms, again.map((c) => c.rowId), model)
+        const [fresh] = yield* store.loadTexts(atoms, again.map((c) => c.rowId))
         expect(fresh.text).toBe("v1\n\nnew text")
         expect(
-          yield* store.writeVectors(atoms, model, [{
+          yield* store.writeVectors(atoms, [{
             rowId: fresh.rowId,
             hash: fresh.hash,
             vector: embedLocal(fresh.text, 256)
@@ -62,13 +61,12 @@ describe(`embedding store (${tier()})`, () => {
           const atoms = yield* (yield* Sources).get("atoms")
           const config = yield* AutoEmbedConfig
           const dims = config.dimensions
-          const model = "test/exact"
           yield* sql`DELETE FROM autoembed.queue`
           const inserted = yield* sql<
             { id: number }
           >`INSERT INTO atoms (type, title, content)
           SELECT 'note', 'exact', 'row ' || g FROM generate_series(1, 5) g RETURNING id`
-          const loaded = yield* store.loadTexts(atoms, inserted.map((r) => String(r.id)), model)
+          const loaded = yield* store.loadTexts(atoms, inserted.map((r) => String(r.id)))
           // Awkward values: tiny, huge, negative, non-terminating fractions, integers, float4 subnormals.
           const special = [1e-40, -3.4e38, 3.4e38, 1 / 3, -Math.PI, 0, 7, -1e-12, 123456.789, Number.EPSILON]
           const vectors = loaded.map((_, k) =>
@@ -79,7 +77,6 @@ describe(`embedding store (${tier()})`, () => {
           )
           const written = yield* store.writeVectors(
             atoms,
-            model,
             loaded.map((r, k) => ({ rowId: r.rowId, hash: r.hash, vector: vectors[k] }))
           )
           expect(written.sort()).toEqual(loaded.map((r) => r.rowId).sort())

@@ -9,6 +9,7 @@ import { PipelineMetrics } from "../../packages/core/src/pipeline/PipelineMetric
 import { EmbeddingProvider, type EmbeddingProviderShape } from "../../packages/core/src/providers/EmbeddingProvider.js"
 import { makeLocalProvider } from "../../packages/core/src/providers/LocalProvider.js"
 import { Sources } from "../../packages/core/src/sources/Sources.js"
+import { ActiveModel } from "../../packages/core/src/storage/ActiveModel.js"
 import { makeDatabaseLayer } from "../../packages/core/src/storage/Database.js"
 import { EmbeddingStore } from "../../packages/core/src/storage/EmbeddingStore.js"
 import { stateTables } from "../../packages/core/src/storage/State.js"
@@ -18,12 +19,18 @@ import { testConfig } from "./TestDatabase.js"
 export type CustomSources = Readonly<Record<string, SourceConfigInput>>
 
 /**
- * Database, installed sources, store and signal for the current test tier. The built-in model is
- * on unless `overrides.builtin` says otherwise; `custom` sources are declared beside it.
+ * Database, installed sources, provider (Local by default), store and signal for the current test
+ * tier. The built-in model is on unless `overrides.builtin` says otherwise; `custom` sources are
+ * declared beside it.
  */
-export const storeLayer = (overrides: Partial<AutoEmbedConfigShape> = {}, custom: CustomSources = {}) =>
+export const storeLayer = (
+  overrides: Partial<AutoEmbedConfigShape> = {},
+  custom: CustomSources = {},
+  provider: EmbeddingProviderShape = makeLocalProvider(overrides.dimensions ?? 256)
+) =>
   Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default, VectorIndex.Default).pipe(
-    Layer.provideMerge(PendingSignal.Default),
+    Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),
+    Layer.provideMerge(Layer.succeed(EmbeddingProvider, provider)),
     Layer.provideMerge(Sources.layer),
     Layer.provideMerge(makeDatabaseLayer()),
     Layer.provideMerge(
@@ -41,10 +48,9 @@ export const pipelineLayer = (
   options: { overrides?: Partial<AutoEmbedConfigShape>; provider?: EmbeddingProviderShape; custom?: CustomSources } = {}
 ) => {
   const dimensions = options.overrides?.dimensions ?? 256
-  const provider = Layer.succeed(EmbeddingProvider, options.provider ?? makeLocalProvider(dimensions))
+  const provider = options.provider ?? makeLocalProvider(dimensions)
   return EmbeddingQueue.Default.pipe(
-    Layer.provideMerge(provider),
-    Layer.provideMerge(storeLayer({ dimensions, ...options.overrides }, options.custom))
+    Layer.provideMerge(storeLayer({ dimensions, ...options.overrides }, options.custom, provider))
   )
 }
 

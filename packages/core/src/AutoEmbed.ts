@@ -10,11 +10,13 @@ import { EmbeddingQueue } from "./pipeline/EmbeddingQueue.js"
 import { PendingSignal } from "./pipeline/PendingSignal.js"
 import { PipelineMetrics } from "./pipeline/PipelineMetrics.js"
 import { Status } from "./pipeline/Status.js"
+import { WorkerStatus } from "./pipeline/WorkerStatus.js"
 import type { DimensionMismatch, EmbeddingProvider, ProviderStartupError } from "./providers/EmbeddingProvider.js"
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./search/QueryCache.js"
 import { Search } from "./search/Search.js"
 import { SourceError, Sources } from "./sources/Sources.js"
+import { ActiveModel } from "./storage/ActiveModel.js"
 import type { Database, DatabaseError } from "./storage/Database.js"
 import { makeDatabaseLayer } from "./storage/Database.js"
 import { EmbeddingStore } from "./storage/EmbeddingStore.js"
@@ -46,12 +48,14 @@ export type AutoEmbedServices =
   | Database
   | Sources
   | EmbeddingProvider
+  | ActiveModel
   | EmbeddingStore
   | PendingSignal
   | PipelineMetrics
   | Extraction
   | Backfill
   | Status
+  | WorkerStatus
   | Readiness
   | Search
   | QueryCache
@@ -112,7 +116,7 @@ export const layer = (
   const base = Sources.layer.pipe(Layer.provideMerge(provider), Layer.provideMerge(database))
   const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default)
     .pipe(
-      Layer.provideMerge(PendingSignal.Default),
+      Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),
       Layer.provideMerge(base)
     )
   const services = Layer.mergeAll(
@@ -123,10 +127,11 @@ export const layer = (
   ).pipe(
     Layer.provideMerge(core)
   )
+  // Status (and the API's metrics) read the workers' figures through WorkerStatus: from the queue
+  // when this process runs one, none otherwise.
   const withWorkers = options.workers === false
-    ? services
-    : Layer.provideMerge(EmbeddingQueue.Default, services)
-  // Status reads the queue when this process runs one.
+    ? Layer.provideMerge(WorkerStatus.none, services)
+    : Layer.provideMerge(WorkerStatus.fromQueue, Layer.provideMerge(EmbeddingQueue.Default, services))
   return Layer.provideMerge(Status.Default, withWorkers).pipe(Layer.provideMerge(config)) as Layer.Layer<
     AutoEmbedServices | EmbeddingQueue,
     AutoEmbedStartupError

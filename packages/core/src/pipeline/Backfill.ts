@@ -1,17 +1,14 @@
-import * as SqlClient from "@effect/sql/SqlClient"
-import { Cause, Context, Duration, Effect, FiberSet, Ref, Schema, Scope } from "effect"
+import { Cause, Duration, Effect, FiberSet, Option, Ref, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
-import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
-import { Sources } from "../sources/Sources.js"
-import type { Database } from "../storage/Database.js"
-import { EmbeddingStore, modelKeyOf } from "../storage/EmbeddingStore.js"
+import { Sources, type SourcesShape } from "../sources/Sources.js"
+import { EmbeddingStore } from "../storage/EmbeddingStore.js"
 import { sqlReason } from "../storage/SqlFailure.js"
-import { stateTables } from "../storage/State.js"
 import { VectorIndex } from "../storage/VectorIndex.js"
-import { type BatchOutcome, makeEmbeddingPipeline } from "./EmbeddingQueue.js"
-import type { PendingSignal } from "./PendingSignal.js"
-import type { PipelineMetrics } from "./PipelineMetrics.js"
+import { type BackfillJob, BackfillJobs } from "./BackfillJobs.js"
+import { type BatchOutcome, EmbeddingPipeline } from "./EmbeddingPipeline.js"
+
+export type { BackfillJob, BackfillPhase, BackfillState } from "./BackfillJobs.js"
 
 export const BackfillRequest = Schema.Struct({
   dry_run: Schema.optionalWith(Schema.Boolean, { default: () => false }),
@@ -67,388 +64,308 @@ export interface DryRunReport {
   readonly total: number
 }
 
-export type BackfillState = "running" | "succeeded" | "failed" | "cancelled"
-
-export type BackfillPhase = "queueing" | "embedding" | "indexing" | "done"
-
-export interface BackfillJob {
-  readonly id: string
-  readonly state: BackfillState
-  readonly phase: BackfillPhase
-  /** Types loaded on the bulk path (index dropped during the load, built once at the end). */
-  readonly bulk_types: ReadonlyArray<string>
-  readonly entity_types: ReadonlyArray<string>
-  readonly total: number
-  readonly processed: number
-  readonly succeeded: number
-  readonly failed: number
-  readonly skipped: number
-  readonly rate_per_second: number
-  readonly eta_seconds: number | null
-  readonly elapsed_seconds: number
-  readonly started_at: string
-  readonly finished_at: string | null
-  readonly error: string | null
-}
-
 /** A backfill gives up when nothing moved for this long (the provider is down, say). */
 const STALL_TIMEOUT = Duration.minutes(2)
 const POLL = Duration.millis(250)
+/** Rows a run queues per source and statement. */
+const QUEUE_PAGE = 5000
 
-const newId = () => `bf_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
+/** The requested types, checked against the registered sources (all of them when none are asked). */
+const resolveTypes = (sources: SourcesShape, requested: ReadonlyArray<string> | undefined) =>
+  Effect.gen(function*() {
+    if (!requested) return sources.names
+    const unknown = requested.filter((t) => !sources.names.includes(t))
+    if (unknown.length > 0) {
+      return yield* new BackfillInvalid({
+        message: `Unknown entity type ${unknown.map((u) => `"${u}"`).join(", ")}; known: ${sources.names.join(", ")}`
+      })
+    }
+    return [...new Set(requested)]
+  })
+
+const noOutcome: BatchOutcome = { embedded: 0, failed: 0, skipped: 0, dropped: 0 }
+const addOutcomes = (a: BatchOutcome, b: BatchOutcome): BatchOutcome => ({
+  embedded: a.embedded + b.embedded,
+  failed: a.failed + b.failed,
+  skipped: a.skipped + b.skipped,
+  dropped: a.dropped + b.dropped
+})
+
+/** How a run ended. */
+interface RunEnd {
+  readonly state: "succeeded" | "failed"
+  readonly error: string | null
+}
+
+/** The services a backfill runs on. */
+const backfillServices = Effect.all({
+  store: EmbeddingStore,
+  sources: Sources,
+  vectorIndex: VectorIndex,
+  config: AutoEmbedConfig,
+  pipelines: EmbeddingPipeline,
+  jobs: BackfillJobs
+})
+type BackfillServices = Effect.Effect.Success<typeof backfillServices>
+
+/** What a run over `types` would process (failed rows only with `includeFailed`; capped by `limit`). */
+const countWork = (
+  { store }: BackfillServices,
+  types: ReadonlyArray<string>,
+  options: { readonly includeFailed: boolean; readonly limit?: number | undefined }
+) =>
+  Effect.gen(function*() {
+    const counts = yield* store.counts({ withTotal: false })
+    const entity_types: DryRunReport["entity_types"] = {}
+    let total = 0
+    for (const t of types) {
+      const c = counts[t]
+      entity_types[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
+      total += c.missing + c.stale + (options.includeFailed ? c.failed : 0)
+    }
+    const report: DryRunReport = {
+      dry_run: true,
+      entity_types,
+      total: options.limit ? Math.min(total, options.limit) : total
+    }
+    return report
+  })
+
+/** Queues every missing or stale row (the triggers already queued changed ones), page by page, up to `limit`. */
+const queueAll = ({ store }: BackfillServices, types: ReadonlyArray<string>, limit: number | undefined) =>
+  Effect.gen(function*() {
+    let queued = 0
+    while (limit === undefined || queued < limit) {
+      const page = Math.min(QUEUE_PAGE, limit === undefined ? QUEUE_PAGE : limit - queued)
+      const found = yield* store.discover(page, types)
+      queued += found.queued
+      if (found.queued === 0 && found.adopted === 0) break
+    }
+    return queued
+  })
+
+/**
+ * Bulk path: large loads (or a bulk load that died half-way, found by its mark) write without
+ * the HNSW index and build it once at the end. Drops the chosen types' indexes; returns them.
+ */
+const beginBulk = (
+  { config, sources, vectorIndex }: BackfillServices,
+  request: BackfillRequest,
+  types: ReadonlyArray<string>,
+  before: DryRunReport
+) =>
+  Effect.gen(function*() {
+    const marked = new Set((yield* vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source))
+    // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
+    // cost a rebuild and send its searches to exact scans meanwhile.
+    const bulkTypes = types.filter((t) => {
+      const work = before.entity_types[t].missing + before.entity_types[t].stale
+      return marked.has(t) || (request.bulk === "on" && work > 0) ||
+        (request.bulk === "auto" && work >= config.bulkThreshold)
+    })
+    for (const t of bulkTypes) {
+      if (!marked.has(t)) yield* vectorIndex.beginBulk(yield* sources.get(t))
+    }
+    return bulkTypes
+  })
+
+/**
+ * The job's progress: the larger of what this run's workers did and what left the queue (other
+ * workers help), within the total.
+ */
+const publish = (
+  { jobs, store }: BackfillServices,
+  id: string,
+  types: ReadonlyArray<string>,
+  total: number,
+  own: Ref.Ref<BatchOutcome>,
+  end?: RunEnd
+) =>
+  Effect.gen(function*() {
+    const o = yield* Ref.get(own)
+    const remaining = yield* store.pendingCount(types)
+    const ownProcessed = o.embedded + o.failed + o.skipped + o.dropped
+    const processed = Math.max(0, Math.min(total, Math.max(ownProcessed, total - remaining)))
+    const job = yield* jobs.update(id, (r) => ({
+      ...r,
+      state: end?.state ?? "running",
+      total,
+      processed,
+      succeeded: o.embedded,
+      failed: o.failed,
+      skipped: o.skipped + o.dropped,
+      error: end?.error ?? null
+    }))
+    return { job, remaining }
+  })
+
+/**
+ * Embeds what the run queued with its own worker pool, until the queue is empty, the limit is
+ * reached, or it stalls.
+ */
+const embedAll = (
+  services: BackfillServices,
+  id: string,
+  request: BackfillRequest,
+  types: ReadonlyArray<string>,
+  total: number,
+  onProgress: (job: BackfillJob) => Effect.Effect<void>
+) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const own = yield* Ref.make<BatchOutcome>(noOutcome)
+      const pipeline = yield* services.pipelines.start({
+        sources: types,
+        maxClaims: request.limit,
+        batchSize: request.batch_size,
+        concurrency: request.concurrency,
+        sweep: false,
+        onBatch: (o) => Ref.update(own, (s) => addOutcomes(s, o))
+      })
+      yield* pipeline.wake
+      let lastProgress = Date.now()
+      let lastProcessed = -1
+      let lastPersist = 0
+      while (true) {
+        // A database poll, kept on purpose: `remaining` is counted in the database, where the
+        // workers of other processes embed the same rows; no in-process signal can say when it is 0.
+        yield* Effect.sleep(POLL)
+        const { job, remaining } = yield* publish(services, id, types, total, own)
+        yield* onProgress(job)
+        if (Date.now() - lastPersist > 1000) {
+          lastPersist = Date.now()
+          yield* services.jobs.save(id)
+        }
+        const stats = yield* pipeline.stats
+        const claimed = yield* pipeline.claimed
+        const idle = stats.depth === 0 && stats.inFlight === 0
+        if (idle && (remaining === 0 || (request.limit !== undefined && claimed >= request.limit))) {
+          return { end: { state: "succeeded" as const, error: null }, own }
+        }
+        if (job.processed !== lastProcessed) {
+          lastProcessed = job.processed
+          lastProgress = Date.now()
+        } else if (Date.now() - lastProgress > Duration.toMillis(STALL_TIMEOUT)) {
+          return {
+            end: {
+              state: "failed" as const,
+              error: `No progress for ${Duration.format(STALL_TIMEOUT)}${
+                stats.lastError ? `; last provider error: ${stats.lastError}` : ""
+              }`
+            },
+            own
+          }
+        }
+      }
+    })
+  )
+
+/** Marks a job that did not run to its end (cancelled, or failed by a defect) and saves it. */
+const abandon = ({ jobs }: BackfillServices, id: string, state: "cancelled" | "failed", error?: string) =>
+  Effect.zipRight(
+    jobs.update(id, (r) => ({ ...r, state, error: error ?? r.error })),
+    jobs.save(id)
+  )
+
+/** Runs a backfill to the end in this fiber; interrupting it gives claimed rows back at once. */
+const runJob = (
+  services: BackfillServices,
+  id: string,
+  request: BackfillRequest,
+  types: ReadonlyArray<string>,
+  onProgress: (job: BackfillJob) => Effect.Effect<void>
+) =>
+  Effect.gen(function*() {
+    const { jobs, sources, store, vectorIndex } = services
+    if (request.include_failed) yield* store.retryFailed(types)
+    const before = yield* countWork(services, types, { includeFailed: false })
+    const total = request.limit ? Math.min(before.total, request.limit) : before.total
+    yield* jobs.update(id, (r) => ({ ...r, total }))
+    yield* queueAll(services, types, request.limit)
+    const bulkTypes = yield* beginBulk(services, request, types, before)
+    yield* jobs.update(id, (r) => ({ ...r, phase: "embedding" as const, bulk_types: bulkTypes }))
+    const { end, own } = yield* embedAll(services, id, request, types, total, onProgress)
+    if (bulkTypes.length > 0) {
+      // Also after a stalled run, so search is not left scanning exactly; an interrupted run
+      // never gets here and leaves the mark for the next run to finish.
+      yield* jobs.update(id, (r) => ({ ...r, phase: "indexing" as const }))
+      yield* onProgress((yield* publish(services, id, types, total, own)).job)
+      for (const t of bulkTypes) yield* vectorIndex.build(yield* sources.get(t))
+    }
+    const { job } = yield* publish(services, id, types, total, own, end)
+    yield* onProgress(job)
+    yield* jobs.save(id)
+    return job
+  }).pipe(Effect.onInterrupt(() => abandon(services, id, "cancelled")))
 
 /**
  * Fills missing and stale embeddings. A run queues the rows in the durable queue page by page
  * (in SQL: no ids pass through memory), then a dedicated worker pool embeds them with the same
  * claims as every other worker, so an interrupted run resumes and two runs never duplicate work.
+ * Its job's progress lives in `BackfillJobs`.
  */
 export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfill", {
+  dependencies: [EmbeddingPipeline.Default, BackfillJobs.Default],
   scoped: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const store = yield* EmbeddingStore
-    const sources = yield* Sources
-    const provider = yield* EmbeddingProvider
-    const vectorIndex = yield* VectorIndex
-    const config = yield* AutoEmbedConfig
-    // The backfill's own worker pool is built from the same services as the long-running one.
-    // Without the layer's own Scope: the pool must close with its run, not with the application.
-    const context = Context.omit(Scope.Scope)(
-      yield* Effect.context<
-        AutoEmbedConfig | Database | EmbeddingStore | EmbeddingProvider | PendingSignal | PipelineMetrics | Sources
-      >()
-    )
-    const modelKey = modelKeyOf(provider)
-    const st = stateTables(sql, config.stateSchema)
-    const jobs = new Map<string, Ref.Ref<BackfillJob>>()
+    const services = yield* backfillServices
+    const { jobs, sources, store } = services
     const running = yield* FiberSet.make()
-
-    const resolveTypes = (requested: ReadonlyArray<string> | undefined) =>
-      Effect.gen(function*() {
-        if (!requested) return sources.names
-        const unknown = requested.filter((t) => !sources.names.includes(t))
-        if (unknown.length > 0) {
-          return yield* new BackfillInvalid({
-            message: `Unknown entity type ${unknown.map((u) => `"${u}"`).join(", ")}; known: ${
-              sources.names.join(", ")
-            }`
-          })
-        }
-        return [...new Set(requested)]
-      })
 
     const dryRun = Effect.fn("Backfill.dryRun")(function*(input: BackfillInput = {}) {
       const request = Schema.decodeSync(BackfillRequest)(input)
-      const types = yield* resolveTypes(request.entity_types)
-      const counts = yield* store.counts(modelKey, { withTotal: false })
-      const entity_types: DryRunReport["entity_types"] = {}
-      let total = 0
-      for (const t of types) {
-        const c = counts[t]
-        entity_types[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
-        total += c.missing + c.stale + (request.include_failed ? c.failed : 0)
-      }
-      const report: DryRunReport = {
-        dry_run: true,
-        entity_types,
-        total: request.limit ? Math.min(total, request.limit) : total
-      }
-      return report
+      const types = yield* resolveTypes(sources, request.entity_types)
+      return yield* countWork(services, types, { includeFailed: request.include_failed, limit: request.limit })
     })
-
-    const pendingCount = (types: ReadonlyArray<string>) =>
-      Effect.map(
-        sql<
-          { n: number }
-        >`SELECT count(*)::int AS n FROM ${st.queue} WHERE failed_at IS NULL AND source = ANY(${types}::text[])`,
-        (r) => r[0]?.n ?? 0
-      )
-
-    const persistJob = (job: BackfillJob, params: unknown) =>
-      sql`
-        INSERT INTO ${st.jobs} (id, state, params, total, processed, succeeded, failed, skipped, error, started_at, updated_at, finished_at)
-        VALUES (${job.id}, ${job.state}, ${
-        JSON.stringify(params)
-      }::jsonb, ${job.total}, ${job.processed}, ${job.succeeded}, ${job.failed}, ${job.skipped},
-                ${job.error}, ${job.started_at}::timestamptz, now(), ${job.finished_at}::timestamptz)
-        ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, total = EXCLUDED.total, processed = EXCLUDED.processed,
-          succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, skipped = EXCLUDED.skipped, error = EXCLUDED.error,
-          updated_at = now(), finished_at = EXCLUDED.finished_at`.pipe(Effect.ignore)
-
-    /** Runs a backfill to the end in this fiber; interrupting it gives claimed rows back at once. */
-    const runJob = (
-      id: string,
-      request: BackfillRequest,
-      types: ReadonlyArray<string>,
-      onProgress: (job: BackfillJob) => Effect.Effect<void>
-    ) =>
-      Effect.gen(function*() {
-        const started = Date.now()
-        const jobRef = jobs.get(id)!
-        const own = yield* Ref.make<BatchOutcome>({ embedded: 0, failed: 0, skipped: 0, dropped: 0 })
-        if (request.include_failed) yield* store.retryFailed(types)
-        const before = yield* dryRun({ entity_types: [...types], include_failed: false })
-        let total = before.total
-        if (request.limit) total = Math.min(total, request.limit)
-        yield* Ref.update(jobRef, (j) => ({ ...j, total }))
-
-        // Queue every missing or stale row (the triggers already queued changed ones), page by page.
-        let queued = 0
-        while (request.limit === undefined || queued < request.limit) {
-          const page = Math.min(5000, request.limit === undefined ? 5000 : request.limit - queued)
-          const found = yield* store.discover(modelKey, page, types)
-          queued += found.queued
-          if (found.queued === 0 && found.adopted === 0) break
-        }
-
-        // Bulk path: large loads (or a bulk load that died half-way, found by its mark) write
-        // without the HNSW index and build it once at the end.
-        const marked = new Set((yield* vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source))
-        // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
-        // cost a rebuild and send its searches to exact scans meanwhile.
-        const bulkTypes = types.filter((t) => {
-          const work = before.entity_types[t].missing + before.entity_types[t].stale
-          return marked.has(t) || (request.bulk === "on" && work > 0) ||
-            (request.bulk === "auto" && work >= config.bulkThreshold)
-        })
-        for (const t of bulkTypes) {
-          if (!marked.has(t)) yield* vectorIndex.beginBulk(yield* sources.get(t))
-        }
-        yield* Ref.update(jobRef, (j) => ({ ...j, phase: "embedding" as const, bulk_types: bulkTypes }))
-
-        const publish = (state: BackfillState, error: string | null = null) =>
-          Effect.gen(function*() {
-            const o = yield* Ref.get(own)
-            const remaining = yield* pendingCount(types)
-            const ownProcessed = o.embedded + o.failed + o.skipped + o.dropped
-            const byQueue = total - remaining
-            const processed = Math.max(0, Math.min(total, Math.max(ownProcessed, byQueue)))
-            const elapsed = (Date.now() - started) / 1000
-            const rate = elapsed > 0 ? processed / elapsed : 0
-            const finished = state !== "running"
-            const job: BackfillJob = {
-              ...(yield* Ref.get(jobRef)),
-              state,
-              total,
-              processed: finished && state === "succeeded"
-                ? Math.max(processed, Math.min(total, ownProcessed))
-                : processed,
-              succeeded: o.embedded,
-              failed: o.failed,
-              skipped: o.skipped + o.dropped,
-              rate_per_second: Math.round(rate * 10) / 10,
-              eta_seconds: finished ? 0 : rate > 0 ? Math.ceil((total - processed) / rate) : null,
-              elapsed_seconds: Math.round(elapsed * 10) / 10,
-              phase: finished ? "done" : (yield* Ref.get(jobRef)).phase,
-              finished_at: finished ? new Date().toISOString() : null,
-              error
-            }
-            yield* Ref.set(jobRef, job)
-            yield* onProgress(job)
-            return { job, remaining }
-          })
-
-        const outcome = yield* Effect.provide(
-          Effect.scoped(
-            Effect.gen(function*() {
-              const pipeline = yield* makeEmbeddingPipeline({
-                sources: types,
-                maxClaims: request.limit,
-                batchSize: request.batch_size,
-                concurrency: request.concurrency,
-                sweep: false,
-                onBatch: (o) =>
-                  Ref.update(own, (s) => ({
-                    embedded: s.embedded + o.embedded,
-                    failed: s.failed + o.failed,
-                    skipped: s.skipped + o.skipped,
-                    dropped: s.dropped + o.dropped
-                  }))
-              })
-              yield* pipeline.wake
-              let lastProgress = Date.now()
-              let lastProcessed = -1
-              let lastPersist = 0
-              while (true) {
-                // A database poll, kept on purpose: `remaining` is counted in the database, where the
-                // workers of other processes embed the same rows; no in-process signal can say when it is 0.
-                yield* Effect.sleep(POLL)
-                const { job, remaining } = yield* publish("running")
-                if (Date.now() - lastPersist > 1000) {
-                  lastPersist = Date.now()
-                  yield* persistJob(job, request)
-                }
-                const stats = yield* pipeline.stats
-                const claimed = yield* pipeline.claimed
-                const idle = stats.depth === 0 && stats.inFlight === 0
-                if (idle && (remaining === 0 || (request.limit !== undefined && claimed >= request.limit))) {
-                  return { state: "succeeded" as const, error: null }
-                }
-                if (job.processed !== lastProcessed) {
-                  lastProcessed = job.processed
-                  lastProgress = Date.now()
-                } else if (Date.now() - lastProgress > Duration.toMillis(STALL_TIMEOUT)) {
-                  return {
-                    state: "failed" as const,
-                    error: `No progress for ${Duration.format(STALL_TIMEOUT)}${
-                      stats.lastError ? `; last provider error: ${stats.lastError}` : ""
-                    }`
-                  }
-                }
-              }
-            })
-          ),
-          context
-        )
-        if (bulkTypes.length > 0) {
-          // Also after a stalled run, so search is not left scanning exactly; an interrupted run
-          // never gets here and leaves the mark for the next run to finish.
-          yield* Ref.update(jobRef, (j) => ({ ...j, phase: "indexing" as const }))
-          yield* publish("running")
-          for (const t of bulkTypes) yield* vectorIndex.build(yield* sources.get(t))
-        }
-        const { job } = yield* publish(outcome.state, outcome.error)
-        yield* persistJob(job, request)
-        return job
-      }).pipe(
-        Effect.onInterrupt(() =>
-          Effect.gen(function*() {
-            const ref = jobs.get(id)!
-            const job = { ...(yield* Ref.get(ref)), state: "cancelled" as const, finished_at: new Date().toISOString() }
-            yield* Ref.set(ref, job)
-            yield* persistJob(job, request)
-          })
-        )
-      )
 
     const begin = (input: BackfillInput) =>
       Effect.gen(function*() {
         const request = yield* Schema.decodeUnknown(BackfillRequest)(input).pipe(
           Effect.mapError((e) => new BackfillInvalid({ message: e.message }))
         )
-        const types = yield* resolveTypes(request.entity_types)
-        const id = newId()
-        const job: BackfillJob = {
-          id,
-          state: "running",
-          phase: "queueing",
-          bulk_types: [],
-          entity_types: types,
-          total: 0,
-          processed: 0,
-          succeeded: 0,
-          failed: 0,
-          skipped: 0,
-          rate_per_second: 0,
-          eta_seconds: null,
-          elapsed_seconds: 0,
-          started_at: new Date().toISOString(),
-          finished_at: null,
-          error: null
-        }
-        jobs.set(id, yield* Ref.make(job))
-        yield* persistJob(job, request)
-        return { id, request, types }
+        const types = yield* resolveTypes(sources, request.entity_types)
+        const job = yield* jobs.create(types, request)
+        return { job, request, types }
       })
 
     /** Runs a backfill in the caller's fiber, reporting progress; for the CLI. */
     const run = Effect.fn("Backfill.run")(
       function*(input: BackfillInput, onProgress: (job: BackfillJob) => Effect.Effect<void> = () => Effect.void) {
-        const { id, request, types } = yield* begin(input)
-        return yield* runJob(id, request, types, onProgress)
+        const { job, request, types } = yield* begin(input)
+        return yield* runJob(services, job.id, request, types, onProgress)
       }
     )
 
     /** Starts a backfill in the background and returns its job at once; for the API. */
     const start = Effect.fn("Backfill.start")(function*(input: BackfillInput) {
-      const { id, request, types } = yield* begin(input)
+      const { job, request, types } = yield* begin(input)
       yield* FiberSet.run(
         running,
-        runJob(id, request, types, () => Effect.void).pipe(
+        runJob(services, job.id, request, types, () => Effect.void).pipe(
           Effect.catchAllCause((cause) =>
-            Effect.gen(function*() {
-              const ref = jobs.get(id)!
-              const job = {
-                ...(yield* Ref.get(ref)),
-                state: "failed" as const,
-                error: sqlReason(Cause.squash(cause)).slice(0, 500),
-                finished_at: new Date().toISOString()
-              }
-              yield* Ref.set(ref, job)
-              yield* persistJob(job, request)
-            })
+            abandon(services, job.id, "failed", sqlReason(Cause.squash(cause)).slice(0, 500))
           )
         )
       )
-      return yield* Ref.get(jobs.get(id)!)
+      return job
     })
 
     /** A job by id: from this process, or from the database when another process ran it. */
     const get = Effect.fn("Backfill.get")(function*(id: string) {
-      const local = jobs.get(id)
-      if (local) return yield* Ref.get(local)
-      const rows = yield* sql<{
-        id: string
-        state: BackfillState
-        params: any
-        total: number
-        processed: number
-        succeeded: number
-        failed: number
-        skipped: number
-        error: string | null
-        started_at: Date | null
-        created_at: Date
-        finished_at: Date | null
-        updated_at: Date
-      }>`SELECT * FROM ${st.jobs} WHERE id = ${id}`
-      if (rows.length === 0) return yield* new BackfillNotFound({ id, message: `No backfill job ${id}` })
-      const r = rows[0]
-      const params = typeof r.params === "string" ? JSON.parse(r.params) : r.params
-      const started = new Date(r.started_at ?? r.created_at).getTime()
-      const end = r.finished_at ? new Date(r.finished_at).getTime() : new Date(r.updated_at).getTime()
-      const elapsed = Math.max(0, (end - started) / 1000)
-      const rate = elapsed > 0 ? Number(r.processed) / elapsed : 0
-      const job: BackfillJob = {
-        id: r.id,
-        state: r.state,
-        phase: r.state === "running" ? "embedding" : "done",
-        bulk_types: [],
-        entity_types: params?.entity_types ?? sources.names,
-        total: Number(r.total),
-        processed: Number(r.processed),
-        succeeded: Number(r.succeeded),
-        failed: Number(r.failed),
-        skipped: Number(r.skipped),
-        rate_per_second: Math.round(rate * 10) / 10,
-        eta_seconds: r.state === "running" && rate > 0
-          ? Math.ceil((Number(r.total) - Number(r.processed)) / rate)
-          : r.state === "running"
-          ? null
-          : 0,
-        elapsed_seconds: Math.round(elapsed * 10) / 10,
-        started_at: new Date(started).toISOString(),
-        finished_at: r.finished_at ? new Date(r.finished_at).toISOString() : null,
-        error: r.error
-      }
-      return job
+      const job = yield* jobs.get(id)
+      if (Option.isNone(job)) return yield* new BackfillNotFound({ id, message: `No backfill job ${id}` })
+      return job.value
     })
 
     const retryFailed = Effect.fn("Backfill.retryFailed")(function*(entityTypes?: ReadonlyArray<string>) {
-      const types = yield* resolveTypes(entityTypes)
+      const types = yield* resolveTypes(sources, entityTypes)
       const requeued = yield* store.retryFailed(types)
       return { requeued }
     })
 
     /** Marks stale rows (another model's vectors) pending now instead of at the next sweep. */
     const reembed = Effect.fn("Backfill.reembed")(function*(entityTypes?: ReadonlyArray<string>) {
-      const types = yield* resolveTypes(entityTypes)
-      let queued = 0
-      while (true) {
-        const found = yield* store.discover(modelKey, 5000, types)
-        queued += found.queued
-        if (found.queued === 0 && found.adopted === 0) break
-      }
-      return { queued }
+      const types = yield* resolveTypes(sources, entityTypes)
+      return { queued: yield* queueAll(services, types, undefined) }
     })
 
     return { dryRun, run, start, get, retryFailed, reembed } as const

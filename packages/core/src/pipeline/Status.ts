@@ -1,13 +1,12 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Option } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
-import { Sources } from "../sources/Sources.js"
+import { type Source, Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
-import { EmbeddingStore, modelKeyOf, type SourceCounts } from "../storage/EmbeddingStore.js"
-import { VectorIndex } from "../storage/VectorIndex.js"
-import { EmbeddingQueue } from "./EmbeddingQueue.js"
+import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
+import { type IndexInfo, VectorIndex } from "../storage/VectorIndex.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
+import { WorkerStatus } from "./WorkerStatus.js"
 
 export interface IndexState {
   readonly name: string
@@ -84,10 +83,56 @@ export interface StatusReport {
   readonly generated_at: string
 }
 
+/** Each source's counts and index state, with a note for whatever needs an operator. */
+const sourcesSection = (
+  all: ReadonlyArray<Source>,
+  counts: Record<string, SourceCounts>,
+  indexes: ReadonlyMap<string, IndexInfo>
+) => {
+  const notes: Array<string> = []
+  const sourcesReport: StatusReport["sources"] = {}
+  for (const s of all) {
+    const c = counts[s.name]
+    const idx = indexes.get(s.name)!
+    const index: IndexState = {
+      name: s.index.name,
+      state: idx.exists ? (idx.valid ? "valid" : "building") : "missing",
+      definition: idx.definition,
+      matches_config: idx.matchesConfig,
+      bulk: idx.bulkMark
+    }
+    if (idx.bulkMark) {
+      notes.push(
+        `${s.name}: bulk load (${idx.bulkMark}); search scans exactly until the index is built at its end (or \`pnpm cli reindex\`)`
+      )
+    } else if (index.state !== "valid") {
+      notes.push(
+        `${s.name}: HNSW index ${index.state}; search scans exactly until it is rebuilt (\`pnpm cli reindex\`)`
+      )
+    } else if (!idx.matchesConfig) {
+      notes.push(
+        `${s.name}: the HNSW index differs from the configured settings; \`pnpm cli reindex\` applies them`
+      )
+    }
+    sourcesReport[s.name] = {
+      total: c.total,
+      embedded: c.embedded,
+      pending: c.pending,
+      missing: c.missing,
+      stale: c.stale,
+      failed: c.failed,
+      in_flight: c.inFlight,
+      oldest_pending_seconds: c.oldestPendingSeconds,
+      index
+    }
+    if (c.failed > 0) notes.push(`${s.name}: ${c.failed} failed rows; \`pnpm cli retry-failed\` requeues them`)
+  }
+  return { notes, sourcesReport }
+}
+
 /** What an operator needs to see: per-source state from the database, this process's queue and throughput. */
 export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
   effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const store = yield* EmbeddingStore
     const sources = yield* Sources
     const provider = yield* EmbeddingProvider
@@ -95,55 +140,18 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
     const database = yield* Database
     const config = yield* AutoEmbedConfig
     const vectorIndex = yield* VectorIndex
-    const modelKey = modelKeyOf(provider)
+    const workers = yield* WorkerStatus
+    const modelKey = store.model
 
     const report = Effect.fn("Status.report")(function*() {
-      const counts: Record<string, SourceCounts> = yield* store.counts(modelKey)
+      const counts: Record<string, SourceCounts> = yield* store.counts()
       const indexes = new Map((yield* vectorIndex.describe()).map((i) => [i.source, i]))
-      const queue = yield* Effect.serviceOption(EmbeddingQueue)
-      const stats = Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none()
+      const stats = yield* workers.stats
       const snapshot = yield* metrics.snapshot
       const errors = yield* store.recentErrors(5)
       const series = snapshot.throughput
       const sum = (n: number) => series.slice(-n).reduce((a, s) => a + s.embedded, 0)
-      const notes: Array<string> = []
-      const sourcesReport: StatusReport["sources"] = {}
-      for (const s of sources.all) {
-        const c = counts[s.name]
-        const idx = indexes.get(s.name)!
-        const index: IndexState = {
-          name: s.index.name,
-          state: idx.exists ? (idx.valid ? "valid" : "building") : "missing",
-          definition: idx.definition,
-          matches_config: idx.matchesConfig,
-          bulk: idx.bulkMark
-        }
-        if (idx.bulkMark) {
-          notes.push(
-            `${s.name}: bulk load (${idx.bulkMark}); search scans exactly until the index is built at its end (or \`pnpm cli reindex\`)`
-          )
-        } else if (index.state !== "valid") {
-          notes.push(
-            `${s.name}: HNSW index ${index.state}; search scans exactly until it is rebuilt (\`pnpm cli reindex\`)`
-          )
-        } else if (!idx.matchesConfig) {
-          notes.push(
-            `${s.name}: the HNSW index differs from the configured settings; \`pnpm cli reindex\` applies them`
-          )
-        }
-        sourcesReport[s.name] = {
-          total: c.total,
-          embedded: c.embedded,
-          pending: c.pending,
-          missing: c.missing,
-          stale: c.stale,
-          failed: c.failed,
-          in_flight: c.inFlight,
-          oldest_pending_seconds: c.oldestPendingSeconds,
-          index
-        }
-        if (c.failed > 0) notes.push(`${s.name}: ${c.failed} failed rows; \`pnpm cli retry-failed\` requeues them`)
-      }
+      const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
       if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")
       const st = Option.getOrUndefined(stats)
       if (st !== undefined && !st.listening) {
