@@ -1,9 +1,9 @@
 import {
-  EmbeddingQueue,
   type Histogram as CoreHistogram,
   type MetricsSnapshot,
   PipelineMetrics,
-  Status
+  Status,
+  WorkerStatus
 } from "@autoembed/core"
 import { Effect, Option } from "effect"
 import { Counter, Gauge, Histogram, type Metric, Registry } from "prom-client"
@@ -186,12 +186,12 @@ export class HttpMetrics {
   render() {
     return Effect.gen(this, function*() {
       const pipeline = yield* Effect.flatMap(PipelineMetrics, (m) => m.snapshot)
-      const queue = yield* Effect.serviceOption(EmbeddingQueue)
+      const queue = yield* Effect.flatMap(WorkerStatus, (w) => w.stats)
       // Row counts come from the database; a scrape during an outage still reports the in-process figures.
       const status = yield* Effect.option(Effect.flatMap(Status, (st) => st.report()))
       this.scrape = {
         pipeline,
-        queue: Option.isSome(queue) ? Option.some(yield* queue.value.stats) : Option.none(),
+        queue,
         rows: Option.map(status, (s) => s.sources)
       }
       return yield* Effect.promise(() => this.registry.metrics())

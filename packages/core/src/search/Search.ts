@@ -80,61 +80,6 @@ export type SearchRequest = typeof SearchRequest.Type
 /** What callers pass before defaults are applied. */
 export type SearchInput = typeof SearchRequest.Encoded
 
-const CommaList = Schema.transform(Schema.String, Schema.Array(Schema.String), {
-  strict: true,
-  decode: (s) => s.split(",").map((t) => t.trim()).filter((t) => t !== ""),
-  encode: (a) => a.join(",")
-})
-/** Plain decimal digits only: NumberFromString is Number(), which also takes 0x10, +5, " 5", 5.0 and 1e3. */
-const digits = (pattern: RegExp, message: string) =>
-  Schema.String.pipe(Schema.pattern(pattern, { message: () => message }))
-const IntDigits = (name: string) =>
-  digits(/^-?\d{1,15}$/, `${name} must be a whole number in decimal digits, such as 10`)
-const DecimalDigits = (name: string) =>
-  digits(/^-?(\d{1,15}(\.\d{1,15})?|\.\d{1,15})$/, `${name} must be a decimal number such as 0.5`)
-const fromDigits = <A, R>(text: Schema.Schema<string>, schema: Schema.Schema<A, number, R>) =>
-  Schema.compose(Schema.compose(text, Schema.NumberFromString), schema)
-
-const QueryFields = Schema.Struct({
-  ...SearchRequest.fields,
-  limit: Schema.optionalWith(fromDigits(IntDigits("limit"), Limit), { default: () => 10 }),
-  types: Schema.optional(Schema.compose(CommaList, Types)),
-  topic_id: Schema.optional(fromDigits(IntDigits("topic_id"), TopicId)),
-  min_score: Schema.optional(fromDigits(DecimalDigits("min_score"), MinScore))
-})
-
-/**
- * The query-string form (`?q=...&types=atoms,messages&limit=10&filter.chat_id=42`): same fields,
- * numbers and lists as strings, and each `filter.<key>` parameter one filter.
- */
-export const SearchParams = Schema.transform(
-  Schema.Record({ key: Schema.String, value: Schema.String }),
-  Schema.typeSchema(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
-  {
-    strict: true,
-    decode: (query) => {
-      const out: Record<string, unknown> = {}
-      const filter: Record<string, string> = {}
-      for (const [key, value] of Object.entries(query)) {
-        if (key.startsWith("filter.")) filter[key.slice("filter.".length)] = value
-        else out[key] = value
-      }
-      if (Object.keys(filter).length > 0) out.filter = filter
-      return out
-    },
-    encode: (params) => {
-      const { filter, ...rest } = params as { filter?: Record<string, string> }
-      const out: Record<string, string> = {}
-      for (const [k, v] of Object.entries(rest)) out[k] = String(v)
-      for (const [k, v] of Object.entries(filter ?? {})) out[`filter.${k}`] = v
-      return out
-    }
-  }
-).pipe(Schema.compose(QueryFields, { strict: false }))
-export type SearchParams = Readonly<Record<string, string>>
-/** The query-string fields one by one (the OpenAPI document lists them; filters are `filter.<key>`). */
-export const SearchQueryFields = QueryFields
-
 export const SearchResult = Schema.Struct({
   type: Schema.String,
   id: Schema.Union(Schema.Number, Schema.String),
@@ -344,5 +289,3 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
 
 /** Decodes an unknown request (e.g. parsed JSON) into a `SearchRequest`; a ParseError names the bad field. */
 export const decodeSearchRequest = Schema.decodeUnknown(SearchRequest)
-/** Decodes query-string parameters into a `SearchRequest`. */
-export const decodeSearchParams = Schema.decodeUnknown(SearchParams)
