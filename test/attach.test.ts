@@ -366,7 +366,9 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
     expect(await validateInDocument(doc, searchAnswer, JSON.parse(cliSearch.stdout))).toBe(true)
     const status = await cli(["status", "--json"])
     expect(status.code, status.stderr).toBe(0)
-    expect(await validateInDocument(doc, ["components", "schemas", "StatusReport"], JSON.parse(status.stdout))).toBe(true)
+    expect(await validateInDocument(doc, ["components", "schemas", "StatusReport"], JSON.parse(status.stdout))).toBe(
+      true
+    )
   }, 120_000)
 
   it("uninstall removes every trace and keeps the user's vectors", async () => {

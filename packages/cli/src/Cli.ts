@@ -1,3 +1,10 @@
+import {
+  BackfillJobSchema,
+  decodeSearchQuery,
+  DryRunResponse,
+  RetryFailedResponse,
+  StatusResponse
+} from "@autoembed/api/contract"
 import { processStop, type StopReason } from "@autoembed/api/lifecycle"
 import {
   AutoEmbed,
@@ -20,13 +27,6 @@ import {
 } from "@autoembed/core"
 import { Args, Command, Options, Prompt } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult, Schema } from "effect"
-import {
-  BackfillJobSchema,
-  decodeSearchQuery,
-  DryRunResponse,
-  RetryFailedResponse,
-  StatusResponse
-} from "@autoembed/api/contract"
 import { encode, toJson } from "./Json.js"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
 
@@ -228,7 +228,9 @@ const retryFailed = Command.make("retry-failed", { types, json }, (o) =>
   Effect.gen(function*() {
     const result = yield* Effect.flatMap(Backfill, (b) => b.retryFailed(typesOrAll(o.types)))
     yield* Console.log(
-      o.json ? toJson(RetryFailedResponse, result) : `${result.requeued} failed rows requeued; running workers will embed them.`
+      o.json
+        ? toJson(RetryFailedResponse, result)
+        : `${result.requeued} failed rows requeued; running workers will embed them.`
     )
   }).pipe(Effect.provide(services()))).pipe(Command.withDescription("Requeue rows marked failed"))
 

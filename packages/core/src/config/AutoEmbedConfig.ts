@@ -1,4 +1,16 @@
-import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, LogLevel, Option, Redacted, Schema } from "effect"
+import {
+  Config,
+  ConfigError,
+  ConfigProvider,
+  Context,
+  Effect,
+  Either,
+  Layer,
+  LogLevel,
+  Option,
+  Redacted,
+  Schema
+} from "effect"
 import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { type DeclaredSources, loadConfigFile } from "./SourceConfig.js"
 

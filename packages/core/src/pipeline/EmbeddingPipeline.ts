@@ -1,4 +1,16 @@
-import { Chunk, Duration, Effect, Either, Fiber, Queue, Ref, Schedule, type Scope, Stream, SubscriptionRef } from "effect"
+import {
+  Chunk,
+  Duration,
+  Effect,
+  Either,
+  Fiber,
+  Queue,
+  Ref,
+  Schedule,
+  type Scope,
+  Stream,
+  SubscriptionRef
+} from "effect"
 import * as Os from "node:os"
 import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../config/AutoEmbedConfig.js"
 import {
