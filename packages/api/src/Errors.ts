@@ -24,7 +24,10 @@ export interface ErrorBody {
   }
 }
 
-/** An answer to a failed request; the HTTP layer raises it itself (bad JSON, wrong content type, missing token, ...). */
+/**
+ * An answer to a failed request; the HTTP layer raises it itself (bad JSON, wrong content type, missing
+ * token, ...).
+ */
 export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
   status: HttpStatus,
   code: Schema.String,

@@ -26,7 +26,10 @@ export const runWith =
 
 export type Run = ReturnType<typeof runWith>
 
-/** No request schema nests deeper than a few levels; deeper input is refused before parsing (it would only cost stack). */
+/**
+ * No request schema nests deeper than a few levels; deeper input is refused before parsing (it would only
+ * cost stack).
+ */
 const MAX_JSON_DEPTH = 32
 
 /** Deepest [ / { nesting outside strings, stopping early once past the limit. */
@@ -85,7 +88,10 @@ const textProblem = (s: string): string | undefined =>
 const fieldPath = (path: string, key: string | number) =>
   typeof key === "number" ? `${path}[${key}]` : path === "" ? key : `${path}.${key}`
 
-/** The first string or object key in a parsed body that cannot be stored as sent, named by its path (messages[0].content). */
+/**
+ * The first string or object key in a parsed body that cannot be stored as sent, named by its path
+ * (messages[0].content).
+ */
 export const unstorableText = (
   value: unknown,
   path = ""

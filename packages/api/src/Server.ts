@@ -3,7 +3,6 @@ import {
   type AutoEmbedConfigShape,
   drainTimeoutSetting,
   EXIT_CODES,
-  exitCodeOf,
   loadSampleDataIfEmpty
 } from "@autoembed/core"
 import { NodeRuntime } from "@effect/platform-node"
@@ -27,7 +26,10 @@ export interface ServerOptions {
    * can probe it and Prometheus can scrape the worker's own counters.
    */
   readonly api?: boolean
-  /** Load the bundled sample data when the database has no atoms and no messages (AUTOEMBED_SAMPLE_DATA=false still wins). Default false. */
+  /**
+   * Load the bundled sample data when the database has no atoms and no messages (AUTOEMBED_SAMPLE_DATA=false
+   * still wins). Default false.
+   */
   readonly sampleData?: boolean
   /** Settings on top of the environment (tests: a temporary database). */
   readonly config?: Partial<AutoEmbedConfigShape>
@@ -73,7 +75,10 @@ const listen = (server: ServerType, host: string, port: number) =>
     })
   })
 
-/** How often Node looks for requests over their headers or request timeout (its default, 30 s, would let a trickled body outlive a 1 s bound by 29 s). */
+/**
+ * How often Node looks for requests over their headers or request timeout (its default, 30 s, would let a
+ * trickled body outlive a 1 s bound by 29 s).
+ */
 const TIMEOUT_CHECK_MS = 500
 
 /**
@@ -110,7 +115,10 @@ const closeHttp = (server: ServerType, drainMs: number) =>
       }))
   )
 
-/** Builds the runtime, loads sample data if asked, and listens. Throws `StartupFailure` (one line, exit code) when it cannot. */
+/**
+ * Builds the runtime, loads sample data if asked, and listens. Throws `StartupFailure` (one line, exit code)
+ * when it cannot.
+ */
 export const startServer = async (options: ServerOptions): Promise<RunningServer> => {
   const api = options.api !== false
   // The server's own settings first: a bad PORT is reported before migrations and the provider probe.

@@ -62,7 +62,8 @@ const migrate = Command.make(
   {
     resetEmbeddings: Options.boolean("reset-embeddings").pipe(
       Options.withDescription(
-        "Drop the vectors autoembed keeps (its own tables, the built-in tables' columns) and re-embed at EMBEDDING_DIMENSIONS"
+        "Drop the vectors autoembed keeps (its own tables, the built-in tables' columns) and re-embed at " +
+          "EMBEDDING_DIMENSIONS"
       )
     )
   },
@@ -94,7 +95,8 @@ const sources = Command.make("sources", { json }, ({ json }) =>
     }
   }).pipe(Effect.provide(databaseOnly()))).pipe(
     Command.withDescription(
-      "Each declared source with what autoembed finds (rows, missing vectors, triggers, index); non-zero exit on problems"
+      "Each declared source with what autoembed finds (rows, missing vectors, triggers, index); " +
+        "non-zero exit on problems"
     )
   )
 
@@ -105,8 +107,8 @@ const uninstall = Command.make(
     Effect.gen(function*() {
       const config = yield* AutoEmbedConfig
       const database = yield* Database
-      const what =
-        `every autoembed trigger, the indexes it created and the schema ${config.stateSchema} (queue, bookkeeping, vectors kept there) ` +
+      const what = `every autoembed trigger, the indexes it created and the schema ${config.stateSchema} ` +
+        `(queue, bookkeeping, vectors kept there) ` +
         `from ${database.description}; your tables and the vectors in their columns stay`
       if (!yes) {
         if (process.stdin.isTTY !== true) {
@@ -160,7 +162,8 @@ const backfill = Command.make(
     bulk: Options.choice("bulk", ["auto", "on", "off"]).pipe(
       Options.withDefault("auto" as const),
       Options.withDescription(
-        "Drop the HNSW index during the load and build it once at the end (auto: above AUTOEMBED_BULK_THRESHOLD rows; on: every type with rows to embed)"
+        "Drop the HNSW index during the load and build it once at the end " +
+          "(auto: above AUTOEMBED_BULK_THRESHOLD rows; on: every type with rows to embed)"
       )
     ),
     json
@@ -370,7 +373,8 @@ const worker = Command.make("worker", {}, () =>
   Effect.gen(function*() {
     const status = yield* Effect.flatMap(Status, (s) => s.report())
     yield* Console.log(
-      `autoembed worker ${status.queue.worker_id} embedding with ${status.provider.model_key} on ${status.database.description}; Ctrl-C or SIGTERM stops it gracefully.`
+      `autoembed worker ${status.queue.worker_id} embedding with ${status.provider.model_key} ` +
+        `on ${status.database.description}; Ctrl-C or SIGTERM stops it gracefully.`
     )
     const reason = yield* untilStopRequested
     yield* Console.log(`${reason}: stopping (batches in flight finish, claimed rows go back to the queue)`)

@@ -54,13 +54,22 @@ export interface CreateAutoEmbedOptions {
   readonly workers?: boolean
   /** Any other setting (batch size, lease, retries, index settings, ...); the named options above win. */
   readonly config?: Partial<AutoEmbedConfigShape>
-  /** Also read settings from process.env (DATABASE_URL, EMBEDDING_MODEL, ...). Default false: a library takes only what it is given. */
+  /**
+   * Also read settings from process.env (DATABASE_URL, EMBEDDING_MODEL, ...). Default false: a library takes
+   * only what it is given.
+   */
   readonly env?: boolean
 }
 
-/** A running autoembed, for code that does not use Effect. Every method returns a Promise and rejects with an `AutoEmbedError`. */
+/**
+ * A running autoembed, for code that does not use Effect. Every method returns a Promise and rejects with an
+ * `AutoEmbedError`.
+ */
 export interface AutoEmbedClient {
-  /** The extraction hook: wake the queue for these built-in rows (they are already pending). Never rejects for embedding problems. */
+  /**
+   * The extraction hook: wake the queue for these built-in rows (they are already pending). Never rejects for
+   * embedding problems.
+   */
   readonly afterExtraction: (
     ids: { readonly atomIds?: ReadonlyArray<number | string>; readonly messageIds?: ReadonlyArray<number | string> }
   ) => Promise<void>
@@ -132,7 +141,10 @@ const toError = (cause: Cause.Cause<unknown>, context: string): AutoEmbedError =
   return new AutoEmbedError({ message: `${context}: ${message}`, tag, cause: error })
 }
 
-/** A library should be quiet: warnings and errors only, unless AUTOEMBED_LOG_LEVEL (with env) or config.logLevel says otherwise. */
+/**
+ * A library should be quiet: warnings and errors only, unless AUTOEMBED_LOG_LEVEL (with env) or config.logLevel
+ * says otherwise.
+ */
 const logLevelLayer = (options: CreateAutoEmbedOptions) =>
   Layer.unwrapEffect(
     Effect.gen(function*() {

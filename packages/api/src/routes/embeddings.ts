@@ -10,7 +10,8 @@ type EmbeddingHandlers = Pick<Handlers, "backfill" | "getBackfill" | "status" | 
 
 /** Backfill, its progress, status and retry-failed. */
 export const embeddingHandlers = (run: Run): EmbeddingHandlers => {
-  // Two overlapping runs would not double work (claims), but would make both progress bars lie: one at a time per server.
+  // Two overlapping runs would not double work (claims), but would make both progress bars lie: one at a time
+  // per server.
   let lastJob: string | undefined
 
   return {

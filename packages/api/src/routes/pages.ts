@@ -17,7 +17,8 @@ const TYPES: Record<string, string> = {
 
 /** Same-origin only, nothing inline: the page works offline and an injected string cannot run. */
 export const PAGE_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 const html = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
 
@@ -53,14 +54,17 @@ const docsPage = (doc: OpenApiDocument) => {
       }${body}<p>Answers:</p><ul>${answers}</ul></section>`
     })
   )
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>autoembed API</title><link rel="icon" href="/static/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/static/style.css"></head><body><main class="docs">
-<h1>autoembed API <small>${html(doc.info.version)}</small></h1><p>${html(doc.info.description)}</p>
-<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI ${doc.openapi}). Web page: <a href="/">/</a>.</p>
-<nav aria-label="Routes"><ul>${
-    Object.values(Api).map((e) => `<li><a href="#${e.id}">${e.method.toUpperCase()} ${html(e.path)}</a></li>`).join("")
-  }</ul></nav>
-${sections.join("\n")}</main></body></html>`
+  const nav = Object.values(Api).map((e) => `<li><a href="#${e.id}">${e.method.toUpperCase()} ${html(e.path)}</a></li>`)
+    .join("")
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+    `<meta name="viewport" content="width=device-width, initial-scale=1">\n` +
+    `<title>autoembed API</title><link rel="icon" href="/static/favicon.svg" type="image/svg+xml">` +
+    `<link rel="stylesheet" href="/static/style.css"></head><body><main class="docs">\n` +
+    `<h1>autoembed API <small>${html(doc.info.version)}</small></h1><p>${html(doc.info.description)}</p>\n` +
+    `<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI ${doc.openapi}). ` +
+    `Web page: <a href="/">/</a>.</p>\n` +
+    `<nav aria-label="Routes"><ul>${nav}</ul></nav>\n` +
+    `${sections.join("\n")}</main></body></html>`
 }
 
 /** GET /, /static/*, /docs and /openapi.json. */

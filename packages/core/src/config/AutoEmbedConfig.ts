@@ -1,16 +1,4 @@
-import {
-  Config,
-  ConfigError,
-  ConfigProvider,
-  Context,
-  Effect,
-  Either,
-  Layer,
-  LogLevel,
-  Option,
-  Redacted,
-  Schema
-} from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, LogLevel, Option, Redacted, Schema } from "effect"
 import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { type DeclaredSources, loadConfigFile } from "./SourceConfig.js"
 
@@ -67,7 +55,10 @@ export interface AutoEmbedConfigShape {
   readonly indexKind: IndexKind
   /** Pending rows above which a backfill takes the bulk path (drop index, load, rebuild). */
   readonly bulkThreshold: number
-  /** Upper bound of maintenance_work_mem for an HNSW build on the server (the build takes what the graph needs, up to this). */
+  /**
+   * Upper bound of maintenance_work_mem for an HNSW build on the server (the build takes what the graph needs,
+   * up to this).
+   */
   readonly indexBuildMemoryMb: number
   /** max_parallel_maintenance_workers for a build; None keeps the server's own setting. */
   readonly indexBuildWorkers: Option.Option<number>
@@ -231,8 +222,8 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   configFile: Config.succeed(Option.none<string>())
 }).pipe(
   Config.validate({
-    message:
-      "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
+    message: "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; " +
+      "use halfvec (up to 4000) or fewer EMBEDDING_DIMENSIONS",
     validation: (c) => c.dimensions <= (c.indexKind === "vector" ? 2000 : 4000)
   })
 )

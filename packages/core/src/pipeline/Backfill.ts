@@ -22,7 +22,10 @@ export const BackfillRequest = Schema.Struct({
   concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
   limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000_000))),
   include_failed: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  /** Bulk path: drop the HNSW index, load, build it once. "auto" takes it above AUTOEMBED_BULK_THRESHOLD rows of a type. */
+  /**
+   * Bulk path: drop the HNSW index, load, build it once. "auto" takes it above AUTOEMBED_BULK_THRESHOLD rows
+   * of a type.
+   */
   bulk: Schema.optionalWith(Schema.Literal("auto", "on", "off"), { default: () => "auto" as const })
 })
 export type BackfillRequest = typeof BackfillRequest.Type

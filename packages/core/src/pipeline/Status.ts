@@ -41,7 +41,10 @@ export interface StatusReport {
     readonly batch_size: number
     readonly paused_for_ms: number
     readonly last_error: string | null
-    /** Notifications wake the workers at once; false while LISTEN reconnects (they poll meanwhile) or without workers. */
+    /**
+     * Notifications wake the workers at once; false while LISTEN reconnects (they poll meanwhile) or without
+     * workers.
+     */
     readonly listening: boolean
   }
   readonly throughput: {
@@ -103,7 +106,8 @@ const sourcesSection = (
     }
     if (idx.bulkMark) {
       notes.push(
-        `${s.name}: bulk load (${idx.bulkMark}); search scans exactly until the index is built at its end (or \`pnpm cli reindex\`)`
+        `${s.name}: bulk load (${idx.bulkMark}); search scans exactly until the index is built at its end ` +
+          `(or \`pnpm cli reindex\`)`
       )
     } else if (index.state !== "valid") {
       notes.push(
@@ -156,7 +160,8 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       const st = Option.getOrUndefined(stats)
       if (st !== undefined && !st.listening) {
         notes.push(
-          `wake-ups are down (the LISTEN connection is reconnecting); workers poll every ${config.pollIntervalMs} ms meanwhile`
+          `wake-ups are down (the LISTEN connection is reconnecting); ` +
+            `workers poll every ${config.pollIntervalMs} ms meanwhile`
         )
       }
       const result: StatusReport = {

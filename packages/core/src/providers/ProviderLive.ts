@@ -69,8 +69,9 @@ export const selectProvider = Effect.fn("EmbeddingProvider.select")(function*(co
   // A model was asked for by name: quietly embedding with another one would surprise.
   if (Option.isSome(config.model) && config.model.value !== LOCAL_MODEL) {
     return yield* new ProviderStartupError({
-      message:
-        `EMBEDDING_MODEL=${config.model.value} is set but EMBEDDING_PROVIDER=auto found ${noOllama} and no OPENAI_API_KEY: set OLLAMA_HOST to a running Ollama, set OPENAI_API_KEY, or unset EMBEDDING_MODEL for the offline local provider`
+      message: `EMBEDDING_MODEL=${config.model.value} is set but EMBEDDING_PROVIDER=auto found ${noOllama} ` +
+        `and no OPENAI_API_KEY: set OLLAMA_HOST to a running Ollama, set OPENAI_API_KEY, ` +
+        `or unset EMBEDDING_MODEL for the offline local provider`
     })
   }
   return {
@@ -81,8 +82,8 @@ export const selectProvider = Effect.fn("EmbeddingProvider.select")(function*(co
 
 const unreachableOllama = (host: string, detail: string) =>
   new ProviderStartupError({
-    message:
-      `Ollama at ${host} is not reachable from this process (${detail}). Set OLLAMA_HOST to a running Ollama, or EMBEDDING_PROVIDER=local for the offline provider.`
+    message: `Ollama at ${host} is not reachable from this process (${detail}). ` +
+      `Set OLLAMA_HOST to a running Ollama, or EMBEDDING_PROVIDER=local for the offline provider.`
   })
 
 /**
@@ -107,7 +108,9 @@ export const probeProvider = Effect.fn("EmbeddingProvider.probe")(function*(
   const mismatch = causeChain(e).find((c): c is DimensionMismatch => c instanceof DimensionMismatch)
   if (mismatch !== undefined) {
     return yield* fail(
-      `model ${mismatch.model} returns ${mismatch.actual}-dimensional vectors but EMBEDDING_DIMENSIONS is ${mismatch.expected}: set EMBEDDING_DIMENSIONS=${mismatch.actual} (then \`pnpm cli migrate\`)`
+      `model ${mismatch.model} returns ${mismatch.actual}-dimensional vectors ` +
+        `but EMBEDDING_DIMENSIONS is ${mismatch.expected}: ` +
+        `set EMBEDDING_DIMENSIONS=${mismatch.actual} (then \`pnpm cli migrate\`)`
     )
   }
   const where = provider.provider === "ollama" ? "OLLAMA_HOST" : "OPENAI_BASE_URL"
@@ -122,7 +125,8 @@ export const probeProvider = Effect.fn("EmbeddingProvider.probe")(function*(
         return yield* fail(
           provider.provider === "ollama"
             ? `${e.message}. Set OLLAMA_HOST to a running Ollama, or EMBEDDING_PROVIDER=local for the offline provider.`
-            : `${e.message}. Set OPENAI_BASE_URL to a running server (or unset it for api.openai.com), or EMBEDDING_PROVIDER=local for the offline provider.`
+            : `${e.message}. Set OPENAI_BASE_URL to a running server (or unset it for api.openai.com), ` +
+              `or EMBEDDING_PROVIDER=local for the offline provider.`
         )
       }
       return yield* fail(`start-up probe failed: ${e.message}; check ${where}, or set EMBEDDING_PROVIDER=local`)
@@ -152,7 +156,8 @@ export const EmbeddingProviderLive: Layer.Layer<EmbeddingProvider, ProviderStart
         return probeProvider(provider, config).pipe(
           Effect.zipRight(
             Effect.logInfo(
-              `embedding provider: ${provider.provider}, model ${provider.model}, ${provider.dimensions} dimensions (${selection.reason})`
+              `embedding provider: ${provider.provider}, model ${provider.model}, ` +
+                `${provider.dimensions} dimensions (${selection.reason})`
             )
           )
         )

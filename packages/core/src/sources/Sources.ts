@@ -54,9 +54,8 @@ export const declaredSources = (config: AutoEmbedConfigShape) =>
     const clash = builtin.find(([name]) => name in declared)
     if (clash) {
       return yield* new SourceError({
-        message: `Source "${
-          clash[0]
-        }" in ${origin} has the name of a built-in source; rename it, or turn the built-in model off (AUTOEMBED_BUILTIN=false)`
+        message: `Source "${clash[0]}" in ${origin} has the name of a built-in source; ` +
+          `rename it, or turn the built-in model off (AUTOEMBED_BUILTIN=false)`
       })
     }
     return [
@@ -124,7 +123,8 @@ const install = Effect.gen(function*() {
       const removed = yield* removeStaleTriggers(resolved, config.stateSchema)
       for (const tg of removed) {
         yield* Effect.logInfo(
-          `autoembed: removed trigger ${tg.name} on ${tg.schema}.${tg.table} (source "${tg.source}" is no longer declared)`
+          `autoembed: removed trigger ${tg.name} on ${tg.schema}.${tg.table} ` +
+            `(source "${tg.source}" is no longer declared)`
         )
       }
       return resolved

@@ -41,7 +41,8 @@ export const makeStoreVectors = (ctx: StoreContext) => {
       if (rowIds.length === 0) return []
       const rows = yield* sql<{ row_id: string; text: string | null; hash: string; up_to_date: boolean }>`
         SELECT x.ae_id AS row_id, x.ae_text AS text, md5(coalesce(x.ae_text, '')) AS hash,
-               (x.ae_has_vector AND s.model IS NOT DISTINCT FROM ${model} AND s.hash = md5(coalesce(x.ae_text, ''))) AS up_to_date
+               (x.ae_has_vector AND s.model IS NOT DISTINCT FROM ${model}
+                AND s.hash = md5(coalesce(x.ae_text, ''))) AS up_to_date
         FROM (
           SELECT t.${id(source)}::text AS ae_id, ${text(source)} AS ae_text, ${hasVector(source)} AS ae_has_vector
           FROM ${table(source)} t WHERE t.${id(source)} = ANY(${idArray(source, rowIds)})
@@ -61,7 +62,8 @@ export const makeStoreVectors = (ctx: StoreContext) => {
     WITH ${written}
     INSERT INTO ${st.rows} AS s (source, row_id, model, hash, tsv, embedded_at)
     SELECT ${source.name}, w.ae_row, ${model}, w.ae_hash, w.ae_tsv, now() FROM w
-    ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv, embedded_at = EXCLUDED.embedded_at
+    ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv,
+      embedded_at = EXCLUDED.embedded_at
     RETURNING s.row_id`
 
   /**
