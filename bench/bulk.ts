@@ -159,7 +159,7 @@ const runSize = (rows: number, sample: number, full: number, queries: number, bu
           Effect.sync(() => {
             if (j.phase === "indexing" && loadSeconds === 0) loadSeconds = elapsedMs(t0) / 1000
           })
-        const job = yield* backfill.run({ entity_types: ["atoms"], bulk: "on" }, onProgress)
+        const job = yield* backfill.run({ entityTypes: ["atoms"], bulk: "on" }, onProgress)
         const bulkSeconds = elapsedMs(t0) / 1000
         if (job.state !== "succeeded" || job.succeeded !== rows) {
           throw new Error(`bulk run ended ${job.state} with ${job.succeeded}/${rows}`)
@@ -185,7 +185,7 @@ const runSize = (rows: number, sample: number, full: number, queries: number, bu
         yield* sql`UPDATE ${st.rows} SET model = 'bench/perturbed' WHERE source = 'atoms' AND row_id = ANY(${
           ids.map((r) => String(r.id))
         }::text[])`
-        yield* backfill.run({ entity_types: ["atoms"], bulk: "off" }).pipe(Effect.ignore)
+        yield* backfill.run({ entityTypes: ["atoms"], bulk: "off" }).pipe(Effect.ignore)
         const qs = Array.from({ length: queries }, (_, i) => text(rows * 7 + i).split(" ").slice(0, 4).join(" "))
         const vectorRecall = yield* recallAt10(qs)
 

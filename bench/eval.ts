@@ -239,7 +239,7 @@ const evaluate = (c: Collection) =>
       Array.from({ length: Math.ceil(atoms.length / PERSIST_CHUNK) }, (_, i) => i),
       (i) =>
         Effect.map(extraction.persist({ atoms: atoms.slice(i * PERSIST_CHUNK, (i + 1) * PERSIST_CHUNK) }), (r) =>
-          r.atom_ids.forEach((id, j) => docOfAtom.set(id, c.docs[i * PERSIST_CHUNK + j].id))),
+          r.atomIds.forEach((id, j) => docOfAtom.set(id, c.docs[i * PERSIST_CHUNK + j].id))),
       { discard: true }
     ))
     if (docOfAtom.size !== c.docs.length) {

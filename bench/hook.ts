@@ -62,7 +62,7 @@ export const main = async (args: ReadonlyArray<string> = []) => {
       const input = () => {
         seq++
         return {
-          message_ids: messageIds,
+          messageIds: messageIds,
           atoms: [0, 1, 2].map((k) => ({
             type: "insight",
             title: `Hook benchmark atom ${seq}.${k}`,

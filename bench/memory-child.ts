@@ -48,7 +48,7 @@ const program = Effect.gen(function*() {
     peakHeapTotal = Math.max(peakHeapTotal, m.heapTotal)
   }, 20)
   const t = performance.now()
-  const job = yield* backfill.run({ entity_types: ["messages"] })
+  const job = yield* backfill.run({ entityTypes: ["messages"] })
   const seconds = (performance.now() - t) / 1000
   clearInterval(timer)
   peak = Math.max(peak, process.memoryUsage().rss)

@@ -5,8 +5,8 @@ const record: JobRecord = {
   id: "bf_1",
   state: "running",
   phase: "embedding",
-  bulk_types: [],
-  entity_types: ["atoms"],
+  bulkTypes: [],
+  entityTypes: ["atoms"],
   total: 1000,
   processed: 250,
   succeeded: 240,
@@ -22,13 +22,13 @@ describe("backfill jobs (pure)", () => {
     const job = assembleJob(record, record.startedAt + 10_000)
     expect(job).toMatchObject({
       phase: "embedding",
-      rate_per_second: 25,
-      eta_seconds: 30,
-      elapsed_seconds: 10,
-      started_at: "2024-05-01T10:00:00.000Z",
-      finished_at: null
+      ratePerSecond: 25,
+      etaSeconds: 30,
+      elapsedSeconds: 10,
+      startedAt: "2024-05-01T10:00:00.000Z",
+      finishedAt: null
     })
-    expect(assembleJob(record, record.startedAt).eta_seconds).toBeNull()
+    expect(assembleJob(record, record.startedAt).etaSeconds).toBeNull()
   })
 
   it("a finished job is done: no ETA, its clock stops at its finish", () => {
@@ -39,10 +39,10 @@ describe("backfill jobs (pure)", () => {
     expect(job).toMatchObject({
       state: "cancelled",
       phase: "done",
-      eta_seconds: 0,
-      elapsed_seconds: 20,
-      rate_per_second: 25,
-      finished_at: "2024-05-01T10:00:20.000Z"
+      etaSeconds: 0,
+      elapsedSeconds: 20,
+      ratePerSecond: 25,
+      finishedAt: "2024-05-01T10:00:20.000Z"
     })
   })
 })

@@ -40,18 +40,18 @@ describe(`backfill (${tier()})`, () => {
           const snapshot =
             yield* sql`SELECT count(*)::int AS q, (SELECT count(*)::int FROM messages WHERE embedding IS NOT NULL) AS e
               FROM autoembed.queue`
-          const dry = yield* backfill.dryRun({ dry_run: true })
+          const dry = yield* backfill.dryRun({ dryRun: true })
           expect(dry).toEqual({
-            dry_run: true,
-            entity_types: {
+            dryRun: true,
+            entityTypes: {
               atoms: { missing: 1997, stale: 3, failed: 0 },
               messages: { missing: 2998, stale: 0, failed: 2 }
             },
             total: 4998
           })
-          expect(yield* backfill.dryRun({ dry_run: true, include_failed: true, entity_types: ["messages"] })).toEqual({
-            dry_run: true,
-            entity_types: { messages: { missing: 2998, stale: 0, failed: 2 } },
+          expect(yield* backfill.dryRun({ dryRun: true, includeFailed: true, entityTypes: ["messages"] })).toEqual({
+            dryRun: true,
+            entityTypes: { messages: { missing: 2998, stale: 0, failed: 2 } },
             total: 3000
           })
           expect(
@@ -71,8 +71,8 @@ describe(`backfill (${tier()})`, () => {
           expect(progress.every((p, i) => i === 0 || p.processed >= progress[i - 1].processed)).toBe(true)
           const after = yield* backfill.dryRun({})
           expect(after).toEqual({
-            dry_run: true,
-            entity_types: { atoms: { missing: 0, stale: 0, failed: 0 }, messages: { missing: 0, stale: 0, failed: 2 } },
+            dryRun: true,
+            entityTypes: { atoms: { missing: 0, stale: 0, failed: 0 }, messages: { missing: 0, stale: 0, failed: 2 } },
             total: 0
           })
           const [models] = yield* sql<
@@ -93,7 +93,7 @@ describe(`backfill (${tier()})`, () => {
           >`SELECT embedding IS NOT NULL AS e FROM messages WHERE content = 'written after the backfill'`
           expect(late.e).toBe(false)
           // include_failed brings the two failed rows back.
-          const retry = yield* backfill.run({ include_failed: true })
+          const retry = yield* backfill.run({ includeFailed: true })
           expect(retry.succeeded).toBe(3)
           const status = yield* (yield* Status).report()
           expect(status.sources.messages).toMatchObject({
@@ -116,12 +116,12 @@ describe(`backfill (${tier()})`, () => {
           yield* sql`SET LOCAL session_replication_role = replica`
           yield* sql`INSERT INTO messages (content) SELECT 'limited ' || g FROM generate_series(1, 300) g`
         }))
-        const job = yield* backfill.run({ limit: 100, entity_types: ["messages"] })
+        const job = yield* backfill.run({ limit: 100, entityTypes: ["messages"] })
         expect(job.succeeded).toBe(100)
-        expect((yield* backfill.dryRun({ entity_types: ["messages"] })).total).toBe(200)
-        const unknown = yield* Effect.flip(backfill.run({ entity_types: ["nope"] }))
+        expect((yield* backfill.dryRun({ entityTypes: ["messages"] })).total).toBe(200)
+        const unknown = yield* Effect.flip(backfill.run({ entityTypes: ["nope"] }))
         expect(unknown.message).toContain("nope")
-        const bad = yield* Effect.flip(backfill.start({ batch_size: 0 }))
+        const bad = yield* Effect.flip(backfill.start({ batchSize: 0 }))
         expect(bad._tag).toBe("BackfillInvalid")
         const missing = yield* Effect.flip(backfill.get("bf_missing"))
         expect(missing._tag).toBe("BackfillNotFound")

@@ -66,7 +66,7 @@ describe(`bulk backfill and index management (${tier()})`, () => {
           // All types, bulk forced on: only atoms has work, so messages keeps its index as it was.
           const job = yield* backfill.run({ bulk: "on" })
           expect(job.state).toBe("succeeded")
-          expect(job.bulk_types).toEqual(["atoms"])
+          expect(job.bulkTypes).toEqual(["atoms"])
           expect((yield* messagesIndex())[0].oid).toBe(messagesBefore.oid)
           expect(job.succeeded).toBe(800)
           const [index] = yield* indexRow
@@ -101,8 +101,8 @@ describe(`bulk backfill and index management (${tier()})`, () => {
           const status = (yield* index.describe()).find((i) => i.source === "atoms")!
           expect(status.bulkMark).toMatch(/bulk_loading/)
           // A small run (below the threshold) still finishes the interrupted bulk load.
-          const job = yield* backfill.run({ entity_types: ["atoms"] })
-          expect(job.bulk_types).toEqual(["atoms"])
+          const job = yield* backfill.run({ entityTypes: ["atoms"] })
+          expect(job.bulkTypes).toEqual(["atoms"])
           expect(job.succeeded).toBe(50)
           const [after] = yield* indexRow
           expect(after.valid).toBe(true)

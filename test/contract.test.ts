@@ -35,14 +35,14 @@ describe("one contract: typed client, server and /openapi.json agree", () => {
       body: { topics: [{ name: "lighthouse maintenance" }], message_ids: saved.body.ids }
     })
     expect(extraction.status).toBe(201)
-    expect(extraction.body.topic_ids).toHaveLength(1)
+    expect(extraction.body.topicIds).toHaveLength(1)
   })
 
   it("runs a backfill from dry run to completion and reads status and retries", async () => {
     const dry = await client.backfill({ body: { dry_run: true } })
     expect(dry.status).toBe(200)
     if (dry.status !== 200) throw new Error("dry run")
-    expect(dry.body.dry_run).toBe(true)
+    expect(dry.body.dryRun).toBe(true)
     const started = await client.backfill({})
     expect(started.status).toBe(202)
     if (started.status !== 202) throw new Error("start")
@@ -89,7 +89,7 @@ describe("one contract: typed client, server and /openapi.json agree", () => {
     const status = doc.components.schemas.StatusReport
     delete status.properties.generated_at
     status.required = status.required.filter((k: string) => k !== "generated_at")
-    expect(report.generated_at).toBeTypeOf("string")
+    expect(report.generatedAt).toBeTypeOf("string")
     expect(await validateInDocument(doc, schemaPath, encoded)).toBe(false)
   })
 })

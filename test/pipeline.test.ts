@@ -19,11 +19,11 @@ describe(`pipeline (${tier()})`, () => {
         const { ids } = yield* extraction.ingestMessages({
           messages: [
             { content: "The deploy failed because the migration locked the users table" },
-            { content: "We should run migrations concurrently next time", external_id: "tg-2" }
+            { content: "We should run migrations concurrently next time", externalId: "tg-2" }
           ]
         })
         const result = yield* extraction.persist({
-          message_ids: ids,
+          messageIds: ids,
           topics: [{ name: "deploys", description: "Release engineering" }],
           atoms: [
             {
@@ -45,14 +45,14 @@ describe(`pipeline (${tier()})`, () => {
             }
           ]
         })
-        expect(result.atom_ids).toHaveLength(3)
+        expect(result.atomIds).toHaveLength(3)
         expect(yield* waitUntilIdle()).toBe(0)
         const atoms = yield* sql<
           { id: number; title: string; content: string; embedding: string; embedding_model: string }
         >`
           SELECT id, title, content, embedding::text AS embedding, r.model AS embedding_model
           FROM atoms JOIN autoembed.rows r ON r.source = 'atoms' AND r.row_id = atoms.id::text
-          WHERE id = ANY(${result.atom_ids}::bigint[])`
+          WHERE id = ANY(${result.atomIds}::bigint[])`
         expect(atoms).toHaveLength(3)
         for (const a of atoms) {
           expect(a.embedding_model).toBe("local/local-hash-v1")
@@ -60,13 +60,13 @@ describe(`pipeline (${tier()})`, () => {
         }
         const messages = yield* sql<{ embedding: string | null; topic_id: number | null; content: string }>`
           SELECT embedding::text AS embedding, topic_id, content FROM messages WHERE id = ANY(${ids}::bigint[])`
-        expect(messages.every((m) => m.embedding !== null && m.topic_id === result.topic_ids[0])).toBe(true)
+        expect(messages.every((m) => m.embedding !== null && m.topic_id === result.topicIds[0])).toBe(true)
         for (const m of messages) expect(close(parseVector(m.embedding!), embedLocal(m.content, 256))).toBe(true)
         const links = yield* sql`SELECT relation FROM atom_links`
         expect(links).toEqual([{ relation: "solves" }])
         // Re-sending an external_id does not duplicate the message.
         const again = yield* extraction.ingestMessages({
-          messages: [{ content: "We should run migrations concurrently next time", external_id: "tg-2" }]
+          messages: [{ content: "We should run migrations concurrently next time", externalId: "tg-2" }]
         })
         expect(again.ids).toEqual([ids[1]])
       }))
@@ -82,17 +82,17 @@ describe(`pipeline (${tier()})`, () => {
         const second = yield* extraction.persist({
           atoms: [{ type: "insight", title: "Caching", content: "Cache query embeddings in a bounded LRU." }]
         })
-        expect(second.atom_ids).toEqual(first.atom_ids)
+        expect(second.atomIds).toEqual(first.atomIds)
         expect(yield* waitUntilIdle()).toBe(0)
         const [row] = yield* sql<
           { version: number; embedding: string }
-        >`SELECT version, embedding::text AS embedding FROM atoms WHERE id = ${first.atom_ids[0]}`
+        >`SELECT version, embedding::text AS embedding FROM atoms WHERE id = ${first.atomIds[0]}`
         expect(row.version).toBe(2)
         expect(
           close(parseVector(row.embedding), embedLocal("Caching\n\nCache query embeddings in a bounded LRU.", 256))
         ).toBe(true)
         const versions = yield* sql`SELECT version FROM atom_versions WHERE atom_id = ${
-          first.atom_ids[0]
+          first.atomIds[0]
         } ORDER BY version`
         expect(versions).toEqual([{ version: 1 }, { version: 2 }])
       }))

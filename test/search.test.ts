@@ -101,8 +101,8 @@ const seeded = Effect.gen(function*() {
       { content: "Ünïcödé café ☕ naïve résumé 日本語のテキスト" }
     ]
   })
-  yield* extraction.persist({ message_ids: [msgs.ids[0]], topics: [{ name: "databases" }] })
-  yield* extraction.persist({ message_ids: [msgs.ids[1]], topics: [{ name: "frontend" }] })
+  yield* extraction.persist({ messageIds: [msgs.ids[0]], topics: [{ name: "databases" }] })
+  yield* extraction.persist({ messageIds: [msgs.ids[1]], topics: [{ name: "frontend" }] })
   // Filler: 300 messages, 20 of them in a "rare" topic, for the index and filter tests.
   const words = [
     "river",
@@ -124,20 +124,20 @@ const seeded = Effect.gen(function*() {
     }))
   })
   const rare = yield* extraction.persist({
-    message_ids: filler.ids.filter((_, i) => i % 15 === 0),
+    messageIds: filler.ids.filter((_, i) => i % 15 === 0),
     topics: [{ name: "rare" }]
   })
   expect(yield* waitUntilIdle()).toBe(0)
   // One atom is old: `since` must leave it out (created_at is not a watched column, no re-embedding).
-  yield* sql`UPDATE atoms SET created_at = '2020-01-01T00:00:00Z' WHERE id = ${db.atom_ids[1]}`
+  yield* sql`UPDATE atoms SET created_at = '2020-01-01T00:00:00Z' WHERE id = ${db.atomIds[1]}`
   corpus = {
-    topics: { databases: db.topic_ids[0], frontend: fe.topic_ids[0], rare: rare.topic_ids[0] },
+    topics: { databases: db.topicIds[0], frontend: fe.topicIds[0], rare: rare.topicIds[0] },
     atoms: {
-      autovacuum: db.atom_ids[0],
-      tune: db.atom_ids[1],
-      pgvector: db.atom_ids[2],
-      bundle: fe.atom_ids[0],
-      css: fe.atom_ids[1]
+      autovacuum: db.atomIds[0],
+      tune: db.atomIds[1],
+      pgvector: db.atomIds[2],
+      bundle: fe.atomIds[0],
+      css: fe.atomIds[1]
     },
     messages: { autovacuum: msgs.ids[0], css: msgs.ids[1], unicode: msgs.ids[2] }
   }
@@ -165,10 +165,10 @@ describe(`search (${tier()})`, () => {
         expect(atom).toMatchObject({
           id: c.atoms.autovacuum,
           title: "Autovacuum falls behind",
-          topic_id: c.topics.databases
+          topicId: c.topics.databases
         })
         expect(atom.content).toContain("Autovacuum cannot keep up")
-        expect(new Date(atom.created_at!).toISOString()).toBe(atom.created_at)
+        expect(new Date(atom.createdAt!).toISOString()).toBe(atom.createdAt)
         // Vector scores are cosine similarities of the stored vectors.
         const expected = embedLocal("autovacuum orders table", DIMS)
         const stored = embedLocal(
@@ -178,7 +178,7 @@ describe(`search (${tier()})`, () => {
         )
         expect(atom.score).toBeCloseTo(expected.reduce((s, x, i) => s + x * stored[i], 0), 5)
         const message = r.results.find((x) => x.type === "messages")!
-        expect(message).toMatchObject({ id: c.messages.autovacuum, title: null, topic_id: c.topics.databases })
+        expect(message).toMatchObject({ id: c.messages.autovacuum, title: null, topicId: c.topics.databases })
       }))
 
     it.effect("text, vector and hybrid each put the right document first on a hand-made corpus", () =>
@@ -210,12 +210,12 @@ describe(`search (${tier()})`, () => {
         expect(onlyMessages.results.every((x) => x.type === "messages")).toBe(true)
 
         for (const mode of ["vector", "text", "hybrid"] as const) {
-          const topic = yield* run({ q: "dashboard CSS Safari Tailwind", mode, topic_id: c.topics.frontend, limit: 20 })
+          const topic = yield* run({ q: "dashboard CSS Safari Tailwind", mode, topicId: c.topics.frontend, limit: 20 })
           expect(topic.results.length).toBeGreaterThan(0)
-          expect(topic.results.every((x) => x.topic_id === c.topics.frontend)).toBe(true)
+          expect(topic.results.every((x) => x.topicId === c.topics.frontend)).toBe(true)
         }
 
-        const solutions = yield* run({ q: "autovacuum", atom_type: "solution", mode: "vector" })
+        const solutions = yield* run({ q: "autovacuum", atomType: "solution", mode: "vector" })
         expect(ids(solutions)).toEqual([`atoms:${c.atoms.tune}`])
 
         const recent = yield* run({
@@ -237,7 +237,7 @@ describe(`search (${tier()})`, () => {
 
         const loose = yield* run({ q: "autovacuum orders table", mode: "vector", limit: 50 })
         const threshold = loose.results[2].score
-        const strict = yield* run({ q: "autovacuum orders table", mode: "vector", limit: 50, min_score: threshold })
+        const strict = yield* run({ q: "autovacuum orders table", mode: "vector", limit: 50, minScore: threshold })
         expect(strict.results.length).toBeGreaterThanOrEqual(3)
         expect(strict.results.length).toBeLessThan(loose.results.length)
         expect(strict.results.every((x) => x.score >= threshold)).toBe(true)
@@ -266,12 +266,12 @@ describe(`search (${tier()})`, () => {
           // must walk the HNSW index and post-filter, which fills `limit` only thanks to iterative scans.
           const hnswOnly = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
             sql.withTransaction(Effect.zipRight(sql`SELECT set_config('enable_sort', 'off', true)`, effect))
-          const filtered = decode({ q, mode: "vector", topic_id: c.topics.rare, limit: 15, types: ["messages"] })
+          const filtered = decode({ q, mode: "vector", topicId: c.topics.rare, limit: 15, types: ["messages"] })
           const forcedPlan = yield* hnswOnly(search.explain(filtered))
           expect(forcedPlan[0].plan).toContain("Index Scan using autoembed_messages_hnsw")
           const r = yield* hnswOnly(search.search(filtered))
           expect(r.results).toHaveLength(15)
-          expect(r.results.every((x) => x.topic_id === c.topics.rare)).toBe(true)
+          expect(r.results.every((x) => x.topicId === c.topics.rare)).toBe(true)
           expectOrdered(r)
           const exact = yield* search.search(filtered, { exact: true })
           expect(ids(r).sort()).toEqual(ids(exact).sort())
@@ -365,12 +365,12 @@ describe(`search (${tier()})`, () => {
         for (const limit of [0, 101, -1, 1.5, "abc", Number.NaN]) bad(SearchRequest, { q: "x", limit })
         for (const limit of ["0", "101", "-1", "abc", "1.5", ""]) badQuery({ q: "x", limit })
         bad(SearchRequest, { q: "x", mode: "fuzzy" })
-        bad(SearchRequest, { q: "x", topic_id: 0 })
+        bad(SearchRequest, { q: "x", topicId: 0 })
         badQuery({ q: "x", topic_id: "abc" })
-        bad(SearchRequest, { q: "x", atom_type: "y".repeat(51) })
+        bad(SearchRequest, { q: "x", atomType: "y".repeat(51) })
         bad(SearchRequest, { q: "x", since: "yesterday" })
         bad(SearchRequest, { q: "x", since: "2024-13-45" })
-        bad(SearchRequest, { q: "x", min_score: 2 })
+        bad(SearchRequest, { q: "x", minScore: 2 })
         bad(SearchRequest, { q: "x", types: [] })
 
         expect(Schema.decodeUnknownSync(SearchRequest)({ q: "x" })).toEqual({ q: "x", limit: 10, mode: "hybrid" })
@@ -388,8 +388,8 @@ describe(`search (${tier()})`, () => {
           limit: 100,
           mode: "text",
           types: ["atoms", "messages"],
-          topic_id: 3,
-          min_score: 0.25,
+          topicId: 3,
+          minScore: 0.25,
           since: new Date("2024-05-01")
         })
 
@@ -399,7 +399,7 @@ describe(`search (${tier()})`, () => {
         expect(unknown.message).toContain("tickets")
         expect(unknown.message).toContain("atoms, messages")
         const contradiction = yield* Effect.flip(
-          search.search(decode({ q: "x", types: ["messages"], atom_type: "problem" }))
+          search.search(decode({ q: "x", types: ["messages"], atomType: "problem" }))
         )
         expect(contradiction._tag).toBe("SearchInvalid")
         const capped = yield* run({ q: "note season", mode: "vector", limit: 100 })

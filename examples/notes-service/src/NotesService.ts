@@ -139,7 +139,7 @@ export const startNotesService = async (options: NotesServiceOptions = {}): Prom
     }
     if (req.method === "GET" && url.pathname === "/status") {
       const status = await autoembed.status()
-      return send(res, 200, { notes: status.sources.notes, model: status.provider.model_key })
+      return send(res, 200, { notes: status.sources.notes, model: status.provider.modelKey })
     }
     return send(res, 404, { error: "not found" })
   }

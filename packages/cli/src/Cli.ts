@@ -3,6 +3,7 @@ import {
   decodeSearchQuery,
   DryRunResponse,
   RetryFailedResponse,
+  SearchResponseBody,
   StatusResponse
 } from "@autoembed/api/contract"
 import { processStop, type StopReason } from "@autoembed/api/lifecycle"
@@ -10,6 +11,7 @@ import {
   AutoEmbed,
   AutoEmbedConfig,
   Backfill,
+  type BackfillInput,
   type BackfillJob,
   Database,
   EXIT_CODES,
@@ -20,14 +22,13 @@ import {
   makeDatabaseLayer,
   resetEmbeddings as resetVectors,
   Search,
-  SearchResponse,
   Status,
   uninstall as uninstallAll,
   VectorIndex
 } from "@autoembed/core"
 import { Args, Command, Options, Prompt } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult, Schema } from "effect"
-import { encode, toJson } from "./Json.js"
+import { encode, sourcesJson, toJson } from "./Json.js"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
 
 /** A command's own failure: its stderr message and exit code (1: rows failed or a usage mistake, 2: configuration). */
@@ -79,7 +80,7 @@ const migrate = Command.make(
       const missing = Object.values(report.sources).reduce((n, s) => n + s.missing, 0)
       yield* Console.log(
         `Installed on ${report.database.description}: ${Object.keys(report.sources).join(", ") || "no sources"} ` +
-          `(vectors: ${report.provider.dimensions}-d, ${report.provider.model_key}); ${missing} rows without a vector.`
+          `(vectors: ${report.provider.dimensions}-d, ${report.provider.modelKey}); ${missing} rows without a vector.`
       )
     })
 ).pipe(
@@ -89,7 +90,7 @@ const migrate = Command.make(
 const sources = Command.make("sources", { json }, ({ json }) =>
   Effect.gen(function*() {
     const report = yield* inspectSources
-    yield* Console.log(json ? JSON.stringify(report, null, 2) : sourcesTable(report))
+    yield* Console.log(json ? JSON.stringify(sourcesJson(report), null, 2) : sourcesTable(report))
     if (report.problems.length > 0) {
       return yield* Effect.fail(new CliExit({ exitCode: EXIT_CODES.failed, message: report.problems.join("\n") }))
     }
@@ -185,16 +186,16 @@ const backfill = Command.make(
     return Effect.gen(function*() {
       const backfill = yield* Backfill
       const database = yield* Database
-      const input = {
-        entity_types: typesOrAll(o.types),
-        batch_size: Option.getOrUndefined(o.batchSize),
+      const input: BackfillInput = {
+        entityTypes: typesOrAll(o.types),
+        batchSize: Option.getOrUndefined(o.batchSize),
         concurrency: Option.getOrUndefined(o.concurrency),
         limit: Option.getOrUndefined(o.limit),
-        include_failed: o.includeFailed,
+        includeFailed: o.includeFailed,
         bulk: o.bulk
       }
       if (o.dryRun) {
-        const report = yield* backfill.dryRun({ ...input, dry_run: true })
+        const report = yield* backfill.dryRun({ ...input, dryRun: true })
         yield* Console.log(o.json ? toJson(DryRunResponse, report) : dryRunTable(report, database.description))
         return
       }
@@ -299,7 +300,7 @@ const search = Command.make(
         })
       )
       const result = yield* Effect.flatMap(Search, (s) => s.search(request))
-      if (o.json) return yield* Console.log(toJson(SearchResponse, result, 2))
+      if (o.json) return yield* Console.log(toJson(SearchResponseBody, result, 2))
       if (result.results.length === 0) {
         return yield* Console.log(
           `No results for "${result.query}" (${result.mode}, ${result.model}).`
@@ -373,7 +374,7 @@ const worker = Command.make("worker", {}, () =>
   Effect.gen(function*() {
     const status = yield* Effect.flatMap(Status, (s) => s.report())
     yield* Console.log(
-      `autoembed worker ${status.queue.worker_id} embedding with ${status.provider.model_key} ` +
+      `autoembed worker ${status.queue.workerId} embedding with ${status.provider.modelKey} ` +
         `on ${status.database.description}; Ctrl-C or SIGTERM stops it gracefully.`
     )
     const reason = yield* untilStopRequested

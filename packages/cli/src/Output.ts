@@ -25,9 +25,9 @@ export const dryRunTable = (report: DryRunReport, where: string): string => {
     `  ${pad("Type", 12)}${pad("Missing", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}`
   ]
   // Messages first, then atoms, then any custom sources, as people read them.
-  const order = Object.keys(report.entity_types).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
+  const order = Object.keys(report.entityTypes).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
   for (const t of order) {
-    const c = report.entity_types[t]
+    const c = report.entityTypes[t]
     lines.push(
       `  ${pad(label(t), 12)}${pad(num(c.missing), 10, true)}${pad(num(c.stale), 10, true)}${
         pad(num(c.failed), 10, true)
@@ -44,7 +44,7 @@ export const progressBar = (job: BackfillJob, width = 30): string => {
   const filled = Math.round(fraction * width)
   return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${num(job.processed)}/${num(job.total)} ${
     Math.floor(fraction * 100)
-  }%  ${job.rate_per_second}/s  ETA ${formatDuration(job.eta_seconds)}`
+  }%  ${job.ratePerSecond}/s  ETA ${formatDuration(job.etaSeconds)}`
 }
 
 export const summaryTable = (job: BackfillJob): string =>
@@ -53,13 +53,13 @@ export const summaryTable = (job: BackfillJob): string =>
     `  ${pad("Succeeded", 12)}${pad(num(job.succeeded), 10, true)}`,
     `  ${pad("Failed", 12)}${pad(num(job.failed), 10, true)}`,
     `  ${pad("Skipped", 12)}${pad(num(job.skipped), 10, true)}`,
-    `  ${pad("Elapsed", 12)}${pad(formatDuration(job.elapsed_seconds), 10, true)}`,
+    `  ${pad("Elapsed", 12)}${pad(formatDuration(job.elapsedSeconds), 10, true)}`,
     ...(job.error ? [`  ${job.error}`] : [])
   ].join("\n")
 
 export const statusTable = (report: StatusReport): string => {
   const lines = [
-    `autoembed status: ${report.database.description}, ${report.provider.model_key} (${report.provider.dimensions}-d)`,
+    `autoembed status: ${report.database.description}, ${report.provider.modelKey} (${report.provider.dimensions}-d)`,
     "",
     `  ${pad("Type", 12)}${pad("Total", 10, true)}${pad("Embedded", 10, true)}${pad("Pending", 10, true)}${
       pad("Stale", 10, true)
@@ -70,13 +70,13 @@ export const statusTable = (report: StatusReport): string => {
       `  ${pad(label(t), 12)}${pad(num(c.total), 10, true)}${pad(num(c.embedded), 10, true)}${
         pad(num(c.pending), 10, true)
       }${pad(num(c.stale), 10, true)}${pad(num(c.failed), 10, true)}  ${
-        pad(formatDuration(c.oldest_pending_seconds), 14)
+        pad(formatDuration(c.oldestPendingSeconds), 14)
       }  ${c.index.state}`
     )
   }
-  if (report.recent_errors.length > 0) {
+  if (report.recentErrors.length > 0) {
     lines.push("", "  Recent errors:")
-    for (const e of report.recent_errors) {
+    for (const e of report.recentErrors) {
       lines.push(`    ${e.at} ${e.type} ${e.id}${e.failed ? " (failed)" : ""}: ${e.error}`)
     }
   }
@@ -90,7 +90,7 @@ type SourcesReport = Effect.Effect.Success<typeof inspectSources>
 /** `pnpm cli sources`: one block per source; the problems follow on stderr with a non-zero exit. */
 export const sourcesTable = (report: SourcesReport): string => {
   const lines = [
-    `Sources on ${report.database} (declared in ${report.config_file}; autoembed's schema: ${report.schema})`,
+    `Sources on ${report.database} (declared in ${report.configFile}; autoembed's schema: ${report.schema})`,
     ""
   ]
   const width = Math.max(6, ...report.sources.map((s) => s.name.length)) + 2
@@ -103,7 +103,7 @@ export const sourcesTable = (report: SourcesReport): string => {
     }
     lines.push(
       `  ${pad("", width)}rows ${num(s.rows ?? 0)}, missing vectors ${
-        num(s.missing_vectors ?? 0)
+        num(s.missingVectors ?? 0)
       }; vectors in ${s.storage}`
     )
     lines.push(`  ${pad("", width)}triggers ${s.triggers}/3; index ${index}`)

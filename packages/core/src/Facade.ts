@@ -81,11 +81,11 @@ export interface AutoEmbedClient {
   readonly search: (request: SearchInput) => Promise<SearchResponse>
   /** Embeds every missing and stale row and resolves when done, with the job's final counts. */
   readonly backfill: (
-    request?: Omit<BackfillInput, "dry_run">,
+    request?: Omit<BackfillInput, "dryRun">,
     options?: { readonly onProgress?: (job: BackfillJob) => void }
   ) => Promise<BackfillJob>
   /** What a backfill would do: per-source missing, stale and failed counts. */
-  readonly dryRun: (request?: Omit<BackfillInput, "dry_run">) => Promise<DryRunReport>
+  readonly dryRun: (request?: Omit<BackfillInput, "dryRun">) => Promise<DryRunReport>
   readonly status: () => Promise<StatusReport>
   /** Puts failed rows back in the queue. */
   readonly retryFailed: (types?: ReadonlyArray<string>) => Promise<{ readonly requeued: number }>
@@ -266,9 +266,9 @@ export const createAutoEmbed = async (options: CreateAutoEmbedOptions = {}): Pro
       run(
         "backfill",
         Effect.flatMap(Backfill, (b) =>
-          b.run({ ...request, dry_run: false }, (job) => Effect.sync(() => progress.onProgress?.(job))))
+          b.run({ ...request, dryRun: false }, (job) => Effect.sync(() => progress.onProgress?.(job))))
       ),
-    dryRun: (request = {}) => run("dryRun", Effect.flatMap(Backfill, (b) => b.dryRun({ ...request, dry_run: true }))),
+    dryRun: (request = {}) => run("dryRun", Effect.flatMap(Backfill, (b) => b.dryRun({ ...request, dryRun: true }))),
     status: () => run("status", Effect.flatMap(Status, (s) => s.report())),
     retryFailed: (types) => run("retryFailed", Effect.flatMap(Backfill, (b) => b.retryFailed(types))),
     query: <Row extends object>(text: string, params: ReadonlyArray<unknown> = []) =>

@@ -1,10 +1,3 @@
-import {
-  BackfillRequest,
-  ExtractionRequest,
-  IngestMessagesRequest,
-  SearchRequest,
-  SearchResponse
-} from "@autoembed/core"
 import { Schema } from "effect"
 import { endpoint } from "./Endpoint.js"
 import * as S from "./Schemas.js"
@@ -33,9 +26,9 @@ const unauthorized = { 401: "Missing or wrong bearer token (only when AUTOEMBED_
  * Core's message schema turns any string into a Date, "last tuesday" included (an Invalid Date that
  * would only fail in SQL); the API refuses those up front with a 422 that names the field.
  */
-const IngestRequest = IngestMessagesRequest.pipe(
+const IngestRequest = S.IngestMessagesBody.pipe(
   Schema.filter((r) =>
-    r.messages.every((m) => m.sent_at == null || !Number.isNaN(m.sent_at.getTime())) ||
+    r.messages.every((m) => m.sentAt == null || !Number.isNaN(m.sentAt.getTime())) ||
     "sent_at must be a date such as 2025-03-01 or 2025-03-01T10:00:00Z"
   )
 )
@@ -61,7 +54,7 @@ export const persistExtraction = endpoint({
   auth: "write",
   summary: "Persist an extraction (topics, knowledge atoms with links, processed message ids) in one " +
     "transaction; atoms are embedded in the background",
-  body: { schema: ExtractionRequest, required: true },
+  body: { schema: S.ExtractionRequestBody, required: true },
   success: { 201: { description: "Persisted", schema: S.ExtractionResponse } },
   errors: { ...unauthorized, ...bodyErrors, 409: "A concurrent write changed the same rows; retry", ...common }
 })
@@ -73,8 +66,8 @@ export const search = endpoint({
   tag: "search",
   auth: "read",
   summary: "Semantic (vector), full-text or hybrid search over every embedded source",
-  query: { form: SearchQueryForm, request: SearchRequest },
-  success: { 200: { description: "Results, best first, with scores and snippets", schema: SearchResponse } },
+  query: { form: SearchQueryForm, request: S.SearchRequestBody },
+  success: { 200: { description: "Results, best first, with scores and snippets", schema: S.SearchResponseBody } },
   errors: {
     ...unauthorized,
     422: "A parameter is out of bounds or names an unknown type",
@@ -90,7 +83,7 @@ export const backfill = endpoint({
   tag: "embeddings",
   auth: "write",
   summary: "Embed every missing or stale row: with dry_run, count them; otherwise start a background job",
-  body: { schema: BackfillRequest, required: false },
+  body: { schema: S.BackfillRequestBody, required: false },
   success: {
     200: { description: "Dry run: what a run would process", schema: S.DryRunResponse },
     202: { description: "Started; poll the Location header's URL for progress", schema: S.BackfillStarted }

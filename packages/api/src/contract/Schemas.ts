@@ -1,5 +1,18 @@
-import type { BackfillJob, DryRunReport, ExtractionResult, StatusReport } from "@autoembed/core"
+import {
+  type BackfillJob,
+  BackfillRequest,
+  type DryRunReport,
+  ExtractionRequest,
+  type ExtractionResult,
+  messageBatch,
+  MessageInput,
+  SearchRequest,
+  SearchResponse,
+  SearchResult,
+  type StatusReport
+} from "@autoembed/core"
 import { Schema } from "effect"
+import { camelKeys, wireStruct } from "./Wire.js"
 
 /**
  * Response shapes of the HTTP API. Each is checked against core's type at compile time
@@ -10,6 +23,38 @@ import { Schema } from "effect"
 const conforms = <A>() => <S extends Schema.Schema<A, any, never>>(schema: S): S => schema
 
 const Count = Schema.Int.pipe(Schema.nonNegative())
+
+/*
+ * Requests and search answers are core's schemas (bounds, defaults and messages live there, once),
+ * with the camelCase fields read from and written to their snake_case JSON names.
+ */
+
+/** `GET /v1/search`'s request as core's `SearchRequest`, once its query string is decoded. */
+export const SearchRequestBody = wireStruct(SearchRequest.fields, {
+  topicId: "topic_id",
+  atomType: "atom_type",
+  minScore: "min_score"
+})
+
+export const SearchResponseBody = wireStruct({
+  ...SearchResponse.fields,
+  results: Schema.Array(wireStruct(SearchResult.fields, { topicId: "topic_id", createdAt: "created_at" }))
+}, {})
+
+export const BackfillRequestBody = wireStruct(BackfillRequest.fields, {
+  dryRun: "dry_run",
+  entityTypes: "entity_types",
+  batchSize: "batch_size",
+  includeFailed: "include_failed"
+})
+
+export const ExtractionRequestBody = wireStruct(ExtractionRequest.fields, { messageIds: "message_ids" })
+
+export const IngestMessagesBody = Schema.Struct({
+  messages: messageBatch(
+    wireStruct(MessageInput.fields, { chatId: "chat_id", sentAt: "sent_at", externalId: "external_id" })
+  )
+})
 
 export const ErrorResponse = Schema.Struct({
   error: Schema.Struct({
@@ -30,45 +75,51 @@ export const IngestResponse = Schema.Struct({ ids: Schema.Array(Schema.Int) }).a
 })
 
 export const ExtractionResponse = conforms<ExtractionResult>()(
-  Schema.Struct({
-    topic_ids: Schema.Array(Schema.Int),
-    atom_ids: Schema.Array(Schema.Int),
-    message_ids: Schema.Array(Schema.Int)
-  }).annotations({ identifier: "ExtractionResponse" })
+  camelKeys(
+    Schema.Struct({
+      topic_ids: Schema.Array(Schema.Int),
+      atom_ids: Schema.Array(Schema.Int),
+      message_ids: Schema.Array(Schema.Int)
+    }).annotations({ identifier: "ExtractionResponse" })
+  )
 )
 
 export const DryRunResponse = conforms<DryRunReport>()(
-  Schema.Struct({
-    dry_run: Schema.Literal(true),
-    entity_types: Schema.Record({
-      key: Schema.String,
-      value: Schema.Struct({ missing: Count, stale: Count, failed: Count })
-    }),
-    total: Count
-  }).annotations({ identifier: "BackfillDryRun" })
+  camelKeys(
+    Schema.Struct({
+      dry_run: Schema.Literal(true),
+      entity_types: Schema.Record({
+        key: Schema.String,
+        value: Schema.Struct({ missing: Count, stale: Count, failed: Count })
+      }),
+      total: Count
+    }).annotations({ identifier: "BackfillDryRun" })
+  )
 )
 
 export const BackfillJobSchema = conforms<BackfillJob>()(
-  Schema.Struct({
-    id: Schema.String,
-    state: Schema.Literal("running", "succeeded", "failed", "cancelled"),
-    phase: Schema.Literal("queueing", "embedding", "indexing", "done"),
-    bulk_types: Schema.Array(Schema.String).annotations({
-      description: "Types loaded on the bulk path (index dropped during the load, built once at the end)"
-    }),
-    entity_types: Schema.Array(Schema.String),
-    total: Count,
-    processed: Count,
-    succeeded: Count,
-    failed: Count,
-    skipped: Count,
-    rate_per_second: Schema.Number,
-    eta_seconds: Schema.NullOr(Schema.Number),
-    elapsed_seconds: Schema.Number,
-    started_at: Schema.String,
-    finished_at: Schema.NullOr(Schema.String),
-    error: Schema.NullOr(Schema.String)
-  }).annotations({ identifier: "BackfillJob" })
+  camelKeys(
+    Schema.Struct({
+      id: Schema.String,
+      state: Schema.Literal("running", "succeeded", "failed", "cancelled"),
+      phase: Schema.Literal("queueing", "embedding", "indexing", "done"),
+      bulk_types: Schema.Array(Schema.String).annotations({
+        description: "Types loaded on the bulk path (index dropped during the load, built once at the end)"
+      }),
+      entity_types: Schema.Array(Schema.String),
+      total: Count,
+      processed: Count,
+      succeeded: Count,
+      failed: Count,
+      skipped: Count,
+      rate_per_second: Schema.Number,
+      eta_seconds: Schema.NullOr(Schema.Number),
+      elapsed_seconds: Schema.Number,
+      started_at: Schema.String,
+      finished_at: Schema.NullOr(Schema.String),
+      error: Schema.NullOr(Schema.String)
+    }).annotations({ identifier: "BackfillJob" })
+  )
 )
 
 export const BackfillStarted = Schema.Struct({ job: BackfillJobSchema }).annotations({
@@ -88,7 +139,7 @@ export const RetryFailedResponse = Schema.Struct({ requeued: Count }).annotation
   identifier: "RetryFailedResponse"
 })
 
-const IndexState = Schema.Struct({
+const IndexState = camelKeys(Schema.Struct({
   name: Schema.String,
   state: Schema.Literal("valid", "building", "missing").annotations({
     description: "building: not yet valid (e.g. a bulk rebuild); missing: search scans exactly"
@@ -98,9 +149,9 @@ const IndexState = Schema.Struct({
     description: "Built with the configured kind, m and ef_construction"
   }),
   bulk: Schema.NullOr(Schema.String).annotations({ description: "Set while a bulk load holds the index dropped" })
-})
+}))
 
-const SourceStatus = Schema.Struct({
+const SourceStatus = camelKeys(Schema.Struct({
   total: Count,
   embedded: Count,
   pending: Count,
@@ -110,61 +161,63 @@ const SourceStatus = Schema.Struct({
   in_flight: Count,
   oldest_pending_seconds: Schema.NullOr(Schema.Number),
   index: IndexState
-})
+}))
 
 export const StatusResponse = conforms<StatusReport>()(
-  Schema.Struct({
-    sources: Schema.Record({ key: Schema.String, value: SourceStatus }),
-    queue: Schema.Struct({
-      running: Schema.Boolean,
-      worker_id: Schema.NullOr(Schema.String),
-      depth: Count,
-      capacity: Count,
-      in_flight: Count,
-      concurrency: Count,
-      batch_size: Count,
-      paused_for_ms: Schema.Number,
-      last_error: Schema.NullOr(Schema.String),
-      listening: Schema.Boolean.annotations({
-        description: "Notifications wake the workers at once; false while LISTEN reconnects or without workers"
-      })
-    }),
-    throughput: Schema.Struct({
-      last_minute_per_second: Schema.Number,
-      last_5_minutes_per_second: Schema.Number,
-      series: Schema.Array(Schema.Struct({ at: Schema.String, embedded: Count }))
-    }),
-    totals: Schema.Struct({
-      embedded: Count,
-      failed: Count,
-      skipped: Count,
-      batches: Count,
-      provider_errors: Schema.Record({ key: Schema.String, value: Count })
-    }),
-    provider: Schema.Struct({
-      provider: Schema.String,
-      model: Schema.String,
-      dimensions: Schema.Int,
-      model_key: Schema.String
-    }),
-    database: Schema.Struct({ kind: Schema.String, description: Schema.String }),
-    index_settings: Schema.Struct({
-      kind: Schema.String,
-      m: Schema.Int,
-      ef_construction: Schema.Int,
-      ef_search: Schema.Int
-    }),
-    recent_errors: Schema.Array(Schema.Struct({
-      type: Schema.String,
-      id: Schema.String,
-      error: Schema.String,
-      at: Schema.String,
-      attempts: Count,
-      failed: Schema.Boolean
-    })),
-    notes: Schema.Array(Schema.String),
-    generated_at: Schema.String
-  }).annotations({ identifier: "StatusReport" })
+  camelKeys(
+    Schema.Struct({
+      sources: Schema.Record({ key: Schema.String, value: SourceStatus }),
+      queue: camelKeys(Schema.Struct({
+        running: Schema.Boolean,
+        worker_id: Schema.NullOr(Schema.String),
+        depth: Count,
+        capacity: Count,
+        in_flight: Count,
+        concurrency: Count,
+        batch_size: Count,
+        paused_for_ms: Schema.Number,
+        last_error: Schema.NullOr(Schema.String),
+        listening: Schema.Boolean.annotations({
+          description: "Notifications wake the workers at once; false while LISTEN reconnects or without workers"
+        })
+      })),
+      throughput: camelKeys(Schema.Struct({
+        last_minute_per_second: Schema.Number,
+        last_5_minutes_per_second: Schema.Number,
+        series: Schema.Array(Schema.Struct({ at: Schema.String, embedded: Count }))
+      })),
+      totals: camelKeys(Schema.Struct({
+        embedded: Count,
+        failed: Count,
+        skipped: Count,
+        batches: Count,
+        provider_errors: Schema.Record({ key: Schema.String, value: Count })
+      })),
+      provider: camelKeys(Schema.Struct({
+        provider: Schema.String,
+        model: Schema.String,
+        dimensions: Schema.Int,
+        model_key: Schema.String
+      })),
+      database: Schema.Struct({ kind: Schema.String, description: Schema.String }),
+      index_settings: camelKeys(Schema.Struct({
+        kind: Schema.String,
+        m: Schema.Int,
+        ef_construction: Schema.Int,
+        ef_search: Schema.Int
+      })),
+      recent_errors: Schema.Array(Schema.Struct({
+        type: Schema.String,
+        id: Schema.String,
+        error: Schema.String,
+        at: Schema.String,
+        attempts: Count,
+        failed: Schema.Boolean
+      })),
+      notes: Schema.Array(Schema.String),
+      generated_at: Schema.String
+    }).annotations({ identifier: "StatusReport" })
+  )
 )
 
 export const HealthResponse = Schema.Struct({ status: Schema.Literal("ok") }).annotations({ identifier: "Health" })

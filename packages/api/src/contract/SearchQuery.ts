@@ -1,6 +1,7 @@
-import { SearchMode, SearchRequest } from "@autoembed/core"
+import { SearchMode } from "@autoembed/core"
 import { Schema } from "effect"
 import { nestQuery } from "./QueryString.js"
+import { SearchRequestBody } from "./Schemas.js"
 
 /**
  * The query-string form of a search (`?q=...&types=atoms,messages&limit=10&filter.chat_id=42`):
@@ -47,6 +48,6 @@ export const SearchQueryForm = Schema.Struct({
  * `GET /v1/search` reads them: `pnpm cli search` uses it so both accept exactly the same input.
  */
 export const decodeSearchQuery = (params: Readonly<Record<string, string>>) =>
-  Schema.decodeUnknown(Schema.compose(SearchQueryForm, SearchRequest, { strict: false }), { errors: "all" })(
+  Schema.decodeUnknown(Schema.compose(SearchQueryForm, SearchRequestBody, { strict: false }), { errors: "all" })(
     nestQuery(SearchQueryForm, params)
   )

@@ -16,7 +16,7 @@ export const embeddingHandlers = (run: Run): EmbeddingHandlers => {
 
   return {
     backfill: async ({ body }) => {
-      if (body.dry_run) return { status: 200, body: await run(Effect.flatMap(Backfill, (b) => b.dryRun(body))) }
+      if (body.dryRun) return { status: 200, body: await run(Effect.flatMap(Backfill, (b) => b.dryRun(body))) }
       if (lastJob !== undefined) {
         const previous = await run(Effect.flatMap(Backfill, (b) => b.get(lastJob!)))
         if (previous.state === "running") {

@@ -12,17 +12,21 @@ const Id = Schema.Int.pipe(Schema.positive())
 
 export const MessageInput = Schema.Struct({
   content: Text(100_000).pipe(Schema.filter((s) => s.trim().length > 0 || "content must not be blank")),
-  chat_id: OptionalText(200),
+  chatId: OptionalText(200),
   author: OptionalText(200),
   // Schema.Date refuses strings that are not dates ("last tuesday"), unlike DateFromString.
-  sent_at: Schema.optional(Schema.NullOr(Schema.Date)),
-  external_id: OptionalText(200),
+  sentAt: Schema.optional(Schema.NullOr(Schema.Date)),
+  externalId: OptionalText(200),
   importance: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.between(0, 1))))
 })
 export type MessageInput = typeof MessageInput.Type
 
+/** The bounds of a batch of messages, for any spelling of a message (the HTTP contract's wire one too). */
+export const messageBatch = <A, I, R>(message: Schema.Schema<A, I, R>) =>
+  Schema.Array(message).pipe(Schema.minItems(1), Schema.maxItems(1000))
+
 export const IngestMessagesRequest = Schema.Struct({
-  messages: Schema.Array(MessageInput).pipe(Schema.minItems(1), Schema.maxItems(1000))
+  messages: messageBatch(MessageInput)
 })
 export type IngestMessagesRequest = typeof IngestMessagesRequest.Type
 
@@ -49,7 +53,7 @@ export const AtomInput = Schema.Struct({
 export type AtomInput = typeof AtomInput.Type
 
 export const ExtractionRequest = Schema.Struct({
-  message_ids: Schema.optionalWith(Schema.Array(Id).pipe(Schema.maxItems(1000)), { default: () => [] }),
+  messageIds: Schema.optionalWith(Schema.Array(Id).pipe(Schema.maxItems(1000)), { default: () => [] }),
   topics: Schema.optionalWith(
     Schema.Array(
       Schema.Struct({ name: Text(200), description: Schema.optional(Schema.String.pipe(Schema.maxLength(5000))) })
@@ -63,9 +67,9 @@ export type ExtractionRequest = typeof ExtractionRequest.Type
 export type ExtractionInput = typeof ExtractionRequest.Encoded
 
 export interface ExtractionResult {
-  readonly topic_ids: ReadonlyArray<number>
-  readonly atom_ids: ReadonlyArray<number>
-  readonly message_ids: ReadonlyArray<number>
+  readonly topicIds: ReadonlyArray<number>
+  readonly atomIds: ReadonlyArray<number>
+  readonly messageIds: ReadonlyArray<number>
 }
 
 /** The request refers to something that does not exist (unknown message or atom id, link target). */
@@ -106,8 +110,8 @@ const builtinOff = new BuiltinDisabled({
 })
 
 const byExternalId = (a: MessageInput, b: MessageInput): number => {
-  const x = a.external_id ?? null
-  const y = b.external_id ?? null
+  const x = a.externalId ?? null
+  const y = b.externalId ?? null
   if (x === null || y === null) return x === y ? 0 : x === null ? 1 : -1
   return x < y ? -1 : x > y ? 1 : 0
 }
@@ -157,8 +161,8 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
       Effect.map(
         sql<{ id: number }>`
             INSERT INTO messages (content, chat_id, author, sent_at, external_id, importance)
-            VALUES (${m.content}, ${m.chat_id ?? null}, ${m.author ?? null}, ${m.sent_at ?? null}, ${
-          m.external_id ?? null
+            VALUES (${m.content}, ${m.chatId ?? null}, ${m.author ?? null}, ${m.sentAt ?? null}, ${
+          m.externalId ?? null
         }, ${m.importance ?? null})
             ON CONFLICT (external_id) DO UPDATE SET
               content = EXCLUDED.content, chat_id = coalesce(EXCLUDED.chat_id, messages.chat_id),
@@ -182,10 +186,10 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
     /** Persists topics, atoms (new, or a new version when changed), links and message updates in one transaction. */
     const persist = Effect.fn("Extraction.persist")(function*(input: ExtractionInput) {
       yield* requireBuiltin
-      const request = { message_ids: input.message_ids ?? [], topics: input.topics ?? [], atoms: input.atoms ?? [] }
+      const request = { messageIds: input.messageIds ?? [], topics: input.topics ?? [], atoms: input.atoms ?? [] }
       const result = yield* sql.withTransaction(
         Effect.gen(function*() {
-          const messageIds = [...new Set(request.message_ids)]
+          const messageIds = [...new Set(request.messageIds)]
           if (messageIds.length > 0) {
             const found = yield* sql<{ id: number }>`SELECT id FROM messages WHERE id = ANY(${messageIds}::bigint[])`
             const missing = messageIds.filter((id) => !found.some((f) => f.id === id))
@@ -313,14 +317,14 @@ export class Extraction extends Effect.Service<Extraction>()("@autoembed/core/Ex
               ON CONFLICT DO NOTHING`
           }
           const result: ExtractionResult = {
-            topic_ids: topicNames.map((name) => topicIds.get(name)!),
-            atom_ids: atomIds,
-            message_ids: messageIds
+            topicIds: topicNames.map((name) => topicIds.get(name)!),
+            atomIds: atomIds,
+            messageIds: messageIds
           }
           return result
         })
       ).pipe(retryConflicts)
-      yield* afterExtraction({ atomIds: result.atom_ids, messageIds: result.message_ids })
+      yield* afterExtraction({ atomIds: result.atomIds, messageIds: result.messageIds })
       return result
     })
 

@@ -9,7 +9,13 @@ import sample from "./sample-data.json" with { type: "json" }
  * and knowledge atoms an extraction step would have drawn from it. Written for this project.
  */
 export const SampleData = Schema.Struct({
-  messages: Schema.Array(Schema.Struct({ ref: Schema.String, ...MessageInput.fields })),
+  /** The file spells messages as the API's JSON does (`chat_id`, `sent_at`). */
+  messages: Schema.Array(Schema.Struct({
+    ref: Schema.String,
+    ...MessageInput.fields,
+    chatId: MessageInput.fields.chatId.pipe(Schema.fromKey("chat_id")),
+    sentAt: MessageInput.fields.sentAt.pipe(Schema.fromKey("sent_at"))
+  })),
   threads: Schema.Array(Schema.Struct({
     topic: Schema.Struct({ name: Schema.String, description: Schema.String }),
     /** `ref`s of the messages this thread was extracted from. */
@@ -46,17 +52,17 @@ export const loadSampleDataIfEmpty = Effect.fn("SampleData.loadIfEmpty")(functio
   const data = yield* Schema.decodeUnknown(SampleData)(sample).pipe(Effect.orDie)
 
   const { ids } = yield* extraction.ingestMessages({
-    messages: data.messages.map(({ ref, ...m }) => ({ ...m, external_id: EXTERNAL_ID_PREFIX + ref }))
+    messages: data.messages.map(({ ref, ...m }) => ({ ...m, externalId: EXTERNAL_ID_PREFIX + ref }))
   })
   const idOf = new Map(data.messages.map((m, i) => [m.ref, ids[i]]))
   let atoms = 0
   for (const thread of data.threads) {
     const result = yield* extraction.persist({
-      message_ids: thread.messages.map((ref) => idOf.get(ref)!).filter((id) => id !== undefined),
+      messageIds: thread.messages.map((ref) => idOf.get(ref)!).filter((id) => id !== undefined),
       topics: [thread.topic],
       atoms: thread.atoms
     })
-    atoms += result.atom_ids.length
+    atoms += result.atomIds.length
   }
   return { loaded: true, messages: ids.length, atoms, topics: data.threads.length } satisfies SampleDataResult
 })

@@ -11,17 +11,17 @@ import { type BatchOutcome, EmbeddingPipeline } from "./EmbeddingPipeline.js"
 export type { BackfillJob, BackfillPhase, BackfillState } from "./BackfillJobs.js"
 
 export const BackfillRequest = Schema.Struct({
-  dry_run: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  entity_types: Schema.optional(
+  dryRun: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  entityTypes: Schema.optional(
     Schema.Array(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(63))).pipe(
       Schema.minItems(1),
       Schema.maxItems(50)
     )
   ),
-  batch_size: Schema.optional(Schema.Int.pipe(Schema.between(1, 2048))),
+  batchSize: Schema.optional(Schema.Int.pipe(Schema.between(1, 2048))),
   concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
   limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 100_000_000))),
-  include_failed: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  includeFailed: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /**
    * Bulk path: drop the HNSW index, load, build it once. "auto" takes it above AUTOEMBED_BULK_THRESHOLD rows
    * of a type.
@@ -61,8 +61,8 @@ export class BackfillNotFound extends Schema.TaggedError<BackfillNotFound>()("Ba
 }
 
 export interface DryRunReport {
-  readonly dry_run: true
-  readonly entity_types: Record<string, { readonly missing: number; readonly stale: number; readonly failed: number }>
+  readonly dryRun: true
+  readonly entityTypes: Record<string, { readonly missing: number; readonly stale: number; readonly failed: number }>
   /** What a run would process (failed rows only with include_failed; capped by limit). */
   readonly total: number
 }
@@ -72,6 +72,17 @@ const STALL_TIMEOUT = Duration.minutes(2)
 const POLL = Duration.millis(250)
 /** Rows a run queues per source and statement. */
 const QUEUE_PAGE = 5000
+
+/** The request as the jobs table has always stored it (its wire keys), whatever the domain type's field names. */
+const storedParams = (r: BackfillRequest) => ({
+  dry_run: r.dryRun,
+  entity_types: r.entityTypes,
+  batch_size: r.batchSize,
+  concurrency: r.concurrency,
+  limit: r.limit,
+  include_failed: r.includeFailed,
+  bulk: r.bulk
+})
 
 /** The requested types, checked against the registered sources (all of them when none are asked). */
 const resolveTypes = (sources: SourcesShape, requested: ReadonlyArray<string> | undefined) =>
@@ -119,16 +130,16 @@ const countWork = (
 ) =>
   Effect.gen(function*() {
     const counts = yield* store.counts({ withTotal: false })
-    const entity_types: DryRunReport["entity_types"] = {}
+    const entityTypes: DryRunReport["entityTypes"] = {}
     let total = 0
     for (const t of types) {
       const c = counts[t]
-      entity_types[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
+      entityTypes[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
       total += c.missing + c.stale + (options.includeFailed ? c.failed : 0)
     }
     const report: DryRunReport = {
-      dry_run: true,
-      entity_types,
+      dryRun: true,
+      entityTypes,
       total: options.limit ? Math.min(total, options.limit) : total
     }
     return report
@@ -162,7 +173,7 @@ const beginBulk = (
     // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
     // cost a rebuild and send its searches to exact scans meanwhile.
     const bulkTypes = types.filter((t) => {
-      const work = before.entity_types[t].missing + before.entity_types[t].stale
+      const work = before.entityTypes[t].missing + before.entityTypes[t].stale
       return marked.has(t) || (request.bulk === "on" && work > 0) ||
         (request.bulk === "auto" && work >= config.bulkThreshold)
     })
@@ -220,7 +231,7 @@ const embedAll = (
       const pipeline = yield* services.pipelines.start({
         sources: types,
         maxClaims: request.limit,
-        batchSize: request.batch_size,
+        batchSize: request.batchSize,
         concurrency: request.concurrency,
         sweep: false,
         onBatch: (o) => Ref.update(own, (s) => addOutcomes(s, o))
@@ -280,13 +291,13 @@ const runJob = (
 ) =>
   Effect.gen(function*() {
     const { jobs, sources, store, vectorIndex } = services
-    if (request.include_failed) yield* store.retryFailed(types)
+    if (request.includeFailed) yield* store.retryFailed(types)
     const before = yield* countWork(services, types, { includeFailed: false })
     const total = request.limit ? Math.min(before.total, request.limit) : before.total
     yield* jobs.update(id, (r) => ({ ...r, total }))
     yield* queueAll(services, types, request.limit)
     const bulkTypes = yield* beginBulk(services, request, types, before)
-    yield* jobs.update(id, (r) => ({ ...r, phase: "embedding" as const, bulk_types: bulkTypes }))
+    yield* jobs.update(id, (r) => ({ ...r, phase: "embedding" as const, bulkTypes }))
     const { end, own } = yield* embedAll(services, id, request, types, total, onProgress)
     if (bulkTypes.length > 0) {
       // Also after a stalled run, so search is not left scanning exactly; an interrupted run
@@ -316,8 +327,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
 
     const dryRun = Effect.fn("Backfill.dryRun")(function*(input: BackfillInput = {}) {
       const request = Schema.decodeSync(BackfillRequest)(input)
-      const types = yield* resolveTypes(sources, request.entity_types)
-      return yield* countWork(services, types, { includeFailed: request.include_failed, limit: request.limit })
+      const types = yield* resolveTypes(sources, request.entityTypes)
+      return yield* countWork(services, types, { includeFailed: request.includeFailed, limit: request.limit })
     })
 
     const begin = (input: BackfillInput) =>
@@ -325,8 +336,8 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         const request = yield* Schema.decodeUnknown(BackfillRequest)(input).pipe(
           Effect.mapError((e) => new BackfillInvalid({ message: e.message }))
         )
-        const types = yield* resolveTypes(sources, request.entity_types)
-        const job = yield* jobs.create(types, request)
+        const types = yield* resolveTypes(sources, request.entityTypes)
+        const job = yield* jobs.create(types, storedParams(request))
         return { job, request, types }
       })
 

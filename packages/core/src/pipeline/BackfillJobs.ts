@@ -13,18 +13,18 @@ export interface BackfillJob {
   readonly state: BackfillState
   readonly phase: BackfillPhase
   /** Types loaded on the bulk path (index dropped during the load, built once at the end). */
-  readonly bulk_types: ReadonlyArray<string>
-  readonly entity_types: ReadonlyArray<string>
+  readonly bulkTypes: ReadonlyArray<string>
+  readonly entityTypes: ReadonlyArray<string>
   readonly total: number
   readonly processed: number
   readonly succeeded: number
   readonly failed: number
   readonly skipped: number
-  readonly rate_per_second: number
-  readonly eta_seconds: number | null
-  readonly elapsed_seconds: number
-  readonly started_at: string
-  readonly finished_at: string | null
+  readonly ratePerSecond: number
+  readonly etaSeconds: number | null
+  readonly elapsedSeconds: number
+  readonly startedAt: string
+  readonly finishedAt: string | null
   readonly error: string | null
 }
 
@@ -33,8 +33,8 @@ export interface JobRecord {
   readonly id: string
   readonly state: BackfillState
   readonly phase: BackfillPhase
-  readonly bulk_types: ReadonlyArray<string>
-  readonly entity_types: ReadonlyArray<string>
+  readonly bulkTypes: ReadonlyArray<string>
+  readonly entityTypes: ReadonlyArray<string>
   readonly total: number
   readonly processed: number
   readonly succeeded: number
@@ -60,18 +60,18 @@ export const assembleJob = (r: JobRecord, now: number): BackfillJob => {
     id: r.id,
     state: r.state,
     phase: running ? r.phase : "done",
-    bulk_types: r.bulk_types,
-    entity_types: r.entity_types,
+    bulkTypes: r.bulkTypes,
+    entityTypes: r.entityTypes,
     total: r.total,
     processed: r.processed,
     succeeded: r.succeeded,
     failed: r.failed,
     skipped: r.skipped,
-    rate_per_second: tenths(rate),
-    eta_seconds: !running ? 0 : rate > 0 ? Math.ceil((r.total - r.processed) / rate) : null,
-    elapsed_seconds: tenths(elapsed),
-    started_at: new Date(r.startedAt).toISOString(),
-    finished_at: r.finishedAt === null ? null : new Date(r.finishedAt).toISOString(),
+    ratePerSecond: tenths(rate),
+    etaSeconds: !running ? 0 : rate > 0 ? Math.ceil((r.total - r.processed) / rate) : null,
+    elapsedSeconds: tenths(elapsed),
+    startedAt: new Date(r.startedAt).toISOString(),
+    finishedAt: r.finishedAt === null ? null : new Date(r.finishedAt).toISOString(),
     error: r.error
   }
 }
@@ -101,8 +101,8 @@ const fromRow = (r: JobRow, allSources: ReadonlyArray<string>): BackfillJob => {
     id: r.id,
     state: r.state,
     phase: r.state === "running" ? "embedding" : "done",
-    bulk_types: [],
-    entity_types: params?.entity_types ?? allSources,
+    bulkTypes: [],
+    entityTypes: params?.entity_types ?? allSources,
     total: Number(r.total),
     processed: Number(r.processed),
     succeeded: Number(r.succeeded),
@@ -140,7 +140,7 @@ export class BackfillJobs extends Effect.Service<BackfillJobs>()("@autoembed/cor
           VALUES (${job.id}, ${job.state}, ${
           JSON.stringify(entry.params)
         }::jsonb, ${job.total}, ${job.processed}, ${job.succeeded}, ${job.failed}, ${job.skipped},
-                  ${job.error}, ${job.started_at}::timestamptz, now(), ${job.finished_at}::timestamptz)
+                  ${job.error}, ${job.startedAt}::timestamptz, now(), ${job.finishedAt}::timestamptz)
           ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, total = EXCLUDED.total, processed = EXCLUDED.processed,
             succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, skipped = EXCLUDED.skipped,
             error = EXCLUDED.error,
@@ -154,8 +154,8 @@ export class BackfillJobs extends Effect.Service<BackfillJobs>()("@autoembed/cor
           id: newId(),
           state: "running",
           phase: "queueing",
-          bulk_types: [],
-          entity_types: entityTypes,
+          bulkTypes: [],
+          entityTypes: entityTypes,
           total: 0,
           processed: 0,
           succeeded: 0,

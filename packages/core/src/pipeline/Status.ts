@@ -14,7 +14,7 @@ export interface IndexState {
   readonly state: "valid" | "building" | "missing"
   readonly definition: string | null
   /** Built with the configured kind, m and ef_construction. */
-  readonly matches_config: boolean
+  readonly matchesConfig: boolean
   /** Set while a bulk load holds the index dropped. */
   readonly bulk: string | null
 }
@@ -27,20 +27,20 @@ export interface StatusReport {
     readonly missing: number
     readonly stale: number
     readonly failed: number
-    readonly in_flight: number
-    readonly oldest_pending_seconds: number | null
+    readonly inFlight: number
+    readonly oldestPendingSeconds: number | null
     readonly index: IndexState
   }>
   readonly queue: {
     readonly running: boolean
-    readonly worker_id: string | null
+    readonly workerId: string | null
     readonly depth: number
     readonly capacity: number
-    readonly in_flight: number
+    readonly inFlight: number
     readonly concurrency: number
-    readonly batch_size: number
-    readonly paused_for_ms: number
-    readonly last_error: string | null
+    readonly batchSize: number
+    readonly pausedForMs: number
+    readonly lastError: string | null
     /**
      * Notifications wake the workers at once; false while LISTEN reconnects (they poll meanwhile) or without
      * workers.
@@ -48,8 +48,8 @@ export interface StatusReport {
     readonly listening: boolean
   }
   readonly throughput: {
-    readonly last_minute_per_second: number
-    readonly last_5_minutes_per_second: number
+    readonly lastMinutePerSecond: number
+    readonly last5MinutesPerSecond: number
     readonly series: ReadonlyArray<{ readonly at: string; readonly embedded: number }>
   }
   readonly totals: {
@@ -57,22 +57,22 @@ export interface StatusReport {
     readonly failed: number
     readonly skipped: number
     readonly batches: number
-    readonly provider_errors: Readonly<Record<string, number>>
+    readonly providerErrors: Readonly<Record<string, number>>
   }
   readonly provider: {
     readonly provider: string
     readonly model: string
     readonly dimensions: number
-    readonly model_key: string
+    readonly modelKey: string
   }
   readonly database: { readonly kind: string; readonly description: string }
-  readonly index_settings: {
+  readonly indexSettings: {
     readonly kind: string
     readonly m: number
-    readonly ef_construction: number
-    readonly ef_search: number
+    readonly efConstruction: number
+    readonly efSearch: number
   }
-  readonly recent_errors: ReadonlyArray<
+  readonly recentErrors: ReadonlyArray<
     {
       readonly type: string
       readonly id: string
@@ -83,7 +83,7 @@ export interface StatusReport {
     }
   >
   readonly notes: ReadonlyArray<string>
-  readonly generated_at: string
+  readonly generatedAt: string
 }
 
 /** Each source's counts and index state, with a note for whatever needs an operator. */
@@ -101,7 +101,7 @@ const sourcesSection = (
       name: s.index.name,
       state: idx.exists ? (idx.valid ? "valid" : "building") : "missing",
       definition: idx.definition,
-      matches_config: idx.matchesConfig,
+      matchesConfig: idx.matchesConfig,
       bulk: idx.bulkMark
     }
     if (idx.bulkMark) {
@@ -125,8 +125,8 @@ const sourcesSection = (
       missing: c.missing,
       stale: c.stale,
       failed: c.failed,
-      in_flight: c.inFlight,
-      oldest_pending_seconds: c.oldestPendingSeconds,
+      inFlight: c.inFlight,
+      oldestPendingSeconds: c.oldestPendingSeconds,
       index
     }
     if (c.failed > 0) notes.push(`${s.name}: ${c.failed} failed rows; \`pnpm cli retry-failed\` requeues them`)
@@ -168,19 +168,19 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
         sources: sourcesReport,
         queue: {
           running: st !== undefined,
-          worker_id: st?.workerId ?? null,
+          workerId: st?.workerId ?? null,
           depth: st?.depth ?? 0,
           capacity: st?.capacity ?? config.queueCapacity,
-          in_flight: st?.inFlight ?? 0,
+          inFlight: st?.inFlight ?? 0,
           concurrency: st?.concurrency ?? config.concurrency,
-          batch_size: st?.batchSize ?? config.batchSize,
-          paused_for_ms: st?.pausedForMs ?? 0,
-          last_error: st?.lastError ?? null,
+          batchSize: st?.batchSize ?? config.batchSize,
+          pausedForMs: st?.pausedForMs ?? 0,
+          lastError: st?.lastError ?? null,
           listening: st?.listening ?? false
         },
         throughput: {
-          last_minute_per_second: Math.round((sum(6) / 60) * 100) / 100,
-          last_5_minutes_per_second: Math.round((sum(30) / 300) * 100) / 100,
+          lastMinutePerSecond: Math.round((sum(6) / 60) * 100) / 100,
+          last5MinutesPerSecond: Math.round((sum(30) / 300) * 100) / 100,
           series: series.slice(-30)
         },
         totals: {
@@ -188,22 +188,22 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           failed: snapshot.failed,
           skipped: snapshot.skipped + snapshot.dropped,
           batches: snapshot.batches,
-          provider_errors: snapshot.providerErrors
+          providerErrors: snapshot.providerErrors
         },
         provider: {
           provider: provider.provider,
           model: provider.model,
           dimensions: provider.dimensions,
-          model_key: modelKey
+          modelKey: modelKey
         },
         database: { kind: database.kind, description: database.description },
-        index_settings: {
+        indexSettings: {
           kind: config.indexKind,
           m: config.hnswM,
-          ef_construction: config.hnswEfConstruction,
-          ef_search: config.efSearch
+          efConstruction: config.hnswEfConstruction,
+          efSearch: config.efSearch
         },
-        recent_errors: errors.map((e) => ({
+        recentErrors: errors.map((e) => ({
           type: e.source,
           id: e.row_id,
           error: e.error,
@@ -212,7 +212,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           failed: e.failed
         })),
         notes,
-        generated_at: new Date().toISOString()
+        generatedAt: new Date().toISOString()
       }
       return result
     })

@@ -48,8 +48,8 @@ const toResult = (r: Ranked, row: HydratedRow): SearchResult => ({
   score: r.score,
   title: row.title,
   content: snippet(row.content),
-  topic_id: keyOf(row.topic_id),
-  created_at: isoOf(row.created_at)
+  topicId: keyOf(row.topic_id),
+  createdAt: isoOf(row.created_at)
 })
 
 /** Loads the display rows of ranked results (title, snippet, topic, time) from the user's tables. */

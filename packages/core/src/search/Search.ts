@@ -68,11 +68,11 @@ export const SearchRequest = Schema.Struct({
   mode: Schema.optionalWith(SearchMode, { default: () => "hybrid" as const }),
   /** Source names; unknown ones fail with SearchInvalid at run time (sources are registered at start-up). */
   types: Schema.optional(Types),
-  topic_id: Schema.optional(TopicId),
+  topicId: Schema.optional(TopicId),
   /** Only atoms have a type: when set, only the atoms source is searched. */
-  atom_type: Schema.optional(AtomType),
+  atomType: Schema.optional(AtomType),
   since: Schema.optional(Since),
-  min_score: Schema.optional(MinScore),
+  minScore: Schema.optional(MinScore),
   /** Equality and range filters on declared filter columns ({"chat_id": "42", "sent_at.gte": "2024-05-01"}). */
   filter: Schema.optional(Filter)
 })
@@ -87,8 +87,8 @@ export const SearchResult = Schema.Struct({
   score: Schema.Number,
   title: Schema.NullOr(Schema.String),
   content: Schema.String,
-  topic_id: Schema.NullOr(Schema.Union(Schema.Number, Schema.String)),
-  created_at: Schema.NullOr(Schema.String)
+  topicId: Schema.NullOr(Schema.Union(Schema.Number, Schema.String)),
+  createdAt: Schema.NullOr(Schema.String)
 })
 export type SearchResult = typeof SearchResult.Type
 
@@ -170,7 +170,7 @@ const resolveSources = (sources: SourcesShape, request: SearchRequest) =>
       }
     }
     let names = asked ?? sources.names
-    if (request.atom_type !== undefined) {
+    if (request.atomType !== undefined) {
       if (!sources.names.includes("atoms")) {
         return yield* new SearchInvalid({ message: "atom_type filters atoms, but no atoms source is registered" })
       }
@@ -197,7 +197,7 @@ const resolveSources = (sources: SourcesShape, request: SearchRequest) =>
     }
     return sources.all.filter((s) =>
       names.includes(s.name) &&
-      (request.topic_id === undefined || s.topicColumn !== undefined) &&
+      (request.topicId === undefined || s.topicColumn !== undefined) &&
       (request.since === undefined || s.createdAtColumn !== undefined) &&
       filters.every((f) => s.filters.some((d) => d.column === f.column))
     )
@@ -255,7 +255,7 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
         const top = rankAcrossSources(searched, vectorLists, textLists, {
           mode: request.mode,
           limit: request.limit,
-          minScore: request.min_score,
+          minScore: request.minScore,
           vectorWeight: config.hybridVectorWeight,
           textRanking: options.textRanking ?? "bm25"
         })

@@ -70,13 +70,13 @@ type QueryContext = Effect.Effect.Success<typeof makeQueryContext>
 const filters = (c: QueryContext, s: Source, request: SearchRequest): Fragment => {
   const clauses: Array<Fragment> = [c.sql`ae_r.source = ${s.name}`, c.sql`ae_r.model = ${c.modelKey}`]
   if (s.storage.kind === "column") clauses.push(c.sql`t.${c.sql(s.storage.column)} IS NOT NULL`)
-  if (request.topic_id !== undefined && s.topicColumn) {
-    clauses.push(c.sql`t.${c.sql(s.topicColumn)} = ${request.topic_id}`)
+  if (request.topicId !== undefined && s.topicColumn) {
+    clauses.push(c.sql`t.${c.sql(s.topicColumn)} = ${request.topicId}`)
   }
   if (request.since !== undefined && s.createdAtColumn) {
     clauses.push(c.sql`t.${c.sql(s.createdAtColumn)} >= ${request.since.toISOString()}::timestamptz`)
   }
-  if (request.atom_type !== undefined) clauses.push(c.sql`t.type = ${request.atom_type}`)
+  if (request.atomType !== undefined) clauses.push(c.sql`t.type = ${request.atomType}`)
   for (const f of requestedFilters(request)) {
     const declared = s.filters.find((d) => d.column === f.column)!
     clauses.push(

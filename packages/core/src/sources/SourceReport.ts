@@ -14,7 +14,7 @@ export interface SourceFinding {
   /** "column schema.table.col" or "autoembed schema" */
   readonly storage: string | null
   readonly rows: number | null
-  readonly missing_vectors: number | null
+  readonly missingVectors: number | null
   /** Triggers installed for it, out of 3 (insert, update, delete). */
   readonly triggers: number
   readonly index: {
@@ -56,7 +56,7 @@ export const inspectSources = Effect.gen(function*() {
         builtin: d.builtin,
         storage: null,
         rows: null,
-        missing_vectors: null,
+        missingVectors: null,
         triggers: 0,
         index: null,
         problems: resolved.problems
@@ -73,7 +73,7 @@ export const inspectSources = Effect.gen(function*() {
     )
   }
   const problems = [...general, ...findings.flatMap((f) => f.problems)]
-  return { database: database.description, schema, config_file: originOf(config), sources: findings, problems }
+  return { database: database.description, schema, configFile: originOf(config), sources: findings, problems }
 })
 
 const inspectOne = (source: Source, state: { readonly installed: boolean; readonly triggers: number }) =>
@@ -122,7 +122,7 @@ const inspectOne = (source: Source, state: { readonly installed: boolean; readon
         ? `column ${source.table}.${source.storage.column}`
         : `${config.stateSchema}.${vectorTableName(source.name)}`,
       rows: counts.rows,
-      missing_vectors: counts.missing,
+      missingVectors: counts.missing,
       triggers: state.triggers,
       index: wantsIndex
         ? {
