@@ -12,27 +12,13 @@ export const encode = <A, I>(schema: Schema.Schema<A, I, never>, value: A): I =>
 export const toJson = <A, I>(schema: Schema.Schema<A, I, never>, value: A, indent?: number): string =>
   JSON.stringify(encode(schema, value), null, indent)
 
-/** `pnpm cli sources --json`: core's report under its snake_case JSON names, in the same key order. */
-export const sourcesJson = (report: {
-  readonly database: string
-  readonly schema: string
-  readonly configFile: string
-  readonly sources: ReadonlyArray<SourceFinding>
-  readonly problems: ReadonlyArray<string>
-}) => ({
-  database: report.database,
-  schema: report.schema,
-  config_file: report.configFile,
-  sources: report.sources.map((s) => ({
-    name: s.name,
-    table: s.table,
-    builtin: s.builtin,
-    storage: s.storage,
-    rows: s.rows,
-    missing_vectors: s.missingVectors,
-    triggers: s.triggers,
-    index: s.index,
-    problems: s.problems
-  })),
-  problems: report.problems
-})
+/** One level of keys in their snake_case JSON spelling (`missingVectors` → `missing_vectors`), order kept. */
+const snakeKeys = (value: object): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(value).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]))
+
+/**
+ * `pnpm cli sources --json` (no HTTP route, so no contract schema): core's report under its snake_case
+ * JSON names. Renamed by rule rather than field by field, so a field core adds is not silently dropped.
+ */
+export const sourcesJson = (report: { readonly sources: ReadonlyArray<SourceFinding> }) =>
+  snakeKeys({ ...report, sources: report.sources.map(snakeKeys) })

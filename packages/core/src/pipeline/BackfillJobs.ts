@@ -29,18 +29,9 @@ export interface BackfillJob {
 }
 
 /** What a job is; the rest of a `BackfillJob` (rate, ETA, elapsed time) is derived from it. */
-export interface JobRecord {
-  readonly id: string
-  readonly state: BackfillState
-  readonly phase: BackfillPhase
-  readonly bulkTypes: ReadonlyArray<string>
-  readonly entityTypes: ReadonlyArray<string>
-  readonly total: number
-  readonly processed: number
-  readonly succeeded: number
-  readonly failed: number
-  readonly skipped: number
-  readonly error: string | null
+export interface JobRecord
+  extends Omit<BackfillJob, "ratePerSecond" | "etaSeconds" | "elapsedSeconds" | "startedAt" | "finishedAt">
+{
   /** Epoch milliseconds. */
   readonly startedAt: number
   readonly finishedAt: number | null
