@@ -15,6 +15,8 @@ import {
   makeLocalProvider,
   PendingSignal,
   PipelineMetrics,
+  SetProviders,
+  SetRegistry,
   type Source,
   Sources
 } from "@autoembed/core"
@@ -148,7 +150,7 @@ export const storeLayer = (
     : ActiveModel.Default
   const embedder = typeof provider === "string" ? makeLocalProvider(config.dimensions ?? 1024) : provider
   return Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default).pipe(
-    Layer.provideMerge(PendingSignal.Default),
+    Layer.provideMerge(Layer.mergeAll(PendingSignal.Default, SetRegistry.Default, SetProviders.Default)),
     Layer.provideMerge(model),
     Layer.provideMerge(Layer.succeed(EmbeddingProvider, embedder)),
     Layer.provideMerge(Sources.layer),

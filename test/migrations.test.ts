@@ -33,6 +33,7 @@ describe(`migrations (${tier()})`, () => {
           "migrations",
           "queue",
           "rows",
+          "sets",
           "sources"
         ])
         const columns = yield* sql<{ column_name: string }>`
@@ -149,6 +150,7 @@ describe(`autoembed's schema is configurable (${tier()})`, () => {
             "migrations",
             "queue",
             "rows",
+            "sets",
             "sources"
           ])
           expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])

@@ -8,6 +8,8 @@ import { PendingSignal } from "../../packages/core/src/pipeline/PendingSignal.js
 import { PipelineMetrics } from "../../packages/core/src/pipeline/PipelineMetrics.js"
 import { EmbeddingProvider, type EmbeddingProviderShape } from "../../packages/core/src/providers/EmbeddingProvider.js"
 import { makeLocalProvider } from "../../packages/core/src/providers/LocalProvider.js"
+import { SetProviders } from "../../packages/core/src/sets/SetProviders.js"
+import { SetRegistry } from "../../packages/core/src/sets/SetRegistry.js"
 import { Sources } from "../../packages/core/src/sources/Sources.js"
 import { ActiveModel } from "../../packages/core/src/storage/ActiveModel.js"
 import { makeDatabaseLayer } from "../../packages/core/src/storage/Database.js"
@@ -29,6 +31,7 @@ export const storeLayer = (
   provider: EmbeddingProviderShape = makeLocalProvider(overrides.dimensions ?? 256)
 ) =>
   Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default, VectorIndex.Default).pipe(
+    Layer.provideMerge(Layer.mergeAll(SetRegistry.Default, SetProviders.Default)),
     Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),
     Layer.provideMerge(Layer.succeed(EmbeddingProvider, provider)),
     Layer.provideMerge(Sources.layer),

@@ -15,6 +15,9 @@ import type { DimensionMismatch, EmbeddingProvider, ProviderStartupError } from 
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./search/QueryCache.js"
 import { Search } from "./search/Search.js"
+import { EmbeddingSets } from "./sets/EmbeddingSets.js"
+import { SetProviders } from "./sets/SetProviders.js"
+import { SetRegistry } from "./sets/SetRegistry.js"
 import { SourceError, Sources } from "./sources/Sources.js"
 import { ActiveModel } from "./storage/ActiveModel.js"
 import type { Database, DatabaseError } from "./storage/Database.js"
@@ -49,6 +52,9 @@ export type AutoEmbedServices =
   | Sources
   | EmbeddingProvider
   | ActiveModel
+  | SetRegistry
+  | SetProviders
+  | EmbeddingSets
   | EmbeddingStore
   | PendingSignal
   | PipelineMetrics
@@ -116,6 +122,7 @@ export const layer = (
   const base = Sources.layer.pipe(Layer.provideMerge(provider), Layer.provideMerge(database))
   const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default)
     .pipe(
+      Layer.provideMerge(Layer.merge(SetRegistry.Default, SetProviders.Default)),
       Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),
       Layer.provideMerge(base)
     )
@@ -123,6 +130,7 @@ export const layer = (
     Extraction.Default,
     Search.DefaultWithoutDependencies,
     Backfill.Default,
+    EmbeddingSets.Default,
     Readiness.Default
   ).pipe(
     Layer.provideMerge(core)

@@ -1,6 +1,9 @@
 import { Cause, Duration, Effect, FiberSet, Option, Ref, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
+import { SetRegistry } from "../sets/SetRegistry.js"
+import { SetName } from "../sets/SetSchemas.js"
+import type { Source } from "../sources/SourceCatalog.js"
 import { Sources, type SourcesShape } from "../sources/Sources.js"
 import { EmbeddingStore } from "../storage/EmbeddingStore.js"
 import { sqlReason } from "../storage/SqlFailure.js"
@@ -26,7 +29,9 @@ export const BackfillRequest = Schema.Struct({
    * Bulk path: drop the HNSW index, load, build it once. "auto" takes it above AUTOEMBED_BULK_THRESHOLD rows
    * of a type.
    */
-  bulk: Schema.optionalWith(Schema.Literal("auto", "on", "off"), { default: () => "auto" as const })
+  bulk: Schema.optionalWith(Schema.Literal("auto", "on", "off"), { default: () => "auto" as const }),
+  /** Only this embedding set of the types (by name); default: every live set of each type. */
+  set: Schema.optional(SetName)
 })
 export type BackfillRequest = typeof BackfillRequest.Type
 export type BackfillInput = typeof BackfillRequest.Encoded
@@ -97,6 +102,39 @@ const resolveTypes = (sources: SourcesShape, requested: ReadonlyArray<string> | 
     return [...new Set(requested)]
   })
 
+/**
+ * The set keys a run works on: every live set of the requested types (the configured set first),
+ * or the sets named `set`.
+ */
+const resolveKeys = (
+  sources: SourcesShape,
+  registry: SetRegistry,
+  requested: ReadonlyArray<string> | undefined,
+  set: string | undefined
+) =>
+  Effect.gen(function*() {
+    const types = yield* resolveTypes(sources, requested)
+    yield* registry.refresh
+    const rows = (yield* registry.rows).filter((r) =>
+      types.includes(r.source) && (set === undefined || r.name === set || r.key === set)
+    )
+    if (set !== undefined && rows.length === 0) {
+      return yield* new BackfillInvalid({
+        message: `No embedding set named "${set}" of ${types.join(", ")} (see: pnpm cli sets list)`
+      })
+    }
+    if (set !== undefined) return rows.map((r) => r.key)
+    // The configured set of every type, even before its row is recorded, then the others.
+    return [...new Set([...types, ...rows.map((r) => r.key)])]
+  })
+
+/** The source object a set key is kept under (the workers' view, refreshed when new). */
+const targetOf = ({ registry }: BackfillServices, key: string) =>
+  Effect.flatMap(
+    registry.target(key),
+    (s): Effect.Effect<Source> => s ? Effect.succeed(s) : Effect.dieMessage(`autoembed: no set with key ${key}`)
+  )
+
 const noOutcome: BatchOutcome = { embedded: 0, failed: 0, skipped: 0, dropped: 0 }
 const addOutcomes = (a: BatchOutcome, b: BatchOutcome): BatchOutcome => ({
   embedded: a.embedded + b.embedded,
@@ -115,6 +153,7 @@ interface RunEnd {
 const backfillServices = Effect.all({
   store: EmbeddingStore,
   sources: Sources,
+  registry: SetRegistry,
   vectorIndex: VectorIndex,
   config: AutoEmbedConfig,
   pipelines: EmbeddingPipeline,
@@ -124,12 +163,13 @@ type BackfillServices = Effect.Effect.Success<typeof backfillServices>
 
 /** What a run over `types` would process (failed rows only with `includeFailed`; capped by `limit`). */
 const countWork = (
-  { store }: BackfillServices,
+  services: BackfillServices,
   types: ReadonlyArray<string>,
   options: { readonly includeFailed: boolean; readonly limit?: number | undefined }
 ) =>
   Effect.gen(function*() {
-    const counts = yield* store.counts({ withTotal: false })
+    const targets = yield* Effect.forEach(types, (t) => targetOf(services, t))
+    const counts = yield* services.store.counts({ withTotal: false }, targets)
     const entityTypes: DryRunReport["entityTypes"] = {}
     let total = 0
     for (const t of types) {
@@ -163,13 +203,16 @@ const queueAll = ({ store }: BackfillServices, types: ReadonlyArray<string>, lim
  * the HNSW index and build it once at the end. Drops the chosen types' indexes; returns them.
  */
 const beginBulk = (
-  { config, sources, vectorIndex }: BackfillServices,
+  services: BackfillServices,
   request: BackfillRequest,
   types: ReadonlyArray<string>,
   before: DryRunReport
 ) =>
   Effect.gen(function*() {
-    const marked = new Set((yield* vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source))
+    const { config } = services
+    const marked = new Set(
+      (yield* services.vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source)
+    )
     // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
     // cost a rebuild and send its searches to exact scans meanwhile.
     const bulkTypes = types.filter((t) => {
@@ -178,7 +221,7 @@ const beginBulk = (
         (request.bulk === "auto" && work >= config.bulkThreshold)
     })
     for (const t of bulkTypes) {
-      if (!marked.has(t)) yield* vectorIndex.beginBulk(yield* sources.get(t))
+      if (!marked.has(t)) yield* services.vectorIndex.beginBulk(yield* targetOf(services, t))
     }
     return bulkTypes
   })
@@ -290,7 +333,7 @@ const runJob = (
   onProgress: (job: BackfillJob) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
-    const { jobs, sources, store, vectorIndex } = services
+    const { jobs, store, vectorIndex } = services
     if (request.includeFailed) yield* store.retryFailed(types)
     const before = yield* countWork(services, types, { includeFailed: false })
     const total = request.limit ? Math.min(before.total, request.limit) : before.total
@@ -304,7 +347,7 @@ const runJob = (
       // never gets here and leaves the mark for the next run to finish.
       yield* jobs.update(id, (r) => ({ ...r, phase: "indexing" as const }))
       yield* onProgress((yield* publish(services, id, types, total, own)).job)
-      for (const t of bulkTypes) yield* vectorIndex.build(yield* sources.get(t))
+      for (const t of bulkTypes) yield* vectorIndex.build(yield* targetOf(services, t))
     }
     const { job } = yield* publish(services, id, types, total, own, end)
     yield* onProgress(job)
@@ -322,12 +365,12 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
   dependencies: [EmbeddingPipeline.Default, BackfillJobs.Default],
   scoped: Effect.gen(function*() {
     const services = yield* backfillServices
-    const { jobs, sources, store } = services
+    const { jobs, registry, sources, store } = services
     const running = yield* FiberSet.make()
 
     const dryRun = Effect.fn("Backfill.dryRun")(function*(input: BackfillInput = {}) {
       const request = Schema.decodeSync(BackfillRequest)(input)
-      const types = yield* resolveTypes(sources, request.entityTypes)
+      const types = yield* resolveKeys(sources, registry, request.entityTypes, request.set)
       return yield* countWork(services, types, { includeFailed: request.includeFailed, limit: request.limit })
     })
 
@@ -336,7 +379,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
         const request = yield* Schema.decodeUnknown(BackfillRequest)(input).pipe(
           Effect.mapError((e) => new BackfillInvalid({ message: e.message }))
         )
-        const types = yield* resolveTypes(sources, request.entityTypes)
+        const types = yield* resolveKeys(sources, registry, request.entityTypes, request.set)
         const job = yield* jobs.create(types, storedParams(request))
         return { job, request, types }
       })

@@ -14,13 +14,15 @@ import {
 import * as Os from "node:os"
 import { AutoEmbedConfig, type AutoEmbedConfigShape } from "../config/AutoEmbedConfig.js"
 import {
-  EmbeddingProvider,
+  type EmbeddingProviderShape,
   isRetryable,
   isSystemic,
   type ProviderError,
   splitByLimits
 } from "../providers/EmbeddingProvider.js"
-import { type Source, Sources } from "../sources/Sources.js"
+import { SetProviders } from "../sets/SetProviders.js"
+import { SetRegistry } from "../sets/SetRegistry.js"
+import type { Source } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
 import { type ClaimedItem, EmbeddingStore, type LoadedRow } from "../storage/EmbeddingStore.js"
 import { outageSchedule, sqlReason } from "../storage/SqlFailure.js"
@@ -89,11 +91,11 @@ export interface Pipeline {
 const pipelineServices = Effect.all({
   config: AutoEmbedConfig,
   store: EmbeddingStore,
-  provider: EmbeddingProvider,
+  providers: SetProviders,
   signal: PendingSignal,
   metrics: PipelineMetrics,
   database: Database,
-  sources: Sources
+  registry: SetRegistry
 })
 type PipelineServices = Effect.Effect.Success<typeof pipelineServices>
 
@@ -130,7 +132,10 @@ const makeRun = (services: PipelineServices, options: PipelineOptions) =>
       config,
       options,
       model: services.store.model,
-      only: options.sources ?? services.sources.names,
+      /** The set keys this pipeline claims: the given ones, or every set's (re-read as sets come and go). */
+      only: options.sources === undefined
+        ? Effect.map(services.registry.targets, (all) => all.map((s) => s.name))
+        : Effect.succeed(options.sources),
       workerId: `${Os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
       claimedTotal: yield* Ref.make(0),
       queue: yield* Queue.bounded<ClaimedItem>(config.queueCapacity),
@@ -174,7 +179,7 @@ const fill = (run: Run) =>
       ? Chunk.toReadonlyArray(yield* Queue.takeUpTo(signal.hints, free))
       : []
     const first = hints.length > 0 ? yield* store.claimKeys(hints, workerId) : []
-    const rest = free - first.length > 0 ? yield* store.claimReady(free - first.length, workerId, run.only) : []
+    const rest = free - first.length > 0 ? yield* store.claimReady(free - first.length, workerId, yield* run.only) : []
     const claimed = [...first, ...rest]
     held.hold(claimed)
     yield* Ref.update(run.claimedTotal, (n) => n + claimed.length)
@@ -211,10 +216,12 @@ const claimLoop = (run: Run) =>
  * caught up in one round. Adopting vectors already in place scans the table against the
  * bookkeeping (160 ms per 100,000 rows here), so it runs at start and every tenth round only.
  */
-const sweepLoop = ({ config, signal, store }: Run) => {
+const sweepLoop = ({ config, registry, signal, store }: Run) => {
   let sweeps = 0
   return Effect.gen(function*() {
     const adopt = sweeps++ % ADOPT_EVERY_SWEEPS === 0
+    // Sets added or dropped by another process since the last sweep.
+    yield* registry.refresh.pipe(Effect.catchAll((e) => Effect.logWarning("autoembed: reading the sets failed", e)))
     while (true) {
       const found = yield* store.discover(SWEEP_PAGE, undefined, { adopt }).pipe(
         Effect.catchAll((e) =>
@@ -319,11 +326,12 @@ const writeEmbedded = (
 const embedPairs = (
   run: Run,
   source: Source,
+  provider: EmbeddingProviderShape,
   pairs: ReadonlyArray<Pair>,
   outcome: BatchOutcome
 ): Effect.Effect<void, never> =>
   Effect.gen(function*() {
-    const { config, metrics, provider, store } = run
+    const { config, metrics, store } = run
     if (pairs.length === 0) return
     const result = yield* run.providerPermits.withPermits(1)(
       provider.embed(pairs.map((p) => p.row.text), "document").pipe(
@@ -344,14 +352,15 @@ const embedPairs = (
     }
     if (isSystemic(e)) {
       yield* Effect.logError(`autoembed: ${e.message}`)
-      yield* run.pause(SYSTEMIC_PAUSE_MS)
+      // The configured provider failing stops all claiming; another set's only delays that set's rows.
+      if (source.set === undefined) yield* run.pause(SYSTEMIC_PAUSE_MS)
       yield* store.release(items, { delayMs: SYSTEMIC_PAUSE_MS, error: describe(e), countAttempt: false })
       return
     }
     if (pairs.length > 1) {
       const mid = Math.ceil(pairs.length / 2)
-      yield* embedPairs(run, source, pairs.slice(0, mid), outcome)
-      yield* embedPairs(run, source, pairs.slice(mid), outcome)
+      yield* embedPairs(run, source, provider, pairs.slice(0, mid), outcome)
+      yield* embedPairs(run, source, provider, pairs.slice(mid), outcome)
       return
     }
     const item = items[0]
@@ -379,7 +388,8 @@ const embedPairs = (
 /** One source's rows of a batch: gone ones dropped, up-to-date ones completed, the rest embedded. */
 const processSource = (run: Run, source: Source, items: ReadonlyArray<ClaimedItem>, outcome: BatchOutcome) =>
   Effect.gen(function*() {
-    const { provider, store } = run
+    const { store } = run
+    const provider = yield* run.providers.forSource(source)
     const rows = new Map((yield* store.loadTexts(source, items.map((i) => i.rowId))).map((r) => [r.rowId, r]))
     const gone = items.filter((i) => !rows.has(i.rowId))
     const upToDate = items.filter((i) => rows.get(i.rowId)?.upToDate === true)
@@ -392,13 +402,13 @@ const processSource = (run: Run, source: Source, items: ReadonlyArray<ClaimedIte
     outcome.dropped += gone.length
     outcome.skipped += upToDate.length
     for (const group of splitByLimits(todo, provider.limits, (p) => p.row.text)) {
-      yield* embedPairs(run, source, group, outcome)
+      yield* embedPairs(run, source, provider, group, outcome)
     }
   })
 
 const processBatch = (run: Run, batch: ReadonlyArray<ClaimedItem>) =>
   Effect.gen(function*() {
-    const { metrics, options, sources, store } = run
+    const { metrics, options, registry, store } = run
     const started = Date.now()
     const outcome: BatchOutcome = { embedded: 0, failed: 0, skipped: 0, dropped: 0 }
     const held = yield* store.renew(batch)
@@ -409,9 +419,17 @@ const processBatch = (run: Run, batch: ReadonlyArray<ClaimedItem>) =>
       else bySource.set(item.source, [item])
     }
     for (const [name, items] of bySource) {
-      const source = sources.all.find((s) => s.name === name)
+      const source = yield* registry.target(name)
       if (source) {
-        yield* processSource(run, source, items, outcome)
+        yield* processSource(run, source, items, outcome).pipe(
+          // A set whose provider cannot be made here (no API key in this process): leave its rows for later.
+          Effect.catchTag("ProviderStartupError", (e) =>
+            Effect.logError(`autoembed: set ${source.set?.name ?? name}: ${e.message}`).pipe(
+              Effect.zipRight(
+                store.release(items, { delayMs: SYSTEMIC_PAUSE_MS, error: e.message, countAttempt: false })
+              )
+            ))
+        )
       } else {
         // A source this process does not know (registered by another service): leave it to that service.
         yield* store.release(items, { delayMs: 60_000, countAttempt: false })
@@ -428,7 +446,9 @@ const processBatch = (run: Run, batch: ReadonlyArray<ClaimedItem>) =>
       )
     ),
     // Interrupted mid-batch (shutdown): give the rows back at once instead of waiting out the lease.
-    Effect.onInterrupt(() => releaseNow(run, batch)),
+    Effect.onInterrupt(() =>
+      releaseNow(run, batch)
+    ),
     Effect.ensuring(
       Ref.update(run.inFlight, (n) => n - batch.length).pipe(Effect.zipRight(Effect.sync(() => run.held.letGo(batch))))
     )

@@ -1,6 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
-import type { Source } from "../sources/Sources.js"
+import { entityOf, type Source } from "../sources/SourceCatalog.js"
 import { sourceSql } from "../sources/SourceSql.js"
 import type { Ranked } from "./Fusion.js"
 import type { SearchResult } from "./Search.js"
@@ -43,7 +43,7 @@ const keyOf = (value: unknown): number | string | null => {
 
 /** A ranked row and its display columns, as a search result. */
 const toResult = (r: Ranked, row: HydratedRow): SearchResult => ({
-  type: r.source.name,
+  type: entityOf(r.source),
   id: INTEGER_TYPES.has(r.source.idType) ? Number(r.id) : r.id,
   score: r.score,
   title: row.title,

@@ -2,8 +2,10 @@ import { Effect, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
 import { PipelineMetrics } from "../pipeline/PipelineMetrics.js"
-import { EmbeddingProvider, type ProviderError } from "../providers/EmbeddingProvider.js"
-import type { FilterColumn } from "../sources/SourceCatalog.js"
+import type { ProviderError } from "../providers/EmbeddingProvider.js"
+import { SetProviders } from "../sets/SetProviders.js"
+import { SetRegistry } from "../sets/SetRegistry.js"
+import type { FilterColumn, Source } from "../sources/SourceCatalog.js"
 import { Sources, type SourcesShape } from "../sources/Sources.js"
 import { ActiveModel } from "../storage/ActiveModel.js"
 import { vectorLiteral } from "../storage/VectorEncoding.js"
@@ -58,6 +60,11 @@ const Filter = Schema.Record({
 })
   .pipe(Schema.filter((f) => Object.keys(f).length <= 20 || "at most 20 filters"))
 
+const SetName = Schema.String.pipe(
+  Schema.minLength(1, { message: () => "set must name an embedding set" }),
+  Schema.maxLength(200, { message: () => "set must be at most 200 characters" })
+)
+
 /** Every score is in -1..1 (cosine) or 0..1 (text, hybrid). */
 const MinScore = Schema.Number.pipe(Schema.between(-1, 1, { message: () => "min_score must be a number from -1 to 1" }))
 
@@ -74,7 +81,9 @@ export const SearchRequest = Schema.Struct({
   since: Schema.optional(Since),
   minScore: Schema.optional(MinScore),
   /** Equality and range filters on declared filter columns ({"chat_id": "42", "sent_at.gte": "2024-05-01"}). */
-  filter: Schema.optional(Filter)
+  filter: Schema.optional(Filter),
+  /** An embedding set to search instead of each source's active one (A/B comparisons), by its name. */
+  set: Schema.optional(SetName)
 })
 export type SearchRequest = typeof SearchRequest.Type
 /** What callers pass before defaults are applied. */
@@ -213,7 +222,8 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
   dependencies: [QueryCache.Default, ActiveModel.Default],
   effect: Effect.gen(function*() {
     const sources = yield* Sources
-    const provider = yield* EmbeddingProvider
+    const registry = yield* SetRegistry
+    const providers = yield* SetProviders
     const config = yield* AutoEmbedConfig
     const metrics = yield* PipelineMetrics
     const cache = yield* QueryCache
@@ -221,16 +231,34 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     const queries = yield* makeSearchQuery
     const { hydrate } = yield* makeHydration
 
-    const embedQuery = (q: string) =>
-      cache.getOrCompute(modelKey, "query", q, Effect.map(provider.embed([q], "query"), (vectors) => vectors[0]))
+    /** Which vectors a source object's query vector must match: its set's model at its dimensions. */
+    const embedderOf = (s: Source) => `${s.set?.modelKey ?? modelKey}:${s.dimensions}`
+
+    const embedQuery = (s: Source, q: string) =>
+      Effect.flatMap(
+        Effect.mapError(providers.forSource(s), (e) =>
+          new SearchInvalid({ message: `set ${s.set?.name ?? s.name} cannot be searched here: ${e.message}` })),
+        (provider) =>
+          cache.getOrCompute(
+            embedderOf(s),
+            "query",
+            q,
+            Effect.map(provider.embed([q], "query"), (vectors) =>
+              vectors[0])
+          )
+      )
 
     type QueryVector = { readonly vector?: string; readonly degraded?: string }
     /**
-     * The query's vector. Hybrid search does not need it to answer: when the provider cannot embed
-     * the query, it answers from its text half and says so; vector search fails (503 in the API).
+     * The query's vector for a set. Hybrid search does not need it to answer: when the provider
+     * cannot embed the query, it answers from its text half and says so; vector search fails (503
+     * in the API).
      */
-    const queryVector = (request: SearchRequest): Effect.Effect<QueryVector, ProviderError> =>
-      embedQuery(request.q).pipe(
+    const queryVector = (
+      s: Source,
+      request: SearchRequest
+    ): Effect.Effect<QueryVector, ProviderError | SearchInvalid> =>
+      embedQuery(s, request.q).pipe(
         Effect.map((v): QueryVector => ({ vector: vectorLiteral(v) })),
         Effect.catchTag("ProviderError", (e) =>
           request.mode === "hybrid"
@@ -241,16 +269,37 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
             : Effect.fail(e))
       )
 
+    /** One query vector per distinct model among the searched sets (usually one). */
+    const queryVectors = (searched: ReadonlyArray<Source>, request: SearchRequest) =>
+      Effect.gen(function*() {
+        const byEmbedder = new Map<string, QueryVector>()
+        for (const s of searched) {
+          if (!byEmbedder.has(embedderOf(s))) byEmbedder.set(embedderOf(s), yield* queryVector(s, request))
+        }
+        return {
+          vectorOf: (s: Source) => byEmbedder.get(embedderOf(s))?.vector,
+          degraded: [...byEmbedder.values()].find((v) => v.degraded !== undefined)?.degraded
+        }
+      })
+
+    /** The set each searched type is read from: its active one, or the one the request names. */
+    const targetsOf = (request: SearchRequest) =>
+      Effect.flatMap(
+        resolveSources(sources, request),
+        (logical) => registry.searchTargets(logical.map((s) => s.name), request.set)
+      )
+
     const run = (request: SearchRequest, options: SearchOptions) =>
       Effect.gen(function*() {
-        const searched = yield* resolveSources(sources, request)
+        const searched = yield* targetsOf(request)
         const depth = candidateDepth(request.mode, request.limit)
         const none = searched.map((): Array<Candidate> => [])
-        const embedded = request.mode !== "text" && searched.length > 0 ? yield* queryVector(request) : undefined
-        const vector = embedded?.vector
-        const vectorLists = vector === undefined
+        const embedded = request.mode !== "text" && searched.length > 0
+          ? yield* queryVectors(searched, request)
+          : undefined
+        const vectorLists = embedded === undefined
           ? none
-          : yield* queries.vectorLists(searched, request, vector, depth, options)
+          : yield* queries.vectorLists(searched, request, embedded.vectorOf, depth, options)
         const textLists = request.mode === "vector" ? none : yield* queries.textLists(searched, request, depth, options)
         const top = rankAcrossSources(searched, vectorLists, textLists, {
           mode: request.mode,
@@ -260,13 +309,19 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
           textRanking: options.textRanking ?? "bm25"
         })
         const results = yield* hydrate(searched, top)
-        const response: SearchResponse = { query: request.q, mode: request.mode, model: modelKey, results }
+        const models = [...new Set(searched.map((s) => s.set?.modelKey ?? modelKey))]
+        const response: SearchResponse = {
+          query: request.q,
+          mode: request.mode,
+          model: models.length === 0 ? modelKey : models.join(","),
+          results
+        }
         return embedded?.degraded === undefined ? response : { ...response, degraded: embedded.degraded }
       })
 
     /** Runs a decoded search request (see `SearchRequest`). */
     const search = Effect.fn("Search.search")(function*(request: SearchRequest, options: SearchOptions = {}) {
-      yield* Effect.annotateCurrentSpan({ mode: request.mode, limit: request.limit, model: modelKey })
+      yield* Effect.annotateCurrentSpan({ mode: request.mode, limit: request.limit, set: request.set ?? "active" })
       const started = performance.now()
       const response = yield* run(request, options)
       yield* metrics.recordSearch(performance.now() - started)
@@ -278,9 +333,10 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
      * search (used by tests and the evaluation to prove the HNSW index serves the query).
      */
     const explain = Effect.fn("Search.explain")(function*(request: SearchRequest, options: SearchOptions = {}) {
-      const searched = yield* resolveSources(sources, request)
-      const vector = vectorLiteral(yield* embedQuery(request.q))
-      return yield* queries.explainVector(searched, request, vector, options)
+      const searched = yield* targetsOf(request)
+      const vectors = new Map<string, string>()
+      for (const s of searched) vectors.set(embedderOf(s), vectorLiteral(yield* embedQuery(s, request.q)))
+      return yield* queries.explainVector(searched, request, (s) => vectors.get(embedderOf(s))!, options)
     })
 
     return { search, explain, model: modelKey } as const

@@ -2,7 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { Fragment } from "@effect/sql/Statement"
 import { Effect } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
-import type { Source } from "../sources/Sources.js"
+import { entityOf, type Source } from "../sources/SourceCatalog.js"
 import { sourceSql } from "../sources/SourceSql.js"
 import { ActiveModel } from "../storage/ActiveModel.js"
 import { stateTables } from "../storage/State.js"
@@ -68,7 +68,10 @@ type QueryContext = Effect.Effect.Success<typeof makeQueryContext>
  * matching the filters on the user's table `t`.
  */
 const filters = (c: QueryContext, s: Source, request: SearchRequest): Fragment => {
-  const clauses: Array<Fragment> = [c.sql`ae_r.source = ${s.name}`, c.sql`ae_r.model = ${c.modelKey}`]
+  const clauses: Array<Fragment> = [
+    c.sql`ae_r.source = ${s.name}`,
+    c.sql`ae_r.model = ${s.set?.modelKey ?? c.modelKey}`
+  ]
   if (s.storage.kind === "column") clauses.push(c.sql`t.${c.sql(s.storage.column)} IS NOT NULL`)
   if (request.topicId !== undefined && s.topicColumn) {
     clauses.push(c.sql`t.${c.sql(s.topicColumn)} = ${request.topicId}`)
@@ -209,17 +212,21 @@ const vectorLists = (
   c: QueryContext,
   searched: ReadonlyArray<Source>,
   request: SearchRequest,
-  vector: string,
+  vectorOf: (s: Source) => string | undefined,
   depth: number,
   options: SearchOptions
 ) =>
   c.sql.withTransaction(
     Effect.zipRight(
       indexSettings(c, options),
-      Effect.forEach(searched, (s) =>
-        Effect.map(vectorQuery(c, s, request, vector, depth), (rows) =>
-          // relaxed_order may return neighbours slightly out of order: re-sort by the exact score.
-          toCandidates(rows).sort((a, b) => b.score - a.score)))
+      Effect.forEach(searched, (s) => {
+        const vector = vectorOf(s)
+        return vector === undefined
+          ? Effect.succeed<Array<Candidate>>([])
+          : Effect.map(vectorQuery(c, s, request, vector, depth), (rows) =>
+            // relaxed_order may return neighbours slightly out of order: re-sort by the exact score.
+            toCandidates(rows).sort((a, b) => b.score - a.score))
+      })
     )
   )
 
@@ -250,7 +257,7 @@ const explainVector = (
   c: QueryContext,
   searched: ReadonlyArray<Source>,
   request: SearchRequest,
-  vector: string,
+  vectorOf: (s: Source) => string,
   options: SearchOptions
 ) =>
   c.sql.withTransaction(
@@ -258,8 +265,8 @@ const explainVector = (
       yield* indexSettings(c, options)
       return yield* Effect.forEach(searched, (s) =>
         Effect.map(
-          c.sql<{ "QUERY PLAN": string }>`EXPLAIN ${vectorQuery(c, s, request, vector, request.limit)}`,
-          (rows) => ({ type: s.name, indexName: s.index.name, plan: rows.map((r) => r["QUERY PLAN"]).join("\n") })
+          c.sql<{ "QUERY PLAN": string }>`EXPLAIN ${vectorQuery(c, s, request, vectorOf(s), request.limit)}`,
+          (rows) => ({ type: entityOf(s), indexName: s.index.name, plan: rows.map((r) => r["QUERY PLAN"]).join("\n") })
         ))
     })
   )
@@ -272,12 +279,16 @@ export const makeSearchQuery = Effect.map(makeQueryContext, (c) => ({
   vectorLists: (
     searched: ReadonlyArray<Source>,
     request: SearchRequest,
-    vector: string,
+    vectorOf: (s: Source) => string | undefined,
     depth: number,
     options: SearchOptions
-  ) => vectorLists(c, searched, request, vector, depth, options),
+  ) => vectorLists(c, searched, request, vectorOf, depth, options),
   textLists: (searched: ReadonlyArray<Source>, request: SearchRequest, depth: number, options: SearchOptions) =>
     textLists(c, searched, request, depth, options),
-  explainVector: (searched: ReadonlyArray<Source>, request: SearchRequest, vector: string, options: SearchOptions) =>
-    explainVector(c, searched, request, vector, options)
+  explainVector: (
+    searched: ReadonlyArray<Source>,
+    request: SearchRequest,
+    vectorOf: (s: Source) => string,
+    options: SearchOptions
+  ) => explainVector(c, searched, request, vectorOf, options)
 }))

@@ -160,6 +160,25 @@ export const installSource = (source: Source, schema: string) =>
         index_name = EXCLUDED.index_name, index_owned = EXCLUDED.index_owned, updated_at = now()`
   })
 
+/**
+ * Removes what `installSource` made for an embedding set that is dropped: its triggers, its vector
+ * table (or the index autoembed owns on the user's column, whose vectors stay the user's), and its
+ * registry row. Run inside the caller's transaction.
+ */
+export const removeSetObjects = (target: Source, schema: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const t = stateTables(sql, schema)
+    const table = sql(`${target.schema}.${target.tableName}`)
+    const names = triggerNames(target)
+    for (const name of [names.insert, names.update, names.delete]) {
+      yield* sql`DROP TRIGGER IF EXISTS ${sql(name)} ON ${table}`
+    }
+    if (target.storage.kind === "internal") yield* sql`DROP TABLE IF EXISTS ${t.vectors(target.name)}`
+    else if (target.index.owned) yield* sql`DROP INDEX IF EXISTS ${sql(`${target.index.schema}.${target.index.name}`)}`
+    yield* sql`DELETE FROM ${t.registry} WHERE name = ${target.name}`
+  })
+
 export interface InstalledTrigger {
   readonly name: string
   readonly schema: string

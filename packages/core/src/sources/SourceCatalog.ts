@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Either } from "effect"
 import type { SourceConfig } from "../config/SourceConfig.js"
+import type { ProviderSpec } from "../providers/ProviderSpec.js"
 import { sqlReason } from "../storage/SqlFailure.js"
 import { vectorTableName } from "../storage/State.js"
 
@@ -60,7 +61,27 @@ export interface Source {
   readonly bm25: Bm25Parameters
   /** Part of the built-in knowledge model. */
   readonly builtin: boolean
+  /**
+   * Set when this object is one of the source's other embedding sets (see `sets/`): `name` is then
+   * the set's key in autoembed's state, and `storage`, `dimensions` and `index` are the set's.
+   * Absent for the set the configuration declares, embedded by the process's own provider.
+   */
+  readonly set?: SetBinding | undefined
 }
+
+/** An embedding set other than the configured one: what it is called and which model embeds it. */
+export interface SetBinding {
+  /** The source's own name (the API's entity type). */
+  readonly source: string
+  /** The set's name, as `messages@text-embedding-3-small`. */
+  readonly name: string
+  readonly spec: ProviderSpec
+  /** `provider/model`, what its rows record. */
+  readonly modelKey: string
+}
+
+/** The entity type a source object serves: its own name, or its set's source. */
+export const entityOf = (s: Source): string => s.set?.source ?? s.name
 
 export interface Bm25Parameters {
   readonly k1: number

@@ -6,6 +6,7 @@ import { decodeSources, type SourceConfig } from "../config/SourceConfig.js"
 import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { builtinSources, createBuiltinTables } from "../knowledge/Builtin.js"
 import type { DimensionMismatch } from "../providers/EmbeddingProvider.js"
+import { readSetRows, setSource } from "../sets/SetRows.js"
 import { Database, type DatabaseError } from "../storage/Database.js"
 import { checkPrerequisites, ensureIndexes, installSource, installState, removeStaleTriggers } from "./Installer.js"
 import { type ResolveContext, resolveSource, type Source } from "./SourceCatalog.js"
@@ -119,19 +120,24 @@ const install = Effect.gen(function*() {
       if (config.builtin) yield* createBuiltinTables(config.dimensions)
       const builtin = yield* resolveSources(declared.filter((d) => d.builtin), ctx, origin)
       const resolved = [...builtin, ...declaredOnly]
-      for (const s of resolved) yield* installSource(s, config.stateSchema)
-      const removed = yield* removeStaleTriggers(resolved, config.stateSchema)
+      // The sets added beside the configured ones follow their source's table, id and text.
+      const sets = (yield* readSetRows(sql, config.stateSchema)).filter((r) => !r.configured).flatMap((r) => {
+        const base = resolved.find((s) => s.name === r.source)
+        return base ? [setSource(base, r, config.stateSchema)] : []
+      })
+      for (const s of [...resolved, ...sets]) yield* installSource(s, config.stateSchema)
+      const removed = yield* removeStaleTriggers([...resolved, ...sets], config.stateSchema)
       for (const tg of removed) {
         yield* Effect.logInfo(
           `autoembed: removed trigger ${tg.name} on ${tg.schema}.${tg.table} ` +
             `(source "${tg.source}" is no longer declared)`
         )
       }
-      return resolved
+      return { resolved, sets }
     })
   )
-  yield* ensureIndexes(all, config.stateSchema, indexSettingsOf(config), server)
-  return all
+  yield* ensureIndexes([...all.resolved, ...all.sets], config.stateSchema, indexSettingsOf(config), server)
+  return all.resolved
 })
 
 export const makeSourcesShape = (all: ReadonlyArray<Source>, builtin: boolean): SourcesShape => {

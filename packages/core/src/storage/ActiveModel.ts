@@ -1,9 +1,6 @@
 import { Effect, Layer } from "effect"
 import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
-
-/** What rows record as their embedding's origin; search only compares vectors with the same key. */
-export const modelKeyOf = (provider: { readonly provider: string; readonly model: string }): string =>
-  `${provider.provider}/${provider.model}`
+import { modelKeyOf } from "../providers/ProviderSpec.js"
 
 /**
  * The model key this process embeds and searches with (`provider/model`), resolved once from the

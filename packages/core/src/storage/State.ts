@@ -16,6 +16,8 @@ export const stateTables = (sql: SqlClient.SqlClient, schema: string) => ({
   /** What was installed for each source (tables, triggers, owned indexes), for uninstall and removal. */
   registry: sql(`${schema}.sources`),
   enqueue: sql(`${schema}.enqueue`),
+  /** Embedding sets: every model a source is embedded with, and which one search uses. */
+  sets: sql(`${schema}.sets`),
   /** BM25's corpus statistics: documents and total length per source, document frequency per lexeme. */
   bm25Stats: sql(`${schema}.bm25_stats`),
   bm25Terms: sql(`${schema}.bm25_terms`),

@@ -3,6 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Fragment } from "@effect/sql/Statement"
 import { Duration, Effect } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { SetRegistry } from "../sets/SetRegistry.js"
 import { type Source, Sources } from "../sources/Sources.js"
 import { sourceSql } from "../sources/SourceSql.js"
 import { ActiveModel } from "./ActiveModel.js"
@@ -11,8 +12,8 @@ import { nameFailure, resilient } from "./SqlFailure.js"
 import { stateTables } from "./State.js"
 
 /**
- * What every part of the `EmbeddingStore` shares: the SQL client, the sources, the model key the
- * store writes and compares, autoembed's tables and the statement wrappers.
+ * What every part of the `EmbeddingStore` shares: the SQL client, the sources and their embedding
+ * sets, the model key each set writes and compares, autoembed's tables and the statement wrappers.
  */
 export const makeStoreContext = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -20,6 +21,7 @@ export const makeStoreContext = Effect.gen(function*() {
   const config = yield* AutoEmbedConfig
   const database = yield* Database
   const model = (yield* ActiveModel).key
+  const registry = yield* SetRegistry
   const leaseSeconds = config.leaseSeconds
   const st = stateTables(sql, config.stateSchema)
   const sourceSqlOf = sourceSql(sql)
@@ -34,6 +36,10 @@ export const makeStoreContext = Effect.gen(function*() {
     sources,
     database,
     model,
+    /** The model key a source object's set records and compares: its own, or the process's. */
+    modelOf: (s: Source): string => s.set?.modelKey ?? model,
+    /** Every set's source object: the configured ones, then the sets added beside them. */
+    targets: registry.targets,
     leaseSeconds,
     st,
     ...sourceSqlOf,

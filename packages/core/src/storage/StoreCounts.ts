@@ -17,10 +17,11 @@ interface CountsRow {
 
 /** What status and dry runs show: exact per-source counts, and the last errors. */
 export const makeStoreCounts = (ctx: StoreContext) => {
-  const { hasVector, id, idType, model, named, sources, sql, st, table } = ctx
+  const { hasVector, id, idType, modelOf, named, sources, sql, st, table } = ctx
 
   const countsOf = (s: Source, withTotal: boolean) =>
     Effect.gen(function*() {
+      const model = modelOf(s)
       const notFailed = (row: Fragment) =>
         sql`NOT EXISTS (SELECT 1 FROM ${st.queue} ae_q
           WHERE ae_q.source = ${s.name} AND ae_q.row_id = ${row} AND ae_q.failed_at IS NOT NULL)`
@@ -57,9 +58,12 @@ export const makeStoreCounts = (ctx: StoreContext) => {
       return [s.name, c] as const
     })
 
-  /** Exact per-source counts, from the user's table, autoembed's bookkeeping and the (small) queue table. */
-  const counts = (options: { withTotal: boolean } = { withTotal: true }) =>
-    Effect.forEach(sources.all, (s) => countsOf(s, options.withTotal)).pipe(
+  /**
+   * Exact counts per source object (by default the configured sets; pass a set's object for its
+   * own), from the user's table, autoembed's bookkeeping and the (small) queue table.
+   */
+  const counts = (options: { withTotal: boolean } = { withTotal: true }, of: ReadonlyArray<Source> = sources.all) =>
+    Effect.forEach(of, (s) => countsOf(s, options.withTotal)).pipe(
       Effect.map((entries) => Object.fromEntries(entries) as Record<string, SourceCounts>),
       named("counts")
     )

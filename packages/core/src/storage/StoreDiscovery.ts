@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import type { Source } from "../sources/Sources.js"
+import { entityOf, type Source } from "../sources/SourceCatalog.js"
 import { countOf, type StoreContext } from "./StoreContext.js"
 
 const notQueued = ({ id, sql, st }: StoreContext, s: Source) =>
@@ -13,12 +13,12 @@ const notQueued = ({ id, sql, st }: StoreContext, s: Source) =>
  */
 const adopt = (ctx: StoreContext, s: Source, limit: number) =>
   Effect.gen(function*() {
-    const { hasVector, id, model, sql, st, table, text, tsvector } = ctx
+    const { hasVector, id, modelOf, sql, st, table, text, tsvector } = ctx
     if (s.storage.kind !== "column") return 0
     const rows = yield* sql<{ n: number }>`
       WITH ins AS (
         INSERT INTO ${st.rows} (source, row_id, model, hash, tsv)
-        SELECT ${s.name}, x.ae_id, ${model}, md5(coalesce(x.ae_text, '')), ${tsvector(s, sql`x.ae_text`)}
+        SELECT ${s.name}, x.ae_id, ${modelOf(s)}, md5(coalesce(x.ae_text, '')), ${tsvector(s, sql`x.ae_text`)}
         FROM (
           SELECT t.${id(s)}::text AS ae_id, ${text(s)} AS ae_text FROM ${table(s)} t
           WHERE ${hasVector(s)} AND ${notQueued(ctx, s)}
@@ -42,7 +42,8 @@ const adopt = (ctx: StoreContext, s: Source, limit: number) =>
  */
 const queueMissing = (ctx: StoreContext, s: Source, limit: number) =>
   Effect.gen(function*() {
-    const { hasVector, id, model, sql, st, table } = ctx
+    const { hasVector, id, modelOf, sql, st, table } = ctx
+    const model = modelOf(s)
     const missing = countOf(
       yield* sql<{ n: number }>`
       WITH ins AS (
@@ -74,7 +75,7 @@ const queueMissing = (ctx: StoreContext, s: Source, limit: number) =>
  * place before autoembed was attached. Also requeues failed rows.
  */
 export const makeStoreDiscovery = (ctx: StoreContext) => {
-  const { named, sources, sql, st } = ctx
+  const { named, sql, st, targets } = ctx
 
   /**
    * Finds rows nobody queued (written with triggers off, restored, or from before autoembed):
@@ -83,32 +84,33 @@ export const makeStoreDiscovery = (ctx: StoreContext) => {
    */
   const discover = (
     limit: number,
-    only: ReadonlyArray<string> = sources.names,
+    only?: ReadonlyArray<string>,
     options: { readonly adopt?: boolean } = {}
   ) =>
     Effect.gen(function*() {
       let adopted = 0
       let queued = 0
-      for (const s of sources.all) {
-        if (!only.includes(s.name)) continue
+      for (const s of yield* targets) {
+        if (only !== undefined && !only.includes(s.name)) continue
         if (options.adopt !== false) adopted += yield* adopt(ctx, s, limit)
         queued += yield* queueMissing(ctx, s, limit)
       }
       return { adopted, queued }
     }).pipe(named("discover"))
 
-  /** Puts failed rows back in the queue with a fresh attempt count. */
-  const retryFailed = (only: ReadonlyArray<string> = sources.names) =>
-    Effect.map(
-      sql<{ n: number }>`
+  /** Puts failed rows back in the queue with a fresh attempt count, in every set of these sources (default all). */
+  const retryFailed = (only?: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const keys = (yield* targets).filter((s) => only === undefined || only.includes(entityOf(s))).map((s) => s.name)
+      const rows = yield* sql<{ n: number }>`
         WITH r AS (
           UPDATE ${st.queue} SET failed_at = NULL, attempts = 0, next_attempt_at = now(),
             locked_until = NULL, locked_by = NULL, claim_token = NULL
-          WHERE failed_at IS NOT NULL AND source = ANY(${only}::text[])
+          WHERE failed_at IS NOT NULL AND source = ANY(${keys}::text[])
           RETURNING 1
-        ) SELECT count(*)::int AS n FROM r`,
-      countOf
-    ).pipe(named("retryFailed"))
+        ) SELECT count(*)::int AS n FROM r`
+      return countOf(rows)
+    }).pipe(named("retryFailed"))
 
   return { discover, retryFailed } as const
 }

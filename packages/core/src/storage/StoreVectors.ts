@@ -17,7 +17,7 @@ export interface VectorWrite {
  * batch that also records each row's model, hash and full-text vector.
  */
 export const makeStoreVectors = (ctx: StoreContext) => {
-  const { database, hash, hasVector, id, idArray, idType, model, retried, sql, st, table, text, tsvector } = ctx
+  const { database, hash, hasVector, id, idArray, idType, modelOf, retried, sql, st, table, text, tsvector } = ctx
 
   // The `vector` type's oid, looked up on the first write (the extension may be created after
   // this service), for the binary vector[] parameter on PostgreSQL.
@@ -41,7 +41,7 @@ export const makeStoreVectors = (ctx: StoreContext) => {
       if (rowIds.length === 0) return []
       const rows = yield* sql<{ row_id: string; text: string | null; hash: string; up_to_date: boolean }>`
         SELECT x.ae_id AS row_id, x.ae_text AS text, md5(coalesce(x.ae_text, '')) AS hash,
-               (x.ae_has_vector AND s.model IS NOT DISTINCT FROM ${model}
+               (x.ae_has_vector AND s.model IS NOT DISTINCT FROM ${modelOf(source)}
                 AND s.hash = md5(coalesce(x.ae_text, ''))) AS up_to_date
         FROM (
           SELECT t.${id(source)}::text AS ae_id, ${text(source)} AS ae_text, ${hasVector(source)} AS ae_has_vector
@@ -61,7 +61,7 @@ export const makeStoreVectors = (ctx: StoreContext) => {
     sql<{ row_id: string }>`
     WITH ${written}
     INSERT INTO ${st.rows} AS s (source, row_id, model, hash, tsv, embedded_at)
-    SELECT ${source.name}, w.ae_row, ${model}, w.ae_hash, w.ae_tsv, now() FROM w
+    SELECT ${source.name}, w.ae_row, ${modelOf(source)}, w.ae_hash, w.ae_tsv, now() FROM w
     ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv,
       embedded_at = EXCLUDED.embedded_at
     RETURNING s.row_id`
