@@ -9,6 +9,7 @@ import {
   SearchRequest,
   SearchResponse,
   SearchResult,
+  SetReport,
   type StatusReport
 } from "@autoembed/core"
 import { Schema } from "effect"
@@ -139,6 +140,18 @@ export const RetryFailedResponse = Schema.Struct({ requeued: Count }).annotation
   identifier: "RetryFailedResponse"
 })
 
+/** One embedding set as `GET /v1/sets`, the lifecycle routes and the status report show it. */
+export const SetReportBody = wireStruct({
+  ...SetReport.fields,
+  index: wireStruct(SetReport.fields.index.fields, { bulkMark: "bulk_mark", sizeBytes: "size_bytes" })
+}, {
+  baseUrl: "base_url",
+  vectorColumn: "vector_column",
+  storageBytes: "storage_bytes",
+  createdAt: "created_at",
+  activatedAt: "activated_at"
+}).annotations({ identifier: "SetReport" })
+
 const IndexState = camelKeys(Schema.Struct({
   name: Schema.String,
   state: Schema.Literal("valid", "building", "missing").annotations({
@@ -167,6 +180,9 @@ export const StatusResponse = conforms<StatusReport>()(
   camelKeys(
     Schema.Struct({
       sources: Schema.Record({ key: Schema.String, value: SourceStatus }),
+      sets: Schema.Array(SetReportBody).annotations({
+        description: "Every embedding set of every source; `sources` describes each source's configured set"
+      }),
       queue: camelKeys(Schema.Struct({
         running: Schema.Boolean,
         worker_id: Schema.NullOr(Schema.String),
