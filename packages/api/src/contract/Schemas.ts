@@ -1,7 +1,9 @@
 import {
+  AddSetRequest,
   type BackfillJob,
   BackfillRequest,
   type DryRunReport,
+  type EmbeddingSets,
   ExtractionRequest,
   type ExtractionResult,
   messageBatch,
@@ -10,9 +12,10 @@ import {
   SearchResponse,
   SearchResult,
   SetReport,
+  type SetsReport,
   type StatusReport
 } from "@autoembed/core"
-import { Schema } from "effect"
+import { type Effect, Schema } from "effect"
 import { camelKeys, wireStruct } from "./Wire.js"
 
 /**
@@ -48,6 +51,8 @@ export const BackfillRequestBody = wireStruct(BackfillRequest.fields, {
   batchSize: "batch_size",
   includeFailed: "include_failed"
 })
+
+export const AddSetRequestBody = wireStruct(AddSetRequest.fields, { baseUrl: "base_url" })
 
 export const ExtractionRequestBody = wireStruct(ExtractionRequest.fields, { messageIds: "message_ids" })
 
@@ -151,6 +156,24 @@ export const SetReportBody = wireStruct({
   createdAt: "created_at",
   activatedAt: "activated_at"
 }).annotations({ identifier: "SetReport" })
+
+export const SetsResponse = conforms<SetsReport>()(
+  Schema.Struct({ sets: Schema.Array(SetReportBody) }).annotations({ identifier: "SetsResponse" })
+)
+
+/** `POST /v1/sets/{source}/{set}/activate`'s optional body. */
+export const ActivateSetRequest = Schema.Struct({
+  force: Schema.optional(Schema.Boolean.annotations({
+    description: "Activate even though rows have no vector in the set yet (search misses them until they do)"
+  }))
+}).annotations({ identifier: "ActivateSetRequest" })
+
+export const DropSetResponse = conforms<Effect.Effect.Success<ReturnType<EmbeddingSets["drop"]>>>()(
+  Schema.Struct({
+    dropped: Schema.String.annotations({ description: "The set's name" }),
+    key: Schema.String.annotations({ description: "What the queue and bookkeeping knew the set by" })
+  }).annotations({ identifier: "DropSetResponse" })
+)
 
 const IndexState = camelKeys(Schema.Struct({
   name: Schema.String,

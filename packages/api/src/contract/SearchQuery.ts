@@ -40,6 +40,12 @@ export const SearchQueryForm = Schema.Struct({
     Schema.Record({ key: Schema.String, value: Schema.String }).annotations({
       description: "Equality (or, for numbers and dates, a range bound) on a column the source declares in `filters`"
     })
+  ),
+  set: Schema.optional(
+    Schema.String.annotations({
+      description: "Search this embedding set instead of each source's active one (A/B comparisons), by its name " +
+        "(GET /v1/sets lists them); with types= naming the set's source"
+    })
   )
 })
 
