@@ -241,7 +241,8 @@ export const dropSet = endpoint({
   path: "/v1/sets/{source}/{set}",
   tag: "sets",
   auth: "write",
-  summary: "Remove a retired set: its vectors, HNSW index, triggers and bookkeeping (the source's rows stay)",
+  summary: "Remove a retired set: its HNSW index, triggers, bookkeeping and its vectors in autoembed's schema " +
+    "(a set kept in a vector column of your table leaves that column's values to you; the source's rows stay)",
   params: setParams,
   success: { 200: { description: "Dropped", schema: S.DropSetResponse } },
   errors: {
