@@ -182,6 +182,43 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     await expectError(await fetch(`${server.url}/v1/search?q=${q}&set=`), 422, "validation_failed")
   })
 
+  it("compares the two sets through POST /v1/sets/compare: sampled, and with judged queries", async () => {
+    const sampled = await client.compareSets({
+      body: { source: "messages", a: "messages@local-hash-v1", b: second, sample: 5 }
+    })
+    expect(sampled.body).toMatchObject({ source: "messages", queries: 5, querySource: "sampled" })
+    expect(sampled.body.overlapAt10).toBeGreaterThanOrEqual(0)
+    expect(sampled.body.overlapAt10).toBeLessThanOrEqual(1)
+    expect(sampled.body.a).toMatchObject({ name: "messages@local-hash-v1", dimensions: 256, embedded: 8, total: 8 })
+    expect(sampled.body.b).toMatchObject({ name: second, model: "openai/text-embedding-3-small", dimensions: 64 })
+    expect(sampled.body.b.indexBytes).toBeGreaterThan(0)
+    expect(sampled.body.a.ndcgAt10).toBeUndefined()
+
+    // The wire: snake_case, and nDCG@10 / recall@10 once the queries carry judgements.
+    const ids = (await client.search({ query: { q: MESSAGES[1], types: ["messages"], mode: "text", limit: 1 } }))
+      .body.results.map((r) => String(r.id))
+    const res = await fetch(
+      `${server.url}/v1/sets/compare`,
+      json({
+        source: "messages",
+        a: "messages@local-hash-v1",
+        b: second,
+        queries: [{ text: "payment gateway timed out", relevant: { [ids[0]]: 1 } }]
+      })
+    )
+    expect(res.status).toBe(200)
+    const judged = await res.json() as any
+    expect(judged).toMatchObject({ queries: 1, query_source: "given", overlap_at_10: expect.any(Number) })
+    expect(judged.a).toMatchObject({ latency_p50_ms: expect.any(Number), recall_at_10: 1 })
+    expect(judged.b.ndcg_at_10).toBeGreaterThan(0)
+
+    const unknown = await caught(client.compareSets({ body: { source: "messages", a: second, b: "messages@x" } }))
+    expect(unknown).toMatchObject({ status: 404, code: "set_not_found" })
+    const invalid = await fetch(`${server.url}/v1/sets/compare`, json({ source: "messages", a: second, sample: 0 }))
+    const problems = (await expectError(invalid, 422, "validation_failed")).details as Array<{ path: string }>
+    expect(problems.map((p) => p.path).sort()).toEqual(["b", "sample"])
+  })
+
   it("shows both sets in status, /metrics and on the page", async () => {
     const status = await client.status({})
     const names = status.body.sets.filter((s) => s.source === "messages").map((s) => [s.name, s.active])
@@ -275,14 +312,16 @@ describe(`embedding sets over HTTP, API process without workers, with a token ($
     await server?.stop()
   })
 
-  it("needs the token to add, activate, roll back and drop; reads stay open", async () => {
+  it("needs the token to add, compare, activate, roll back and drop; reads stay open", async () => {
     expect((await anonymous.listSets({ query: {} })).status).toBe(200)
     const body = { source: "messages", provider: "local", model: "local-hash-v1", dimensions: 48 } as const
     const refused = await Promise.all([
       caught(anonymous.addSet({ body })),
       caught(anonymous.activateSet({ params: { source: "messages", set: "messages@local-hash-v1" } })),
       caught(anonymous.rollbackSet({ params: { source: "messages" } })),
-      caught(anonymous.dropSet({ params: { source: "messages", set: "messages@local-hash-v1" } }))
+      caught(anonymous.dropSet({ params: { source: "messages", set: "messages@local-hash-v1" } })),
+      // Compare reads, but spends both providers' budget on its queries: it takes the token too.
+      caught(anonymous.compareSets({ body: { source: "messages", a: "messages@local-hash-v1", b: "x" } }))
     ])
     for (const e of refused) expect(e).toMatchObject({ status: 401, code: "unauthorized" })
     expect((await client.listSets({ query: { source: "messages" } })).body.sets).toHaveLength(1)

@@ -28,7 +28,8 @@ const SET_ROUTES = {
   "post /v1/sets": "write",
   "post /v1/sets/{source}/{set}/activate": "write",
   "post /v1/sources/{source}/rollback": "write",
-  "delete /v1/sets/{source}/{set}": "write"
+  "delete /v1/sets/{source}/{set}": "write",
+  "post /v1/sets/compare": "write"
 } as const
 
 describe("/openapi.json", () => {

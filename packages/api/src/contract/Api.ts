@@ -253,6 +253,29 @@ export const dropSet = endpoint({
   }
 })
 
+export const compareSets = endpoint({
+  id: "compareSets",
+  method: "post",
+  path: "/v1/sets/compare",
+  tag: "sets",
+  // It reads, but embeds every query with both sets' providers (up to 10,000 given queries): a call
+  // that spends the providers' budget takes the token like a write.
+  auth: "write",
+  summary: "Run the same vector searches on two sets of a source (a sample of its rows' texts, or the given " +
+    "queries) and compare them: top-10 overlap, latency, rows, storage and index size, and with relevance " +
+    "judgements nDCG@10 and recall@10",
+  body: { schema: S.CompareRequestBody, required: true },
+  success: { 200: { description: "The comparison", schema: S.CompareReportBody } },
+  errors: {
+    ...unauthorized,
+    ...bodyErrors,
+    400: "The body is missing or is not valid JSON, or a set cannot be searched here (set_invalid)",
+    404: "No such source, or the source has no set of that name (set_not_found)",
+    429: "An embedding provider is rate limiting the queries' embeddings; retry after the Retry-After seconds",
+    ...common
+  }
+})
+
 export const health = endpoint({
   id: "health",
   method: "get",
@@ -349,6 +372,7 @@ export const Api = {
   activateSet,
   rollbackSet,
   dropSet,
+  compareSets,
   health,
   ready,
   metrics,

@@ -2,6 +2,9 @@ import {
   AddSetRequest,
   type BackfillJob,
   BackfillRequest,
+  CompareReport,
+  CompareRequest,
+  CompareSide,
   type DryRunReport,
   type EmbeddingSets,
   ExtractionRequest,
@@ -174,6 +177,23 @@ export const DropSetResponse = conforms<Effect.Effect.Success<ReturnType<Embeddi
     key: Schema.String.annotations({ description: "What the queue and bookkeeping knew the set by" })
   }).annotations({ identifier: "DropSetResponse" })
 )
+
+/** `POST /v1/sets/compare`'s body: core's CompareRequest (its keys are already the wire's). */
+export const CompareRequestBody = wireStruct(CompareRequest.fields, {})
+
+const CompareSideBody = wireStruct(CompareSide.fields, {
+  latencyP50Ms: "latency_p50_ms",
+  latencyP95Ms: "latency_p95_ms",
+  storageBytes: "storage_bytes",
+  indexBytes: "index_bytes",
+  ndcgAt10: "ndcg_at_10",
+  recallAt10: "recall_at_10"
+})
+
+export const CompareReportBody = wireStruct({ ...CompareReport.fields, a: CompareSideBody, b: CompareSideBody }, {
+  querySource: "query_source",
+  overlapAt10: "overlap_at_10"
+}).annotations({ identifier: "CompareReport" })
 
 const IndexState = camelKeys(Schema.Struct({
   name: Schema.String,

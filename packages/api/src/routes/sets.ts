@@ -3,7 +3,10 @@ import { Effect } from "effect"
 import type { Run } from "../Http.js"
 import type { Handlers } from "../Serve.js"
 
-type SetHandlers = Pick<Handlers, "listSets" | "getSet" | "addSet" | "activateSet" | "rollbackSet" | "dropSet">
+type SetHandlers = Pick<
+  Handlers,
+  "listSets" | "getSet" | "addSet" | "activateSet" | "rollbackSet" | "dropSet" | "compareSets"
+>
 
 /**
  * A path parameter longer than any source or set name can be (63, 200) names nothing: answered
@@ -16,7 +19,7 @@ const named = (params: { readonly source: string; readonly set?: string }) =>
 
 const withSets = <A, E, R>(f: (sets: EmbeddingSets) => Effect.Effect<A, E, R>) => Effect.flatMap(EmbeddingSets, f)
 
-/** The embedding-set lifecycle: list, add, activate, roll back, drop (core's EmbeddingSets does each step). */
+/** The embedding-set lifecycle: list, add, compare, activate, roll back, drop (core's EmbeddingSets does each step). */
 export const setHandlers = (run: Run): SetHandlers => ({
   listSets: async ({ query }) => ({
     status: 200,
@@ -43,5 +46,6 @@ export const setHandlers = (run: Run): SetHandlers => ({
   dropSet: async ({ params }) => ({
     status: 200,
     body: await run(Effect.flatMap(named(params), (p) => withSets((s) => s.drop(p.source, p.set))))
-  })
+  }),
+  compareSets: async ({ body }) => ({ status: 200, body: await run(withSets((s) => s.compare(body))) })
 })

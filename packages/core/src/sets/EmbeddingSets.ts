@@ -282,7 +282,7 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
     const compare = Effect.fn("EmbeddingSets.compare")(function*(input: CompareInput) {
       const request = yield* Schema.decodeUnknown(CompareRequest, { errors: "all", onExcessProperty: "error" })(input)
         .pipe(Effect.mapError((e) => invalid(formatIssues("compare", e).replace(/^compare: /gm, ""))))
-      const base = yield* Effect.mapError(sources.get(request.source), (e) => new SetError({ status: 404, ...e }))
+      const base = yield* registry.declared(request.source)
       const a = yield* get(base.name, request.a)
       const b = yield* get(base.name, request.b)
       return yield* compareSets(sql, request, base, [a, b])
