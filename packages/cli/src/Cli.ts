@@ -267,6 +267,10 @@ const search = Command.make(
     atomType: Options.text("atom-type").pipe(Options.optional),
     since: Options.text("since").pipe(Options.optional, Options.withDescription("ISO date, e.g. 2024-05-01")),
     minScore: Options.text("min-score").pipe(Options.optional),
+    set: Options.text("set").pipe(
+      Options.optional,
+      Options.withDescription("An embedding set to search instead of the active one (see `sets list`)")
+    ),
     filter: Options.keyValueMap("filter").pipe(
       Options.optional,
       Options.withDescription(
@@ -287,6 +291,7 @@ const search = Command.make(
       add("atom_type", o.atomType)
       add("since", o.since)
       add("min_score", o.minScore)
+      add("set", o.set)
       for (const [key, value] of Option.getOrElse(o.filter, () => new Map<string, string>())) {
         params[`filter.${key}`] = value
       }
