@@ -15,9 +15,6 @@ import {
   type BackfillJob,
   Database,
   EXIT_CODES,
-  ExitCode,
-  type Failure,
-  FailureTypeId,
   inspectSources,
   makeDatabaseLayer,
   resetEmbeddings as resetVectors,
@@ -27,19 +24,12 @@ import {
   VectorIndex
 } from "@autoembed/core"
 import { Args, Command, Options, Prompt } from "@effect/cli"
-import { Console, Effect, Layer, Option, ParseResult, Schema } from "effect"
+import { Console, Effect, Layer, Option, ParseResult } from "effect"
+import { CliExit } from "./CliExit.js"
 import { encode, sourcesJson, toJson } from "./Json.js"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
 
-/** A command's own failure: its stderr message and exit code (1: rows failed or a usage mistake, 2: configuration). */
-export class CliExit extends Schema.TaggedError<CliExit>()("CliExit", {
-  exitCode: ExitCode,
-  message: Schema.String
-}) implements Failure {
-  get [FailureTypeId](): FailureTypeId {
-    return FailureTypeId
-  }
-}
+export { CliExit } from "./CliExit.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
 const types = Options.text("type").pipe(
