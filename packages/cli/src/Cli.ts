@@ -28,6 +28,7 @@ import { Console, Effect, Layer, Option, ParseResult } from "effect"
 import { CliExit } from "./CliExit.js"
 import { encode, sourcesJson, toJson } from "./Json.js"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
+import { sets } from "./SetsCommand.js"
 
 export { CliExit } from "./CliExit.js"
 
@@ -389,6 +390,7 @@ export const root = Command.make("autoembed").pipe(
     retryFailed,
     reembed,
     reindex,
+    sets,
     serve,
     worker,
     uninstall
