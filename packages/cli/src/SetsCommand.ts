@@ -211,13 +211,13 @@ const drop = Command.make(
       const sets = yield* EmbeddingSets
       const report = yield* sets.get(o.source, o.set)
       const dropped = yield* sets.drop(o.source, o.set)
-      yield* Console.log(
-        o.json ?
-          JSON.stringify(dropped) :
-          `Dropped set ${dropped.dropped} of ${o.source}: its vectors (${formatBytes(report.storageBytes)}), index (${
-            formatBytes(report.index.sizeBytes)
-          }), triggers and queue are gone.`
-      )
+      // A set kept in a column of the user's table leaves its vectors there: the table is theirs.
+      const gone = report.storage === "internal"
+        ? `its vectors (${formatBytes(report.storageBytes)}), index (${formatBytes(report.index.sizeBytes)}), ` +
+          "triggers and queue are gone"
+        : `its index (${formatBytes(report.index.sizeBytes)}), triggers and queue are gone; ` +
+          `the vectors in your column ${report.vectorColumn} stay`
+      yield* Console.log(o.json ? JSON.stringify(dropped) : `Dropped set ${dropped.dropped} of ${o.source}: ${gone}.`)
     }))
 ).pipe(Command.withDescription("Remove a retired set: its vectors, index, triggers and queued work"))
 
