@@ -232,7 +232,15 @@ describe(`pnpm cli sets (${tier()})`, () => {
     expect(r.stderr.trim().split("\n")).toHaveLength(1)
     expect(r.stderr).toMatch(new RegExp(`incomplete: ${MESSAGES} of ${MESSAGES} rows have no vector yet`))
     expect((await list()).find((s) => s.active)?.name).toBe(CONFIGURED)
-  }, 60_000)
+
+    // --force activates it anyway, saying what search misses; rollback undoes it at once.
+    const forced = await cli(["sets", "activate", "messages", LARGE, "--force"])
+    expect(forced.code, forced.stderr).toBe(0)
+    expect(forced.stdout).toMatch(new RegExp(`now reads ${LARGE}.* ${MESSAGES} rows have no vector in it yet\\.`))
+    const back = await cli(["sets", "rollback", "messages"])
+    expect(back.code, back.stderr).toBe(0)
+    expect((await list()).find((s) => s.active)?.name).toBe(CONFIGURED)
+  }, 120_000)
 
   it("search --set reads another set; activate switches search to it; rollback switches back", async () => {
     expect(await searchModel()).toBe("openai/text-embedding-3-small")
