@@ -5,7 +5,7 @@
  * process before its leases are released; a second signal (a terminal's Ctrl-C reaches pnpm and the
  * app alike) is logged and ignored. A shutdown that overruns its bound ends the process with code 1.
  *
- * Shared by `runServer` (`pnpm start`, `serve`) and the CLI's `bin.ts`: one set of handlers per
+ * Shared by `serverProgram` (`pnpm start`, `serve`) and the CLI's `bin.ts`: one set of handlers per
  * process, whoever installs first. Exported as `@autoembed/api/lifecycle` so the CLI does not load
  * the HTTP stack for its other commands.
  *
@@ -33,7 +33,7 @@ export interface StopOptions {
 
 export interface StopController {
   /**
-   * Installs the signal handlers (once; a later call only replaces the options, as `runServer`
+   * Installs the signal handlers (once; a later call only replaces the options, as `serverProgram`
    * does when it has read the configuration).
    */
   readonly install: (options: StopOptions) => void

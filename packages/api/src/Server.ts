@@ -269,17 +269,3 @@ export const runServerMain = (options: ServerOptions): void =>
     disablePrettyLogger: true,
     teardown: (exit, onExit) => onExit(exitCode(exit as Exit.Exit<void, StartupFailure>))
   })
-
-/**
- * `serverProgram` for a caller that is not a main program (the CLI's `serve`, whose bin.ts owns the
- * process): a start-up failure exits with its code; a failed shutdown sets exit code 1.
- * Used with `{ workers: false }` by `pnpm cli serve`; `{ workers: true, api: false }` serves only health
- * and metrics. Exit codes come from core's `exitCodeOf`: 2 for what the user fixes in settings or the
- * environment (configuration, the database's address or rights, the provider), 1 otherwise.
- */
-export const runServer = async (options: ServerOptions): Promise<void> => {
-  const exit = await Effect.runPromiseExit(serverProgram(options))
-  const code = exitCode(exit)
-  if (Exit.isFailure(exit) && Option.isSome(Cause.failureOption(exit.cause))) process.exit(code)
-  if (code !== 0) process.exitCode = code
-}

@@ -350,15 +350,22 @@ const reindex = Command.make(
   )
 )
 
+/**
+ * The server's own program, in this process's main fiber (imported only here, so the other commands do
+ * not load the HTTP stack): as under `pnpm start`, runMain's interrupt on SIGTERM or SIGINT, or the
+ * stop request it waits for, starts its graceful shutdown.
+ */
 const serve = Command.make("serve", {}, () =>
-  Effect.promise(async () => {
-    const { runServer } = await import("@autoembed/api")
-    await runServer({ workers: false })
-  })).pipe(Command.withDescription("Run the HTTP API only (run the embedding workers with `worker`)"))
+  Effect.promise(() => import("@autoembed/api")).pipe(
+    Effect.flatMap((api) => api.serverProgram({ workers: false })),
+    // The server has printed the failure's one line; only its exit code is left to give.
+    Effect.catchTag("StartupFailure", (e) => new CliExit({ exitCode: e.exitCode, message: "" }))
+  )).pipe(Command.withDescription("Run the HTTP API only (run the embedding workers with `worker`)"))
 
 /**
- * Waits for SIGTERM, SIGINT or the exit of the parent process. The worker then returns normally:
- * its services drain (batches in flight finish, claimed rows go back) and it exits with 0.
+ * Waits for SIGTERM, SIGINT or the exit of the parent process. The worker then ends (a signal also
+ * interrupts it, through runMain): its services drain (batches in flight finish, claimed rows go
+ * back) and it exits with 0.
  */
 const untilStopRequested = Effect.async<StopReason>((resume) => {
   const stop = processStop()
@@ -373,8 +380,15 @@ const worker = Command.make("worker", {}, () =>
       `autoembed worker ${status.queue.workerId} embedding with ${status.provider.modelKey} ` +
         `on ${status.database.description}; Ctrl-C or SIGTERM stops it gracefully.`
     )
-    const reason = yield* untilStopRequested
-    yield* Console.log(`${reason}: stopping (batches in flight finish, claimed rows go back to the queue)`)
+    // A signal both answers the stop request and makes runMain interrupt this fiber, whichever comes
+    // first: either way the line is printed and the services drain as their scope closes.
+    const stopping = Effect.suspend(() =>
+      Console.log(
+        `${processStop().reason() ?? "interrupted"}: stopping ` +
+          "(batches in flight finish, claimed rows go back to the queue)"
+      )
+    )
+    yield* Effect.ensuring(untilStopRequested, stopping)
   }).pipe(Effect.provide(services({ workers: true })))).pipe(
     Command.withDescription("Run embedding workers only (scale out: claims are safe across processes)")
   )

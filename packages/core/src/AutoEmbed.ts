@@ -126,17 +126,17 @@ export const layer = (
       Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),
       Layer.provideMerge(base)
     )
-  const services = Layer.mergeAll(
+  const searchAndJobs = Layer.mergeAll(
     Extraction.Default,
     Search.DefaultWithoutDependencies,
     Backfill.Default,
-    EmbeddingSets.Default,
     Readiness.Default
   ).pipe(
     Layer.provideMerge(core)
   )
   // Status (and the API's metrics) read the workers' figures through WorkerStatus: from the queue
   // when this process runs one, none otherwise.
+  const services = Layer.provideMerge(EmbeddingSets.Default, searchAndJobs)
   const withWorkers = options.workers === false
     ? Layer.provideMerge(WorkerStatus.none, services)
     : Layer.provideMerge(WorkerStatus.fromQueue, Layer.provideMerge(EmbeddingQueue.Default, services))

@@ -17,6 +17,11 @@ export interface QueryCacheStats {
  * Failures are not cached. Concurrent misses on the same key make one provider call: the first
  * computes, the others wait for its result (a burst of the same search, a page polling, costs one
  * embedding, not one each); if the first is interrupted, a waiter computes instead.
+ *
+ * Not Effect's `Cache`: in effect 3.22 it evicts by load order, not recency (a hit is tracked under
+ * a new key node while the node from the miss stays first in line), and a miss whose entry is then
+ * invalidated or expires (every failure) leaves its node behind until an eviction pops it, so a long
+ * provider outage with the cache not full grows memory without bound.
  */
 export const makeQueryCache = (capacity: number = QUERY_CACHE_CAPACITY) =>
   Effect.sync(() => {

@@ -13,9 +13,10 @@ import { EmbeddingStore } from "../storage/EmbeddingStore.js"
 import { sqlReason } from "../storage/SqlFailure.js"
 import { stateTables } from "../storage/State.js"
 import { VectorIndex } from "../storage/VectorIndex.js"
+import { compareSets } from "./SetCompare.js"
 import { SetError, SetRegistry } from "./SetRegistry.js"
 import { defaultSetName, type SetRow, setSource } from "./SetRows.js"
-import { type AddSetInput, AddSetRequest, type SetReport } from "./SetSchemas.js"
+import { type AddSetInput, AddSetRequest, type CompareInput, CompareRequest, type SetReport } from "./SetSchemas.js"
 
 /** Bytes a stored vector takes (4 per dimension, an 8-byte header): the estimate for a user's column. */
 const vectorBytes = (dimensions: number) => 4 * dimensions + 8
@@ -277,6 +278,16 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
       return { dropped: row.name, key: row.key }
     })
 
-    return { list, get, add, activate, rollback, drop, targetOf } as const
+    /** Runs the same searches on two sets of a source and compares their answers (see `compareSets`). */
+    const compare = Effect.fn("EmbeddingSets.compare")(function*(input: CompareInput) {
+      const request = yield* Schema.decodeUnknown(CompareRequest, { errors: "all", onExcessProperty: "error" })(input)
+        .pipe(Effect.mapError((e) => invalid(formatIssues("compare", e).replace(/^compare: /gm, ""))))
+      const base = yield* Effect.mapError(sources.get(request.source), (e) => new SetError({ status: 404, ...e }))
+      const a = yield* get(base.name, request.a)
+      const b = yield* get(base.name, request.b)
+      return yield* compareSets(sql, request, base, [a, b])
+    })
+
+    return { list, get, add, activate, rollback, drop, compare, targetOf } as const
   })
 }) {}
