@@ -15,9 +15,6 @@ import {
   type BackfillJob,
   Database,
   EXIT_CODES,
-  ExitCode,
-  type Failure,
-  FailureTypeId,
   inspectSources,
   makeDatabaseLayer,
   resetEmbeddings as resetVectors,
@@ -27,19 +24,13 @@ import {
   VectorIndex
 } from "@autoembed/core"
 import { Args, Command, Options, Prompt } from "@effect/cli"
-import { Console, Effect, Layer, Option, ParseResult, Schema } from "effect"
+import { Console, Effect, Layer, Option, ParseResult } from "effect"
+import { CliExit } from "./CliExit.js"
 import { encode, sourcesJson, toJson } from "./Json.js"
 import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
+import { sets } from "./SetsCommand.js"
 
-/** A command's own failure: its stderr message and exit code (1: rows failed or a usage mistake, 2: configuration). */
-export class CliExit extends Schema.TaggedError<CliExit>()("CliExit", {
-  exitCode: ExitCode,
-  message: Schema.String
-}) implements Failure {
-  get [FailureTypeId](): FailureTypeId {
-    return FailureTypeId
-  }
-}
+export { CliExit } from "./CliExit.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
 const types = Options.text("type").pipe(
@@ -267,6 +258,10 @@ const search = Command.make(
     atomType: Options.text("atom-type").pipe(Options.optional),
     since: Options.text("since").pipe(Options.optional, Options.withDescription("ISO date, e.g. 2024-05-01")),
     minScore: Options.text("min-score").pipe(Options.optional),
+    set: Options.text("set").pipe(
+      Options.optional,
+      Options.withDescription("An embedding set to search instead of the active one (see `sets list`)")
+    ),
     filter: Options.keyValueMap("filter").pipe(
       Options.optional,
       Options.withDescription(
@@ -287,6 +282,7 @@ const search = Command.make(
       add("atom_type", o.atomType)
       add("since", o.since)
       add("min_score", o.minScore)
+      add("set", o.set)
       for (const [key, value] of Option.getOrElse(o.filter, () => new Map<string, string>())) {
         params[`filter.${key}`] = value
       }
@@ -408,6 +404,7 @@ export const root = Command.make("autoembed").pipe(
     retryFailed,
     reembed,
     reindex,
+    sets,
     serve,
     worker,
     uninstall

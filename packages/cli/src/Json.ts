@@ -1,4 +1,4 @@
-import type { SourceFinding } from "@autoembed/core"
+import { SetReport, type SourceFinding } from "@autoembed/core"
 import { Schema } from "effect"
 
 /**
@@ -22,3 +22,11 @@ const snakeKeys = (value: object): Record<string, unknown> =>
  */
 export const sourcesJson = (report: { readonly sources: ReadonlyArray<SourceFinding> }) =>
   snakeKeys({ ...report, sources: report.sources.map(snakeKeys) })
+
+/**
+ * `pnpm cli sets ... --json`: a set's report as core's schema encodes it (`sets list`: `{ sets: [...] }`),
+ * refusing fields the schema lacks like every other --json output.
+ */
+export const setJson = (report: SetReport): string => toJson(SetReport, report, 2)
+export const setsJson = (reports: ReadonlyArray<SetReport>): string =>
+  JSON.stringify({ sets: reports.map((r) => encode(SetReport, r)) }, null, 2)

@@ -3,12 +3,12 @@ import type { Effect } from "effect"
 
 /** Human-readable tables and the progress bar; JSON output is the services' own objects. */
 
-const pad = (s: string | number, n: number, right = false) => {
+export const pad = (s: string | number, n: number, right = false) => {
   const t = String(s)
   return right ? t.padStart(n) : t.padEnd(n)
 }
 const label = (name: string) => name.charAt(0).toUpperCase() + name.slice(1)
-const num = (n: number) => n.toLocaleString("en-US")
+export const num = (n: number) => n.toLocaleString("en-US")
 
 export const formatDuration = (seconds: number | null): string => {
   if (seconds === null || !Number.isFinite(seconds)) return "--"

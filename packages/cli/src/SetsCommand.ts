@@ -1,0 +1,227 @@
+import {
+  AutoEmbed,
+  AutoEmbedConfig,
+  Backfill,
+  type BackfillJob,
+  EmbeddingSets,
+  EXIT_CODES,
+  type SetReport,
+  type Source,
+  SourceError,
+  VectorIndex
+} from "@autoembed/core"
+import { Args, Command, Options } from "@effect/cli"
+import { Console, Effect, Option } from "effect"
+import { CliExit, usage } from "./CliExit.js"
+import { setJson, setsJson } from "./Json.js"
+import { num, progressBar } from "./Output.js"
+import { formatBytes, setsTable } from "./SetsOutput.js"
+
+/**
+ * `pnpm cli sets ...`: the lifecycle of embedding sets (issue 18). Argv and formatting only: every
+ * step is a call of core's `EmbeddingSets` (and `Backfill` for `add --wait`).
+ */
+
+const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
+const source = Args.text({ name: "source" }).pipe(Args.withDescription("A declared source, e.g. messages"))
+const setArg = (name: string, description: string) => Args.text({ name }).pipe(Args.withDescription(description))
+
+/**
+ * Runs a sets command on the services, without background workers. An unknown source name is a
+ * usage mistake here (exit 1), not a broken configuration (SourceError's 2): the catch sits inside
+ * the layer, so a source the configuration cannot resolve at start-up still exits 2.
+ */
+const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.mapError((e) => (e instanceof SourceError ? usage(e.message) : e)),
+    Effect.provide(AutoEmbed.layer({ workers: false }))
+  )
+
+const sizes = (r: SetReport) => `${formatBytes(r.storageBytes)} of vectors, index ${formatBytes(r.index.sizeBytes)}`
+
+/**
+ * Progress of the set's backfill: a bar on a terminal; otherwise (logs, CI) a line every 5 seconds.
+ * With `--json` stdout carries only the report, so progress goes to stderr, and only on a terminal.
+ */
+const progressPrinter = (asJson: boolean) => {
+  const out = asJson ? process.stderr : process.stdout
+  const tty = out.isTTY === true
+  let last = 0
+  return {
+    onProgress: (job: BackfillJob) =>
+      Effect.sync(() => {
+        if (tty) out.write(`\r${progressBar(job)}\u001b[K`)
+        else if (!asJson && Date.now() - last >= 5000) {
+          last = Date.now()
+          out.write(`${progressBar(job)}\n`)
+        }
+      }),
+    done: (job: BackfillJob) => Effect.sync(() => tty && out.write(`\r${progressBar(job)}\u001b[K\n`))
+  }
+}
+
+/** `sets add --wait`: this process backfills the new set and builds its index, then reports it. */
+const backfillSet = (report: SetReport, target: Source, bulk: boolean, asJson: boolean) =>
+  Effect.gen(function*() {
+    const progress = progressPrinter(asJson)
+    // "on" rather than "auto": the set was added without its index, and only a bulk run builds it.
+    const job = yield* Effect.flatMap(Backfill, (b) =>
+      b.run({ entityTypes: [report.source], set: report.name, bulk: bulk ? "on" : "auto" }, progress.onProgress))
+    yield* progress.done(job)
+    if (job.state !== "succeeded") {
+      return yield* new CliExit({ exitCode: EXIT_CODES.configuration, message: job.error ?? `backfill ${job.state}` })
+    }
+    // Other workers may have embedded every row before the run began, which then had nothing to load.
+    const index = yield* VectorIndex
+    if (!(yield* index.info(target)).exists) {
+      yield* index.build(target)
+    }
+    const sets = yield* EmbeddingSets
+    return { job, report: yield* sets.get(report.source, report.name) }
+  })
+
+const add = Command.make(
+  "add",
+  {
+    source,
+    provider: Options.choice("provider", ["ollama", "openai", "local"]).pipe(
+      Options.withDescription("Who embeds the set's rows")
+    ),
+    model: Options.text("model").pipe(Options.withDescription("e.g. nomic-embed-text, text-embedding-3-small")),
+    dimensions: Options.integer("dimensions").pipe(
+      Options.optional,
+      Options.withDescription("Vector size (default: the model's own, where autoembed knows it)")
+    ),
+    name: Options.text("name").pipe(Options.optional, Options.withDescription("Default <source>@<model>")),
+    baseUrl: Options.text("base-url").pipe(
+      Options.optional,
+      Options.withDescription("Where the provider answers (default OLLAMA_HOST / OPENAI_BASE_URL)")
+    ),
+    vector: Options.text("vector").pipe(
+      Options.optional,
+      Options.withDescription("A vector(n) column of the source's table to hold the vectors (default: autoembed's)")
+    ),
+    wait: Options.boolean("wait").pipe(
+      Options.withDescription("Backfill the set in this process with a progress bar; return when it is complete")
+    ),
+    json
+  },
+  (o) =>
+    withServices(Effect.gen(function*() {
+      const sets = yield* EmbeddingSets
+      const config = yield* AutoEmbedConfig
+      // A large source loads without the set's index and builds it once at the end (the bulk path).
+      const rows = (yield* sets.list(o.source)).find((s) => s.active)?.total ?? 0
+      const bulk = o.wait && rows >= config.bulkThreshold
+      const { report, target } = yield* sets.add({
+        source: o.source,
+        provider: o.provider,
+        model: o.model,
+        dimensions: Option.getOrUndefined(o.dimensions),
+        name: Option.getOrUndefined(o.name),
+        baseUrl: Option.getOrUndefined(o.baseUrl),
+        vector: Option.getOrUndefined(o.vector)
+      }, { bulk })
+      const what = `${report.name} (${report.provider}/${report.model}, ${report.dimensions}-d)`
+      if (!o.wait) {
+        return yield* Console.log(
+          o.json ? setJson(report) : `Added set ${what} to ${report.source}: ${num(report.missing)} rows queued; ` +
+            `running workers embed them (pnpm cli worker), \`pnpm cli sets list ${report.source}\` shows progress.`
+        )
+      }
+      const done = yield* backfillSet(report, target, bulk, o.json)
+      yield* Console.log(
+        o.json ?
+          setJson(done.report) :
+          `${setsTable([done.report], false)}\n\nSet ${what} is ${
+            done.report.missing + done.report.stale === 0 ? "complete" : "not complete"
+          } (${sizes(done.report)}); \`pnpm cli sets activate ${report.source} ${report.name}\` makes search use it.`
+      )
+      if (done.job.failed > 0) {
+        return yield* usage(
+          `${done.job.failed} rows failed; see \`pnpm cli sets list ${report.source}\`, then \`pnpm cli retry-failed\``
+        )
+      }
+    }))
+).pipe(
+  Command.withDescription(
+    "Add an embedding set beside the active one; running workers (or --wait) backfill it while search goes on"
+  )
+)
+
+const list = Command.make(
+  "list",
+  { source: Args.optional(source), json },
+  (o) =>
+    withServices(Effect.gen(function*() {
+      const reports = yield* Effect.flatMap(EmbeddingSets, (s) => s.list(Option.getOrUndefined(o.source)))
+      yield* Console.log(o.json ? setsJson(reports) : setsTable(reports))
+    }))
+).pipe(Command.withDescription("Every embedding set with its state, progress, index and size"))
+
+const activate = Command.make(
+  "activate",
+  {
+    source,
+    set: setArg("set", "The set search is to read"),
+    force: Options.boolean("force").pipe(
+      Options.withDescription("Activate even though rows have no vector in the set yet (search misses them)")
+    ),
+    json
+  },
+  (o) =>
+    withServices(Effect.gen(function*() {
+      const sets = yield* EmbeddingSets
+      const before = (yield* sets.list(o.source)).find((s) => s.active)
+      const report = yield* sets.activate(o.source, o.set, { force: o.force })
+      if (o.json) return yield* Console.log(setJson(report))
+      yield* Console.log(
+        before?.name === report.name
+          ? `${report.name} already is the active set of ${report.source}.`
+          : `Search on ${report.source} now reads ${report.name}${
+            before ? `; ${before.name} stays live, \`pnpm cli sets rollback ${report.source}\` switches back` : ""
+          }.${report.missing > 0 ? ` ${num(report.missing)} rows have no vector in it yet.` : ""}`
+      )
+    }))
+).pipe(
+  Command.withDescription("Make a set the one search reads, in one transaction (refused while incomplete)")
+)
+
+const rollback = Command.make(
+  "rollback",
+  { source, json },
+  (o) =>
+    withServices(Effect.gen(function*() {
+      const sets = yield* EmbeddingSets
+      const before = (yield* sets.list(o.source)).find((s) => s.active)
+      const report = yield* sets.rollback(o.source)
+      yield* Console.log(
+        o.json ?
+          setJson(report) :
+          `Search on ${report.source} reads ${report.name} again${before ? `; ${before.name} stays live` : ""}.`
+      )
+    }))
+).pipe(Command.withDescription("Re-activate the set that was active before the last activation"))
+
+const drop = Command.make(
+  "drop",
+  { source, set: setArg("set", "A set that is not active"), json },
+  (o) =>
+    withServices(Effect.gen(function*() {
+      const sets = yield* EmbeddingSets
+      const report = yield* sets.get(o.source, o.set)
+      const dropped = yield* sets.drop(o.source, o.set)
+      // A set kept in a column of the user's table leaves its vectors there: the table is theirs.
+      const gone = report.storage === "internal"
+        ? `its vectors (${formatBytes(report.storageBytes)}), index (${formatBytes(report.index.sizeBytes)}), ` +
+          "triggers and queue are gone"
+        : `its index (${formatBytes(report.index.sizeBytes)}), triggers and queue are gone; ` +
+          `the vectors in your column ${report.vectorColumn} stay`
+      yield* Console.log(o.json ? JSON.stringify(dropped) : `Dropped set ${dropped.dropped} of ${o.source}: ${gone}.`)
+    }))
+).pipe(Command.withDescription("Remove a retired set: its vectors, index, triggers and queued work"))
+
+export const sets = Command.make("sets").pipe(
+  Command.withDescription("Embedding sets: several models side by side, one active for search"),
+  Command.withSubcommands([add, list, activate, rollback, drop])
+)

@@ -1,0 +1,310 @@
+import * as SqlClient from "@effect/sql/SqlClient"
+import { PGlite } from "@electric-sql/pglite"
+import { vector } from "@electric-sql/pglite-pgvector"
+import { Effect, Option, Redacted } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { layer as autoEmbedLayer } from "../packages/core/src/AutoEmbed.js"
+import { Backfill } from "../packages/core/src/pipeline/Backfill.js"
+import { type FakeProviderServer, startFakeProviderServer } from "./fakes/FakeProviderServer.js"
+import { scratchDatabase } from "./support/ApiServer.js"
+import { startCli } from "./support/Processes.js"
+import { serverUrl, tier } from "./support/TestDatabase.js"
+
+const PROBE = "autoembed probe"
+const MESSAGES = 300
+const ATOMS = 40
+const CONFIGURED = "messages@text-embedding-3-small"
+const MINILM = "messages@all-minilm"
+const LARGE = "messages@large-48"
+
+interface SetJson {
+  readonly name: string
+  readonly key: string
+  readonly source: string
+  readonly model: string
+  readonly dimensions: number
+  readonly active: boolean
+  readonly previous: boolean
+  readonly phase: string
+  readonly total: number
+  readonly embedded: number
+  readonly missing: number
+  readonly index: { readonly name: string; readonly exists: boolean; readonly valid: boolean }
+  readonly storageBytes: number
+}
+
+/**
+ * `pnpm cli sets ...` as a user runs it (issue 18), on this test tier: the configured OpenAI set
+ * (64-d) embedded, a second set through the fake Ollama server (all-minilm, 384-d) backfilled by
+ * `sets add --wait`, a third one left incomplete, then activate, search --set, rollback and drop.
+ */
+describe(`pnpm cli sets (${tier()})`, () => {
+  const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "autoembed-cli-sets-"))
+  let fake: FakeProviderServer
+  let database: { url: string; drop: () => Promise<void> } | undefined
+  let env: Record<string, string> = {}
+
+  /** SQL on the tier's database, between CLI runs (PGlite admits one process at a time). */
+  const query = async <Row = Record<string, unknown>>(text: string): Promise<Array<Row>> => {
+    if (database) {
+      const client = new pg.Client({ connectionString: database.url })
+      await client.connect()
+      try {
+        return (await client.query(text)).rows as Array<Row>
+      } finally {
+        await client.end()
+      }
+    }
+    const db = await PGlite.create({ dataDir, extensions: { vector } })
+    try {
+      return (await db.query(text)).rows as Array<Row>
+    } finally {
+      await db.close()
+    }
+  }
+  const cli = async (args: ReadonlyArray<string>, extra: Record<string, string> = {}) => {
+    const run = startCli(args, { ...env, ...extra })
+    const code = await run.exited
+    return { code, stdout: run.output.stdout, stderr: run.output.stderr }
+  }
+  const list = async (): Promise<Array<SetJson>> => {
+    const r = await cli(["sets", "list", "messages", "--json"])
+    expect(r.code, r.stderr).toBe(0)
+    return JSON.parse(r.stdout).sets
+  }
+  const searchModel = async (args: ReadonlyArray<string> = []) => {
+    const r = await cli([
+      "search",
+      "cli message number 7",
+      "--types",
+      "messages",
+      "--mode",
+      "vector",
+      "--json",
+      ...args
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    const body = JSON.parse(r.stdout) as { model: string; results: Array<{ id: string }> }
+    expect(body.results.length).toBeGreaterThan(0)
+    return body.model
+  }
+  /** Texts a protocol's fake embedded for a model, without each process's start-up probe. */
+  const embedded = (protocol: "ollama" | "openai", model: string) =>
+    fake.embedRequests(protocol).filter((r) => r.model === model && r.status === 200).flatMap((r) => r.inputs)
+      .filter((t) => t !== PROBE)
+
+  beforeAll(async () => {
+    fake = await startFakeProviderServer()
+    database = serverUrl() ? await scratchDatabase() : undefined
+    env = {
+      ...(database ? { DATABASE_URL: database.url } : { AUTOEMBED_DATA_DIR: dataDir, DATABASE_URL: "" }),
+      EMBEDDING_PROVIDER: "openai",
+      OPENAI_API_KEY: "sk-cli-sets-test",
+      OPENAI_BASE_URL: fake.openaiBaseUrl,
+      EMBEDDING_MODEL: "text-embedding-3-small",
+      EMBEDDING_DIMENSIONS: "64"
+    }
+    // Rows written before autoembed was there, embedded by the configured set.
+    await Effect.runPromise(
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`SET LOCAL session_replication_role = replica`
+          yield* sql`INSERT INTO messages (content)
+            SELECT 'cli message number ' || g FROM generate_series(1, ${MESSAGES}) g`
+          yield* sql`INSERT INTO atoms (type, title, content)
+            SELECT 'insight', 'Sets atom ' || g, 'body ' || g FROM generate_series(1, ${ATOMS}) g`
+        }))
+        const job = yield* Effect.flatMap(Backfill, (b) => b.run({}))
+        expect(job).toMatchObject({ state: "succeeded", failed: 0, succeeded: MESSAGES + ATOMS })
+      }).pipe(
+        Effect.provide(autoEmbedLayer({
+          env: false,
+          workers: false,
+          config: {
+            ...(database ? { databaseUrl: Option.some(Redacted.make(database.url)) } : { dataDir }),
+            provider: "openai",
+            openaiApiKey: Option.some(Redacted.make("sk-cli-sets-test")),
+            openaiBaseUrl: Option.some(fake.openaiBaseUrl),
+            model: Option.some("text-embedding-3-small"),
+            dimensions: 64
+          }
+        })),
+        Effect.scoped
+      )
+    )
+  }, 180_000)
+
+  afterAll(async () => {
+    await fake?.close()
+    await database?.drop()
+    Fs.rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it("sets add --wait backfills a set of another provider and dimensions, bulk path above the threshold", async () => {
+    fake.requests.length = 0
+    const r = await cli(
+      ["sets", "add", "messages", "--provider", "ollama", "--model", "all-minilm", "--base-url", fake.ollamaHost]
+        .concat(["--wait", "--json"]),
+      // 300 rows: above this threshold, so the set loads without its index and builds it once.
+      { AUTOEMBED_BULK_THRESHOLD: "100" }
+    )
+    expect(r.code, r.stderr).toBe(0)
+    const report = JSON.parse(r.stdout) as SetJson
+    expect(report).toMatchObject({
+      name: MINILM,
+      model: "all-minilm",
+      dimensions: 384,
+      phase: "ready",
+      active: false,
+      total: MESSAGES,
+      embedded: MESSAGES,
+      missing: 0,
+      index: { exists: true, valid: true, bulkMark: null }
+    })
+    const texts = embedded("ollama", "all-minilm")
+    expect(texts.length).toBe(MESSAGES)
+    expect(new Set(texts).size).toBe(MESSAGES)
+    // The configured provider embedded nothing for it.
+    expect(embedded("openai", "text-embedding-3-small")).toEqual([])
+  }, 180_000)
+
+  it("sets add --wait on a small source prints the set and that it is complete", async () => {
+    const r = await cli([
+      "sets",
+      "add",
+      "atoms",
+      "--provider",
+      "openai",
+      "--model",
+      "text-embedding-3-large",
+      "--dimensions",
+      "48",
+      "--base-url",
+      fake.openaiBaseUrl,
+      "--wait"
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/atoms@text-embedding-3-large\s+openai\/text-embedding-3-large\s+ready\s+48\s+40\/40\s+0/)
+    expect(r.stdout).toMatch(/is complete/)
+  }, 120_000)
+
+  it("sets add without --wait leaves the backfill to workers; list shows every set", async () => {
+    const r = await cli([
+      "sets",
+      "add",
+      "messages",
+      "--provider",
+      "openai",
+      "--model",
+      "text-embedding-3-large",
+      "--dimensions",
+      "48",
+      "--name",
+      LARGE,
+      "--base-url",
+      fake.openaiBaseUrl
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.trim().split("\n")).toHaveLength(1)
+    expect(r.stdout).toMatch(new RegExp(`Added set ${LARGE} .*${MESSAGES} rows queued`))
+
+    const sets = await list()
+    expect(sets.map((s) => [s.name, s.phase, s.active, s.dimensions, s.embedded, s.missing])).toEqual([
+      [CONFIGURED, "active", true, 64, MESSAGES, 0],
+      [MINILM, "ready", false, 384, MESSAGES, 0],
+      [LARGE, "building", false, 48, 0, MESSAGES]
+    ])
+    const all = await cli(["sets", "list"])
+    expect(all.code, all.stderr).toBe(0)
+    expect(all.stdout).toMatch(/Embedding sets of atoms/)
+    expect(all.stdout).toMatch(new RegExp(`\\* ${CONFIGURED}\\s+openai/text-embedding-3-small\\s+active`))
+    expect(all.stdout).toMatch(new RegExp(`${LARGE}\\s+openai/text-embedding-3-large\\s+building\\s+48\\s+0/300`))
+  }, 120_000)
+
+  it("activate of an incomplete set is refused with one line naming how many rows are missing", async () => {
+    const r = await cli(["sets", "activate", "messages", LARGE])
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split("\n")).toHaveLength(1)
+    expect(r.stderr).toMatch(new RegExp(`incomplete: ${MESSAGES} of ${MESSAGES} rows have no vector yet`))
+    expect((await list()).find((s) => s.active)?.name).toBe(CONFIGURED)
+
+    // --force activates it anyway, saying what search misses; rollback undoes it at once.
+    const forced = await cli(["sets", "activate", "messages", LARGE, "--force"])
+    expect(forced.code, forced.stderr).toBe(0)
+    expect(forced.stdout).toMatch(new RegExp(`now reads ${LARGE}.* ${MESSAGES} rows have no vector in it yet\\.`))
+    const back = await cli(["sets", "rollback", "messages"])
+    expect(back.code, back.stderr).toBe(0)
+    expect((await list()).find((s) => s.active)?.name).toBe(CONFIGURED)
+  }, 120_000)
+
+  it("search --set reads another set; activate switches search to it; rollback switches back", async () => {
+    expect(await searchModel()).toBe("openai/text-embedding-3-small")
+    fake.requests.length = 0
+    expect(await searchModel(["--set", MINILM])).toBe("ollama/all-minilm")
+    expect(embedded("ollama", "all-minilm")).toEqual(["cli message number 7"])
+
+    const activated = await cli(["sets", "activate", "messages", MINILM])
+    expect(activated.code, activated.stderr).toBe(0)
+    expect(activated.stdout.trim()).toBe(
+      `Search on messages now reads ${MINILM}; ${CONFIGURED} stays live, ` +
+        "`pnpm cli sets rollback messages` switches back."
+    )
+    expect(await searchModel()).toBe("ollama/all-minilm")
+
+    const rolledBack = await cli(["sets", "rollback", "messages"])
+    expect(rolledBack.code, rolledBack.stderr).toBe(0)
+    expect(rolledBack.stdout.trim()).toBe(`Search on messages reads ${CONFIGURED} again; ${MINILM} stays live.`)
+    expect(await searchModel()).toBe("openai/text-embedding-3-small")
+    const sets = await list()
+    expect(sets.find((s) => s.name === CONFIGURED)).toMatchObject({ active: true, previous: false })
+    expect(sets.find((s) => s.name === MINILM)).toMatchObject({ active: false, previous: true })
+  }, 180_000)
+
+  it("drop removes the set's vector table and index", async () => {
+    const set = (await list()).find((s) => s.name === MINILM)!
+    const relations = async () =>
+      (await query<{ relname: string }>(
+        `SELECT relname FROM pg_class WHERE relname IN ('${set.key}_vectors', '${set.index.name}') ORDER BY 1`
+      )).map((r) => r.relname)
+    expect(await relations()).toEqual([set.index.name, `${set.key}_vectors`].sort())
+
+    const r = await cli(["sets", "drop", "messages", MINILM])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.trim().split("\n")).toHaveLength(1)
+    expect(r.stdout).toMatch(new RegExp(`Dropped set ${MINILM} of messages`))
+    expect(await relations()).toEqual([])
+    expect((await list()).map((s) => s.name)).toEqual([CONFIGURED, LARGE])
+  }, 120_000)
+
+  it("mistakes print one line and exit non-zero", async () => {
+    const cases: Array<[ReadonlyArray<string>, RegExp]> = [
+      [["sets", "add", "nope", "--provider", "local", "--model", "local-hash-v1"], /Unknown entity type "nope"/],
+      [["sets", "add", "messages", "--provider", "bad", "--model", "x"], /ollama, openai, local/],
+      [
+        ["sets", "add", "messages", "--provider", "openai", "--model", "text-embedding-3-small", "--dimensions", "0"],
+        /dimensions must be a whole number from 1 to 16000/
+      ],
+      [
+        ["sets", "add", "messages", "--provider", "openai", "--model", "text-embedding-3-large", "--name", LARGE],
+        new RegExp(`already has a set named "${LARGE}"`)
+      ],
+      [["sets", "list", "nope"], /Unknown entity type "nope"/],
+      [["sets", "activate", "messages", "no-such-set"], /has no embedding set "no-such-set"/],
+      [["sets", "activate", "nope", "x"], /Unknown entity type "nope"/],
+      [["sets", "drop", "messages", CONFIGURED], /is active/],
+      [["sets", "rollback", "atoms"], /no previous set/],
+      [["search", "deploy", "--types", "messages", "--set", "no-such-set"], /has no embedding set "no-such-set"/]
+    ]
+    for (const [args, message] of cases) {
+      const run = await cli(args)
+      expect(run.code, `${args.join(" ")}: ${run.stderr}`).toBe(1)
+      expect(run.stderr).toMatch(message)
+      expect(run.stderr.trim().split("\n"), `${args.join(" ")}: ${run.stderr}`).toHaveLength(1)
+    }
+  }, 300_000)
+})
