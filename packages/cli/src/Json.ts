@@ -1,4 +1,4 @@
-import { SetReport, type SourceFinding } from "@autoembed/core"
+import { CompareReport, SetReport, type SourceFinding } from "@autoembed/core"
 import { Schema } from "effect"
 
 /**
@@ -30,3 +30,4 @@ export const sourcesJson = (report: { readonly sources: ReadonlyArray<SourceFind
 export const setJson = (report: SetReport): string => toJson(SetReport, report, 2)
 export const setsJson = (reports: ReadonlyArray<SetReport>): string =>
   JSON.stringify({ sets: reports.map((r) => encode(SetReport, r)) }, null, 2)
+export const compareJson = (report: CompareReport): string => toJson(CompareReport, report, 2)
