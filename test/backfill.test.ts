@@ -4,12 +4,15 @@ import { Effect, Layer } from "effect"
 import { Backfill, type BackfillJob } from "../packages/core/src/pipeline/Backfill.js"
 import { Status } from "../packages/core/src/pipeline/Status.js"
 import { WorkerStatus } from "../packages/core/src/pipeline/WorkerStatus.js"
+import { EmbeddingSets } from "../packages/core/src/sets/EmbeddingSets.js"
 import { storeLayer } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 
 const DIMS = 32
 const Live = Layer.mergeAll(Backfill.Default, Status.Default).pipe(
   Layer.provideMerge(WorkerStatus.none),
+  // Status lists every embedding set.
+  Layer.provideMerge(EmbeddingSets.Default),
   Layer.provideMerge(storeLayer({ dimensions: DIMS, batchSize: 100, concurrency: 2 }))
 )
 

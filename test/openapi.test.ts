@@ -21,6 +21,16 @@ const REQUIRED = [
   "get /"
 ]
 
+/** The embedding-set routes of issue 18, and which of them change state (token required). */
+const SET_ROUTES = {
+  "get /v1/sets": "read",
+  "get /v1/sets/{source}/{set}": "read",
+  "post /v1/sets": "write",
+  "post /v1/sets/{source}/{set}/activate": "write",
+  "post /v1/sources/{source}/rollback": "write",
+  "delete /v1/sets/{source}/{set}": "write"
+} as const
+
 describe("/openapi.json", () => {
   let server: TestServer
   let doc: any
@@ -45,7 +55,7 @@ describe("/openapi.json", () => {
     const documented = new Set(
       Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops as object).map((m) => `${m} ${path}`))
     )
-    for (const r of REQUIRED) expect(documented, r).toContain(r)
+    for (const r of [...REQUIRED, ...Object.keys(SET_ROUTES)]) expect(documented, r).toContain(r)
     const app = makeApp({
       runtime: server.runtime,
       auth: { apiToken: Option.none(), protectReads: false },
@@ -70,15 +80,37 @@ describe("/openapi.json", () => {
     expect(doc.components.schemas.Error.properties.error.required).toEqual(["code", "message", "details", "request_id"])
   })
 
+  it("documents the set routes: mutating ones need the token, set names may be 200 characters", () => {
+    for (const [route, auth] of Object.entries(SET_ROUTES)) {
+      const [method, path] = route.split(" ")
+      const op = doc.paths[path][method]
+      expect(op["x-autoembed-auth"], route).toBe(auth)
+      expect(op.security, route).toEqual(auth === "write" ? [{ bearer: [] }] : [{ bearer: [] }, {}])
+      expect(op.responses, route).toHaveProperty("404")
+    }
+    const set = doc.paths["/v1/sets/{source}/{set}"].delete.parameters.find((p: any) => p.name === "set")
+    expect(set).toMatchObject({ in: "path", required: true, schema: { type: "string", maxLength: 200 } })
+    const add = doc.paths["/v1/sets"].post.requestBody.content["application/json"].schema
+    expect(Object.keys(add.properties).sort()).toEqual(
+      ["base_url", "dimensions", "model", "name", "provider", "source", "vector"]
+    )
+    expect(doc.paths["/v1/search"].get.parameters.map((p: any) => p.name)).toContain("set")
+    expect(doc.components.schemas.StatusReport.properties.sets.items).toEqual({
+      $ref: "#/components/schemas/SetReport"
+    })
+  })
+
   it("serves a docs page that lists the routes, with no external resource", async () => {
     const res = await fetch(`${server.url}/docs`)
     expect(res.status).toBe(200)
     expect(res.headers.get("content-type")).toMatch(/^text\/html/)
     const html = await res.text()
-    for (const r of REQUIRED) {
+    for (const r of [...REQUIRED, ...Object.keys(SET_ROUTES)]) {
       const [method, path] = r.split(" ")
       expect(html).toContain(`${method.toUpperCase()} ${path}`)
     }
+    // A body schema that is a named component is listed by its fields too.
+    expect(html).toContain("fields: <code>force</code>")
     expect(html).not.toMatch(/(src|href)="(https?:)?\/\//)
   })
 })

@@ -86,6 +86,9 @@ describe.skipIf(!hasChromium)("web page in headless Chromium", () => {
       // The status panel fills itself from the sample data.
       await expect.poll(async () => page.locator("#sources .source").count(), { timeout: 20_000 }).toBe(2)
       await expect.poll(async () => page.locator("#provider").textContent()).toMatch(/Provider local/)
+      // The embedding-set table: each source's configured set, active.
+      await expect.poll(async () => page.locator("#sets tbody tr").count()).toBe(2)
+      expect(await page.locator("#sets tbody tr[data-phase=active]").count()).toBe(2)
 
       // Keyboard only: focus the search box, type, press Enter.
       await page.getByLabel("Query").focus()

@@ -15,6 +15,7 @@ import { healthHandlers } from "./routes/health.js"
 import { ingestHandlers } from "./routes/ingest.js"
 import { pageHandlers } from "./routes/pages.js"
 import { searchHandlers } from "./routes/search.js"
+import { setHandlers } from "./routes/sets.js"
 import type { ApiRuntime } from "./Runtime.js"
 import { type Handlers, serve } from "./Serve.js"
 
@@ -95,6 +96,7 @@ export const makeApp = (options: AppOptions) => {
     ...ingestHandlers(run),
     ...searchHandlers(run),
     ...embeddingHandlers(run),
+    ...setHandlers(run),
     ...pageHandlers(options.version)
   }
   const guards = authFor(options.auth)

@@ -2,6 +2,7 @@ import {
   type Histogram as CoreHistogram,
   type MetricsSnapshot,
   PipelineMetrics,
+  type SetReport,
   Status,
   WorkerStatus
 } from "@autoembed/core"
@@ -15,6 +16,7 @@ interface Scrape {
   readonly rows: Option.Option<
     Readonly<Record<string, Readonly<Record<"embedded" | "pending" | "stale" | "failed", number>>>>
   >
+  readonly sets: Option.Option<ReadonlyArray<SetReport>>
 }
 
 const PROVIDER_ERROR_REASONS = ["Transient", "RateLimited", "InvalidInput", "Auth", "ModelNotFound", "BadResponse"]
@@ -170,10 +172,67 @@ export class HttpMetrics {
         }
       }
     })
+    this.setGauges()
     gauge(
       "autoembed_database_up",
       "1 when the last status query reached the database.",
       (s) => (Option.isSome(s.rows) ? 1 : 0)
+    )
+  }
+
+  /**
+   * One series per embedding set (labels source and set: a handful per source, never per row), from
+   * the status report's list, so a shadow set's backfill and a cut-over can be graphed and alerted on.
+   */
+  private setGauges() {
+    const self = () => this.scrape
+    const registers = [this.registry]
+    const perSet = (
+      name: string,
+      help: string,
+      values: (set: SetReport) => ReadonlyArray<readonly [Record<string, string>, number]>,
+      extraLabels: ReadonlyArray<string> = []
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["source", "set", ...extraLabels],
+        registers,
+        collect() {
+          // Reset first: a dropped set's series must disappear, not keep its last value.
+          this.reset()
+          const sets = self()?.sets
+          if (sets === undefined || Option.isNone(sets)) return
+          for (const set of sets.value) {
+            for (const [labels, value] of values(set)) this.set({ source: set.source, set: set.name, ...labels }, value)
+          }
+        }
+      })
+    perSet(
+      "autoembed_set_info",
+      "1 for every embedding set, labelled with its provider, model, dimensions and phase (active, building, ready).",
+      (s) => [[{ provider: s.provider, model: s.model, dimensions: String(s.dimensions), phase: s.phase }, 1]],
+      ["provider", "model", "dimensions", "phase"]
+    )
+    perSet(
+      "autoembed_set_rows",
+      "Rows per embedding set and state: embedded, missing (no vector in the set yet), stale, failed.",
+      (s) => (["embedded", "missing", "stale", "failed"] as const).map((state) => [{ state }, s[state]] as const),
+      ["state"]
+    )
+    perSet("autoembed_set_active", "1 for the set search reads, 0 for the others.", (s) => [[{}, s.active ? 1 : 0]])
+    perSet("autoembed_set_progress", "Share of the source's rows the set has a vector for, 0 to 1.", (s) => [
+      [{}, s.progress]
+    ])
+    perSet(
+      "autoembed_set_index_bytes",
+      "Size of the set's HNSW index on disk (0 while it is missing).",
+      (s) => [[{}, s.index.sizeBytes]]
+    )
+    perSet(
+      "autoembed_set_storage_bytes",
+      "Size of the set's vectors on disk (an estimate for a vector column of the user's table).",
+      (s) => [[{}, s.storageBytes]]
     )
   }
 
@@ -192,7 +251,8 @@ export class HttpMetrics {
       this.scrape = {
         pipeline,
         queue,
-        rows: Option.map(status, (s) => s.sources)
+        rows: Option.map(status, (s) => s.sources),
+        sets: Option.map(status, (s) => s.sets)
       }
       return yield* Effect.promise(() => this.registry.metrics())
     })

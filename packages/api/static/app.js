@@ -193,6 +193,41 @@ const renderErrors = (report) => {
   $("notes").replaceChildren(...report.notes.map((n) => el("li", {}, n)))
 }
 
+/** 1536 → "1.5 kB": sizes on disk at a glance. */
+const bytes = (n) => {
+  const units = ["B", "kB", "MB", "GB", "TB"]
+  let i = 0
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000
+    i++
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`
+}
+
+const indexText = (index) =>
+  index.bulk_mark ? "bulk load" : !index.exists ? "missing" : !index.valid ? "building" : `valid, ${bytes(index.size_bytes)}`
+
+/** One row per embedding set: what it embeds with, how far its backfill is, which one search reads. */
+const renderSets = (sets) => {
+  const rows = sets.map((s) => {
+    const pct = Math.floor(s.progress * 100)
+    const bar = el("progress", { max: "100", value: String(pct), "aria-label": `${s.name}: ${pct}% embedded` })
+    const phase = s.phase + (s.previous ? " (rollback target)" : "")
+    return el("tr", { class: s.active ? "active" : "", "data-set": s.name, "data-phase": s.phase },
+      el("td", {}, s.source),
+      el("td", {}, el("code", {}, s.name)),
+      el("td", {}, `${s.provider}/${s.model} · ${s.dimensions}d`),
+      el("td", { class: `phase-${s.phase}` }, phase),
+      el("td", { class: "num" }, `${s.embedded} / ${s.total}`, bar),
+      el("td", { class: "num" }, s.missing),
+      el("td", { class: "num" }, s.stale),
+      el("td", { class: "num" }, s.failed),
+      el("td", {}, indexText(s.index)),
+      el("td", { class: "num" }, bytes(s.storage_bytes)))
+  })
+  $("sets").tBodies[0].replaceChildren(...rows)
+}
+
 let refreshing = false
 const refresh = () => {
   if (refreshing) return Promise.resolve()
@@ -201,6 +236,7 @@ const refresh = () => {
     const { body } = await api("/v1/embeddings/status")
     $("provider").textContent = `Provider ${body.provider.provider}, model ${body.provider.model} (${body.provider.dimensions} dimensions) · ${body.database.kind}`
     renderSources(body.sources)
+    renderSets(body.sets)
     renderQueue(body)
     renderChart(body.throughput.series)
     renderErrors(body)

@@ -1,3 +1,4 @@
+import { SetSourceName } from "@autoembed/core"
 import { Schema } from "effect"
 import { endpoint } from "./Endpoint.js"
 import * as S from "./Schemas.js"
@@ -70,6 +71,7 @@ export const search = endpoint({
   success: { 200: { description: "Results, best first, with scores and snippets", schema: S.SearchResponseBody } },
   errors: {
     ...unauthorized,
+    404: "`set` names no embedding set of a searched type (set_not_found; the message lists the sets there are)",
     422: "A parameter is out of bounds or names an unknown type",
     429: "The embedding provider is rate limiting query embeddings; retry after the Retry-After seconds",
     ...common
@@ -129,6 +131,126 @@ export const retryFailed = endpoint({
   body: { schema: S.RetryFailedRequest, required: false },
   success: { 200: { description: "How many rows were queued again", schema: S.RetryFailedResponse } },
   errors: { ...unauthorized, ...bodyErrors, ...common }
+})
+
+/** Path parameters of one set: source names are identifiers, set names run longer (`messages@mxbai-embed-large`). */
+const setParams = [
+  { name: "source", description: "The source (entity type), e.g. messages", maxLength: 63 },
+  {
+    name: "set",
+    description: "The set's name, e.g. messages@text-embedding-3-small (percent-encode @ and :, or not)",
+    maxLength: 200
+  }
+] as const
+const setNotFound = { 404: "No such source, or the source has no set of that name (set_not_found)" }
+
+export const listSets = endpoint({
+  id: "listSets",
+  method: "get",
+  path: "/v1/sets",
+  tag: "sets",
+  auth: "read",
+  summary: "Every embedding set (of one source with ?source=): model, dimensions, phase, counts, index, size on disk",
+  query: {
+    form: Schema.Struct({
+      source: Schema.optional(Schema.String.annotations({ description: "Only this source's sets" }))
+    }),
+    request: Schema.Struct({ source: Schema.optional(SetSourceName) })
+  },
+  success: { 200: { description: "The sets, each source's oldest first", schema: S.SetsResponse } },
+  errors: { ...unauthorized, ...setNotFound, 422: "source is empty or too long", ...common }
+})
+
+export const getSet = endpoint({
+  id: "getSet",
+  method: "get",
+  path: "/v1/sets/{source}/{set}",
+  tag: "sets",
+  auth: "read",
+  summary: "One embedding set: its phase (active, building, ready), counts and progress, index and size",
+  params: setParams,
+  success: { 200: { description: "The set", schema: S.SetReportBody } },
+  errors: { ...unauthorized, ...setNotFound, ...common }
+})
+
+export const addSet = endpoint({
+  id: "addSet",
+  method: "post",
+  path: "/v1/sets",
+  tag: "sets",
+  auth: "write",
+  summary: "Add an embedding set beside a source's active one (another provider, model or dimensions): the " +
+    "provider is probed, every row is queued for the set, and the running workers fill it while the active set " +
+    "keeps serving search",
+  body: { schema: S.AddSetRequestBody, required: true },
+  success: {
+    201: { description: "Added; its phase is building until every row has a vector", schema: S.SetReportBody }
+  },
+  errors: {
+    ...unauthorized,
+    ...bodyErrors,
+    400: "The body is missing or is not valid JSON; or the provider cannot embed with that model and dimensions, " +
+      "or the vector column does not fit (set_invalid)",
+    404: "No such source (set_not_found)",
+    409: "The source already has a set of that name (set_conflict)",
+    ...common
+  }
+})
+
+export const activateSet = endpoint({
+  id: "activateSet",
+  method: "post",
+  path: "/v1/sets/{source}/{set}/activate",
+  tag: "sets",
+  auth: "write",
+  summary: "Make a set the one search reads, in one transaction; the set active before stays live as the " +
+    "rollback target. Refused while the set is incomplete unless force",
+  params: setParams,
+  body: { schema: S.ActivateSetRequest, required: false },
+  success: { 200: { description: "The set, now active", schema: S.SetReportBody } },
+  errors: {
+    ...unauthorized,
+    ...bodyErrors,
+    ...setNotFound,
+    409: "The set is incomplete (the message says how many rows are missing); send {\"force\": true} to activate " +
+      "it anyway (set_conflict)",
+    ...common
+  }
+})
+
+export const rollbackSet = endpoint({
+  id: "rollbackSet",
+  method: "post",
+  path: "/v1/sources/{source}/rollback",
+  tag: "sets",
+  auth: "write",
+  summary: "Re-activate the set that was active before the last activation of the source's sets, at once",
+  params: [setParams[0]],
+  success: { 200: { description: "The set, active again", schema: S.SetReportBody } },
+  errors: {
+    ...unauthorized,
+    404: "No such source (set_not_found)",
+    409: "The source has no previous set (set_conflict)",
+    ...common
+  }
+})
+
+export const dropSet = endpoint({
+  id: "dropSet",
+  method: "delete",
+  path: "/v1/sets/{source}/{set}",
+  tag: "sets",
+  auth: "write",
+  summary: "Remove a retired set: its HNSW index, triggers, bookkeeping and its vectors in autoembed's schema " +
+    "(a set kept in a vector column of your table leaves that column's values to you; the source's rows stay)",
+  params: setParams,
+  success: { 200: { description: "Dropped", schema: S.DropSetResponse } },
+  errors: {
+    ...unauthorized,
+    ...setNotFound,
+    409: "The set is active, or is the one the configuration declares (set_conflict)",
+    ...common
+  }
 })
 
 export const health = endpoint({
@@ -221,6 +343,12 @@ export const Api = {
   getBackfill,
   status,
   retryFailed,
+  listSets,
+  getSet,
+  addSet,
+  activateSet,
+  rollbackSet,
+  dropSet,
   health,
   ready,
   metrics,

@@ -8,11 +8,11 @@ import type { Schema } from "effect"
 export interface EndpointSpec {
   /** The OpenAPI operationId and the typed client's method name. */
   readonly id: string
-  readonly method: "get" | "post"
+  readonly method: "get" | "post" | "delete"
   /** OpenAPI path syntax (`/v1/embeddings/backfill/{id}`). */
   readonly path: `/${string}`
   readonly summary: string
-  readonly tag: "ingest" | "search" | "embeddings" | "operations"
+  readonly tag: "ingest" | "search" | "embeddings" | "sets" | "operations"
   /** write: needs the token when one is set; read: only with AUTOEMBED_PROTECT_READS; none: never. */
   readonly auth: "write" | "read" | "none"
   readonly params?: PathParams
@@ -24,8 +24,14 @@ export interface EndpointSpec {
   readonly errors: Readonly<Record<number, string>>
 }
 
-/** Path parameters: always strings on the wire, checked by the handler (an unknown id is a 404, not a 422). */
-export type PathParams = ReadonlyArray<{ readonly name: string; readonly description: string }>
+/**
+ * Path parameters: always strings on the wire (percent-decoded before the handler sees them), checked
+ * by the handler (an unknown id is a 404, not a 422). `maxLength` (default 64) is what the document
+ * promises; set names run longer.
+ */
+export type PathParams = ReadonlyArray<
+  { readonly name: string; readonly description: string; readonly maxLength?: number }
+>
 
 /**
  * A query string: `form` reads the strings (digits, comma lists; a Record-valued field collects the

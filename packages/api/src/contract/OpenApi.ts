@@ -66,7 +66,7 @@ const operationOf = (e: EndpointSpec, toJson: ToJson) => {
       in: "path",
       required: true,
       description: p.description,
-      schema: { type: "string", maxLength: 64 }
+      schema: { type: "string", maxLength: p.maxLength ?? 64 }
     })),
     ...(e.query ? queryParameters(e.query, toJson) : [])
   ]
@@ -139,6 +139,11 @@ export const openApiDocument = (options: { readonly version: string; readonly se
       { name: "ingest", description: "Write messages and extraction results" },
       { name: "search", description: "Semantic search" },
       { name: "embeddings", description: "Pipeline status, backfill, retries" },
+      {
+        name: "sets",
+        description: "Embedding sets: several models side by side per source, one active for search; " +
+          "add, compare, activate, roll back, drop"
+      },
       { name: "operations", description: "Health, readiness, metrics, documentation" }
     ],
     paths,

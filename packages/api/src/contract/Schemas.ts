@@ -1,7 +1,9 @@
 import {
+  AddSetRequest,
   type BackfillJob,
   BackfillRequest,
   type DryRunReport,
+  type EmbeddingSets,
   ExtractionRequest,
   type ExtractionResult,
   messageBatch,
@@ -9,9 +11,11 @@ import {
   SearchRequest,
   SearchResponse,
   SearchResult,
+  SetReport,
+  type SetsReport,
   type StatusReport
 } from "@autoembed/core"
-import { Schema } from "effect"
+import { type Effect, Schema } from "effect"
 import { camelKeys, wireStruct } from "./Wire.js"
 
 /**
@@ -47,6 +51,8 @@ export const BackfillRequestBody = wireStruct(BackfillRequest.fields, {
   batchSize: "batch_size",
   includeFailed: "include_failed"
 })
+
+export const AddSetRequestBody = wireStruct(AddSetRequest.fields, { baseUrl: "base_url" })
 
 export const ExtractionRequestBody = wireStruct(ExtractionRequest.fields, { messageIds: "message_ids" })
 
@@ -139,6 +145,36 @@ export const RetryFailedResponse = Schema.Struct({ requeued: Count }).annotation
   identifier: "RetryFailedResponse"
 })
 
+/** One embedding set as `GET /v1/sets`, the lifecycle routes and the status report show it. */
+export const SetReportBody = wireStruct({
+  ...SetReport.fields,
+  index: wireStruct(SetReport.fields.index.fields, { bulkMark: "bulk_mark", sizeBytes: "size_bytes" })
+}, {
+  baseUrl: "base_url",
+  vectorColumn: "vector_column",
+  storageBytes: "storage_bytes",
+  createdAt: "created_at",
+  activatedAt: "activated_at"
+}).annotations({ identifier: "SetReport" })
+
+export const SetsResponse = conforms<SetsReport>()(
+  Schema.Struct({ sets: Schema.Array(SetReportBody) }).annotations({ identifier: "SetsResponse" })
+)
+
+/** `POST /v1/sets/{source}/{set}/activate`'s optional body. */
+export const ActivateSetRequest = Schema.Struct({
+  force: Schema.optional(Schema.Boolean.annotations({
+    description: "Activate even though rows have no vector in the set yet (search misses them until they do)"
+  }))
+}).annotations({ identifier: "ActivateSetRequest" })
+
+export const DropSetResponse = conforms<Effect.Effect.Success<ReturnType<EmbeddingSets["drop"]>>>()(
+  Schema.Struct({
+    dropped: Schema.String.annotations({ description: "The set's name" }),
+    key: Schema.String.annotations({ description: "What the queue and bookkeeping knew the set by" })
+  }).annotations({ identifier: "DropSetResponse" })
+)
+
 const IndexState = camelKeys(Schema.Struct({
   name: Schema.String,
   state: Schema.Literal("valid", "building", "missing").annotations({
@@ -167,6 +203,9 @@ export const StatusResponse = conforms<StatusReport>()(
   camelKeys(
     Schema.Struct({
       sources: Schema.Record({ key: Schema.String, value: SourceStatus }),
+      sets: Schema.Array(SetReportBody).annotations({
+        description: "Every embedding set of every source; `sources` describes each source's configured set"
+      }),
       queue: camelKeys(Schema.Struct({
         running: Schema.Boolean,
         worker_id: Schema.NullOr(Schema.String),

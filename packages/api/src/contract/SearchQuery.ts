@@ -36,10 +36,15 @@ export const SearchQueryForm = Schema.Struct({
     Schema.String.annotations({ description: "Only rows created since this ISO 8601 date or date-time" })
   ),
   min_score: Schema.optional(DecimalDigits("min_score").annotations({ description: "-1 to 1" })),
-  set: Schema.optional(Schema.String.annotations({ description: "An embedding set other than the active one" })),
   filter: Schema.optional(
     Schema.Record({ key: Schema.String, value: Schema.String }).annotations({
       description: "Equality (or, for numbers and dates, a range bound) on a column the source declares in `filters`"
+    })
+  ),
+  set: Schema.optional(
+    Schema.String.annotations({
+      description: "Search this embedding set instead of each source's active one (A/B comparisons), by its name " +
+        "(GET /v1/sets lists them); with types= naming the set's source"
     })
   )
 })

@@ -22,6 +22,12 @@ export const PAGE_CSP =
 
 const html = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
 
+/** A schema of the document, following a `$ref` to its component (named request bodies). */
+const resolve = (doc: OpenApiDocument, schema: any): any =>
+  typeof schema?.$ref === "string"
+    ? (doc.components.schemas as Record<string, unknown>)[schema.$ref.replace("#/components/schemas/", "")]
+    : schema
+
 /** The docs page: every operation of the OpenAPI document with its parameters and answers. */
 const docsPage = (doc: OpenApiDocument) => {
   const sections = Object.entries(doc.paths).flatMap(([path, ops]) =>
@@ -33,7 +39,7 @@ const docsPage = (doc: OpenApiDocument) => {
       ).join("")
       const body = op.requestBody
         ? `<p>Body: JSON, ${op.requestBody.required ? "required" : "optional"}; fields: ${
-          Object.keys(op.requestBody.content["application/json"].schema.properties ?? {}).map((k) =>
+          Object.keys(resolve(doc, op.requestBody.content["application/json"].schema).properties ?? {}).map((k) =>
             `<code>${html(k)}</code>`
           ).join(", ")
         }</p>`

@@ -1,6 +1,8 @@
 import { Effect, Option } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EmbeddingProvider } from "../providers/EmbeddingProvider.js"
+import { EmbeddingSets } from "../sets/EmbeddingSets.js"
+import type { SetReport } from "../sets/SetSchemas.js"
 import { type Source, Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
 import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
@@ -31,6 +33,11 @@ export interface StatusReport {
     readonly oldestPendingSeconds: number | null
     readonly index: IndexState
   }>
+  /**
+   * Every embedding set of every source (model, dimensions, counts, index, size, shadow-backfill
+   * progress, which one is active); `sources` above describes each source's configured set.
+   */
+  readonly sets: ReadonlyArray<SetReport>
   readonly queue: {
     readonly running: boolean
     readonly workerId: string | null
@@ -134,6 +141,22 @@ const sourcesSection = (
   return { notes, sourcesReport }
 }
 
+/** A note for each set that is being filled beside the active one, and for a missing or invalid index of one. */
+const setNotes = (sets: ReadonlyArray<SetReport>) =>
+  sets.filter((s) => !s.configured).flatMap((s) => {
+    const notes: Array<string> = []
+    if (s.phase === "building") {
+      notes.push(
+        `${s.source}: set ${s.name} is being filled (${Math.floor(s.progress * 100)}%, ` +
+          `${s.missing + s.stale} rows to go); search keeps using the active set`
+      )
+    }
+    if (s.total > 0 && s.embedded > 0 && !(s.index.exists && s.index.valid) && s.index.bulkMark === null) {
+      notes.push(`${s.source}: set ${s.name} has no valid HNSW index; search on it scans exactly`)
+    }
+    return notes
+  })
+
 /** What an operator needs to see: per-source state from the database, this process's queue and throughput. */
 export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
   effect: Effect.gen(function*() {
@@ -145,6 +168,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
     const config = yield* AutoEmbedConfig
     const vectorIndex = yield* VectorIndex
     const workers = yield* WorkerStatus
+    const embeddingSets = yield* EmbeddingSets
     const modelKey = store.model
 
     const report = Effect.fn("Status.report")(function*() {
@@ -155,7 +179,9 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       const errors = yield* store.recentErrors(5)
       const series = snapshot.throughput
       const sum = (n: number) => series.slice(-n).reduce((a, s) => a + s.embedded, 0)
+      const sets = yield* embeddingSets.list()
       const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
+      notes.push(...setNotes(sets))
       if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")
       const st = Option.getOrUndefined(stats)
       if (st !== undefined && !st.listening) {
@@ -166,6 +192,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       }
       const result: StatusReport = {
         sources: sourcesReport,
+        sets,
         queue: {
           running: st !== undefined,
           workerId: st?.workerId ?? null,

@@ -101,7 +101,7 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
 
     /** Every set (of one source, or all), with its counts, index and size. */
     const list = Effect.fn("EmbeddingSets.list")(function*(source?: string) {
-      if (source !== undefined) yield* sources.get(source)
+      if (source !== undefined) yield* registry.declared(source)
       const rows = (yield* registry.rows).filter((r) => source === undefined || r.source === source)
       return yield* Effect.forEach(rows, report)
     })
@@ -165,7 +165,7 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
       function*(input: AddSetInput, options: { readonly bulk?: boolean } = {}) {
         const request = yield* Schema.decodeUnknown(AddSetRequest, { errors: "all", onExcessProperty: "error" })(input)
           .pipe(Effect.mapError((e) => invalid(formatIssues("set", e).replace(/^set: /gm, ""))))
-        const base = yield* Effect.mapError(sources.get(request.source), (e) => new SetError({ status: 404, ...e }))
+        const base = yield* registry.declared(request.source)
         const spec = yield* specOf(request)
         const created = yield* sql.withTransaction(Effect.gen(function*() {
           yield* sql`SELECT pg_advisory_xact_lock(7215030002)`
@@ -236,7 +236,7 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
 
     /** Re-activates the set that was active before the last activation, at once (it stayed live). */
     const rollback = Effect.fn("EmbeddingSets.rollback")(function*(source: string) {
-      yield* sources.get(source)
+      yield* registry.declared(source)
       const previous = (yield* registry.rows).find((r) => r.source === source && r.previous)
       if (previous === undefined) {
         return yield* conflict(`Source "${source}" has no previous set to roll back to`)

@@ -97,10 +97,17 @@ export class SetRegistry extends Effect.Service<SetRegistry>()("@autoembed/core/
         return (yield* refresh).find((s) => s.name === key)
       })
 
+    /**
+     * A declared source, for the lifecycle steps: an unknown name there is the caller's mistake
+     * (404), where `Sources.get`'s SourceError stands for a broken configuration.
+     */
+    const declared = (name: string) =>
+      Effect.mapError(sources.get(name), (e) => new SetError({ status: 404, message: e.message }))
+
     /** A source's set by name; the message lists the sets there are. */
     const find = (source: string, name: string) =>
       Effect.gen(function*() {
-        yield* sources.get(source)
+        yield* declared(source)
         const all = (yield* rows).filter((r) => r.source === source)
         const found = all.find((r) => r.name === name || r.key === name)
         if (found) return { row: found, all }
@@ -144,6 +151,7 @@ export class SetRegistry extends Effect.Service<SetRegistry>()("@autoembed/core/
       targets: Ref.get(targetsRef),
       refresh,
       target,
+      declared,
       find,
       searchTargets,
       /** The process's own model key: the configured sets'. */
