@@ -34,7 +34,7 @@ interface SetJson {
   readonly embedded: number
   readonly missing: number
   readonly index: { readonly name: string; readonly exists: boolean; readonly valid: boolean }
-  readonly storageBytes: number
+  readonly storage_bytes: number
 }
 
 /**
@@ -154,8 +154,11 @@ describe(`pnpm cli sets (${tier()})`, () => {
       { AUTOEMBED_BULK_THRESHOLD: "100" }
     )
     expect(r.code, r.stderr).toBe(0)
+    // The shape GET /v1/sets/{source}/{set} answers (snake_case wire names).
     const report = JSON.parse(r.stdout) as SetJson
     expect(report).toMatchObject({
+      base_url: fake.ollamaHost,
+      vector_column: null,
       name: MINILM,
       model: "all-minilm",
       dimensions: 384,
@@ -164,7 +167,7 @@ describe(`pnpm cli sets (${tier()})`, () => {
       total: MESSAGES,
       embedded: MESSAGES,
       missing: 0,
-      index: { exists: true, valid: true, bulkMark: null }
+      index: { exists: true, valid: true, bulk_mark: null }
     })
     const texts = embedded("ollama", "all-minilm")
     expect(texts.length).toBe(MESSAGES)

@@ -14,7 +14,7 @@ import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
 import { CliExit, usage } from "./CliExit.js"
 import { compareQueries, parseQrels, parseQueries } from "./CompareFiles.js"
-import { compareJson, setJson, setsJson } from "./Json.js"
+import { compareJson, droppedJson, setJson, setsJson } from "./Json.js"
 import { num, progressBar } from "./Output.js"
 import { compareTable, formatBytes, setsTable } from "./SetsOutput.js"
 
@@ -218,7 +218,7 @@ const drop = Command.make(
           "triggers and queue are gone"
         : `its index (${formatBytes(report.index.sizeBytes)}), triggers and queue are gone; ` +
           `the vectors in your column ${report.vectorColumn} stay`
-      yield* Console.log(o.json ? JSON.stringify(dropped) : `Dropped set ${dropped.dropped} of ${o.source}: ${gone}.`)
+      yield* Console.log(o.json ? droppedJson(dropped) : `Dropped set ${dropped.dropped} of ${o.source}: ${gone}.`)
     }))
 ).pipe(Command.withDescription("Remove a retired set: its vectors, index, triggers and queued work"))
 
