@@ -34,7 +34,7 @@ interface SetJson {
   readonly embedded: number
   readonly missing: number
   readonly index: { readonly name: string; readonly exists: boolean; readonly valid: boolean }
-  readonly storageBytes: number
+  readonly storage_bytes: number
 }
 
 /**
@@ -154,8 +154,11 @@ describe(`pnpm cli sets (${tier()})`, () => {
       { AUTOEMBED_BULK_THRESHOLD: "100" }
     )
     expect(r.code, r.stderr).toBe(0)
+    // The shape GET /v1/sets/{source}/{set} answers (snake_case wire names).
     const report = JSON.parse(r.stdout) as SetJson
     expect(report).toMatchObject({
+      base_url: fake.ollamaHost,
+      vector_column: null,
       name: MINILM,
       model: "all-minilm",
       dimensions: 384,
@@ -164,7 +167,7 @@ describe(`pnpm cli sets (${tier()})`, () => {
       total: MESSAGES,
       embedded: MESSAGES,
       missing: 0,
-      index: { exists: true, valid: true, bulkMark: null }
+      index: { exists: true, valid: true, bulk_mark: null }
     })
     const texts = embedded("ollama", "all-minilm")
     expect(texts.length).toBe(MESSAGES)
@@ -265,6 +268,75 @@ describe(`pnpm cli sets (${tier()})`, () => {
     expect(sets.find((s) => s.name === MINILM)).toMatchObject({ active: false, previous: true })
   }, 180_000)
 
+  it("compare prints overlap, both sets' counts, latency and sizes; with qrels nDCG@10 and recall@10", async () => {
+    const sampled = await cli(["sets", "compare", "messages", CONFIGURED, MINILM, "--sample", "20", "--json"])
+    expect(sampled.code, sampled.stderr).toBe(0)
+    const report = JSON.parse(sampled.stdout)
+    expect(report).toMatchObject({
+      source: "messages",
+      queries: 20,
+      querySource: "sampled",
+      a: { name: CONFIGURED, dimensions: 64, embedded: MESSAGES, total: MESSAGES },
+      b: { name: MINILM, dimensions: 384, embedded: MESSAGES, total: MESSAGES }
+    })
+    expect(report.overlapAt10).toBeGreaterThanOrEqual(0)
+    expect(report.overlapAt10).toBeLessThanOrEqual(1)
+    for (const side of [report.a, report.b]) {
+      expect(side.latencyP95Ms).toBeGreaterThanOrEqual(side.latencyP50Ms)
+      expect(side.storageBytes).toBeGreaterThan(0)
+      expect(side.indexBytes).toBeGreaterThan(0)
+      expect(side.ndcgAt10).toBeUndefined()
+    }
+
+    // BEIR files: message N's text is "cli message number N"; the last query has no judgement.
+    const queries = Path.join(dataDir, "..", `${Path.basename(dataDir)}-queries.jsonl`)
+    const qrels = Path.join(dataDir, "..", `${Path.basename(dataDir)}-qrels.tsv`)
+    Fs.writeFileSync(
+      queries,
+      [3, 14, 159, 265, 35].map((n) => JSON.stringify({ _id: `q${n}`, text: `cli message number ${n}` })).join("\n") +
+        `\n${JSON.stringify({ _id: "unjudged", text: "nothing" })}\n`
+    )
+    Fs.writeFileSync(
+      qrels,
+      `query-id\tcorpus-id\tscore\n${[3, 14, 159, 265, 35].map((n) => `q${n}\t${n}\t1`).join("\n")}\n`
+    )
+    try {
+      const judged = await cli([
+        "sets",
+        "compare",
+        "messages",
+        CONFIGURED,
+        MINILM,
+        "--queries",
+        queries,
+        "--qrels",
+        qrels
+      ])
+      expect(judged.code, judged.stderr).toBe(0)
+      expect(judged.stdout).toMatch(
+        new RegExp(`Comparing ${CONFIGURED} and ${MINILM} of messages over 5 judged queries`)
+      )
+      expect(judged.stdout).toMatch(/Top-10 overlap: \d+\.\d%/)
+      expect(judged.stdout).toMatch(/Embedded\s+300\/300\s+300\/300/)
+      expect(judged.stdout).toMatch(/Latency p50\s+[\d.]+ ms\s+[\d.]+ ms/)
+      expect(judged.stdout).toMatch(/nDCG@10\s+[01]\.\d{3}\s+[01]\.\d{3}/)
+      expect(judged.stdout).toMatch(/Recall@10\s+[01]\.\d{3}\s+[01]\.\d{3}/)
+      const asJson = await cli(
+        ["sets", "compare", "messages", CONFIGURED, MINILM, "--queries", queries, "--qrels", qrels, "--json"]
+      )
+      const scored = JSON.parse(asJson.stdout)
+      expect(scored).toMatchObject({ queries: 5, querySource: "given" })
+      // The exact texts were embedded as rows: each set finds its row.
+      for (const side of [scored.a, scored.b]) {
+        expect(side.recallAt10).toBeGreaterThan(0.5)
+        expect(side.ndcgAt10).toBeGreaterThan(0.5)
+      }
+    } finally {
+      Fs.rmSync(queries, { force: true })
+      Fs.rmSync(qrels, { force: true })
+    }
+  }, 180_000)
+
   it("drop removes the set's vector table and index", async () => {
     const set = (await list()).find((s) => s.name === MINILM)!
     const relations = async () =>
@@ -298,7 +370,10 @@ describe(`pnpm cli sets (${tier()})`, () => {
       [["sets", "activate", "nope", "x"], /Unknown entity type "nope"/],
       [["sets", "drop", "messages", CONFIGURED], /is active/],
       [["sets", "rollback", "atoms"], /no previous set/],
-      [["search", "deploy", "--types", "messages", "--set", "no-such-set"], /has no embedding set "no-such-set"/]
+      [["search", "deploy", "--types", "messages", "--set", "no-such-set"], /has no embedding set "no-such-set"/],
+      [["sets", "compare", "messages", CONFIGURED, LARGE, "--qrels", "README.md"], /give both/],
+      [["sets", "compare", "messages", CONFIGURED, "no-such-set"], /has no embedding set "no-such-set"/],
+      [["sets", "compare", "messages", CONFIGURED, LARGE, "--queries", "/nonexistent/q.jsonl"], /nonexistent/]
     ]
     for (const [args, message] of cases) {
       const run = await cli(args)

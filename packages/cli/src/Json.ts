@@ -1,4 +1,5 @@
-import { SetReport, type SourceFinding } from "@autoembed/core"
+import { DropSetResponse, SetReportBody, SetsResponse } from "@autoembed/api/contract"
+import { CompareReport, type SetReport, type SourceFinding } from "@autoembed/core"
 import { Schema } from "effect"
 
 /**
@@ -23,10 +24,10 @@ const snakeKeys = (value: object): Record<string, unknown> =>
 export const sourcesJson = (report: { readonly sources: ReadonlyArray<SourceFinding> }) =>
   snakeKeys({ ...report, sources: report.sources.map(snakeKeys) })
 
-/**
- * `pnpm cli sets ... --json`: a set's report as core's schema encodes it (`sets list`: `{ sets: [...] }`),
- * refusing fields the schema lacks like every other --json output.
- */
-export const setJson = (report: SetReport): string => toJson(SetReport, report, 2)
-export const setsJson = (reports: ReadonlyArray<SetReport>): string =>
-  JSON.stringify({ sets: reports.map((r) => encode(SetReport, r)) }, null, 2)
+/** `pnpm cli sets ... --json`: the same shapes as the `/v1/sets` routes answer. */
+export const setJson = (report: SetReport): string => toJson(SetReportBody, report, 2)
+export const setsJson = (reports: ReadonlyArray<SetReport>): string => toJson(SetsResponse, { sets: reports }, 2)
+export const droppedJson = (dropped: typeof DropSetResponse.Type): string => toJson(DropSetResponse, dropped, 2)
+
+/** `sets compare --json` (no HTTP route yet, so no contract schema): core's report as its schema encodes it. */
+export const compareJson = (report: CompareReport): string => toJson(CompareReport, report, 2)

@@ -13,9 +13,10 @@ import {
 import { Args, Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
 import { CliExit, usage } from "./CliExit.js"
-import { setJson, setsJson } from "./Json.js"
+import { compareQueries, parseQrels, parseQueries } from "./CompareFiles.js"
+import { compareJson, droppedJson, setJson, setsJson } from "./Json.js"
 import { num, progressBar } from "./Output.js"
-import { formatBytes, setsTable } from "./SetsOutput.js"
+import { compareTable, formatBytes, setsTable } from "./SetsOutput.js"
 
 /**
  * `pnpm cli sets ...`: the lifecycle of embedding sets (issue 18). Argv and formatting only: every
@@ -217,11 +218,63 @@ const drop = Command.make(
           "triggers and queue are gone"
         : `its index (${formatBytes(report.index.sizeBytes)}), triggers and queue are gone; ` +
           `the vectors in your column ${report.vectorColumn} stay`
-      yield* Console.log(o.json ? JSON.stringify(dropped) : `Dropped set ${dropped.dropped} of ${o.source}: ${gone}.`)
+      yield* Console.log(o.json ? droppedJson(dropped) : `Dropped set ${dropped.dropped} of ${o.source}: ${gone}.`)
     }))
 ).pipe(Command.withDescription("Remove a retired set: its vectors, index, triggers and queued work"))
 
+type FileText = Option.Option<readonly [path: string, content: string]>
+
+/** The queries of `--queries`, judged by `--qrels`; none: core samples rows' own texts. */
+const fileQueries = (queries: FileText, qrels: FileText) =>
+  Effect.gen(function*() {
+    if (Option.isNone(queries)) return undefined
+    const [path, content] = queries.value
+    const parsed = yield* parseQueries(path, content)
+    if (Option.isNone(qrels)) return yield* compareQueries(parsed, undefined, { queries: path })
+    const judged = yield* parseQrels(...qrels.value)
+    return yield* compareQueries(parsed, judged, { queries: path, qrels: qrels.value[0] })
+  })
+
+const compare = Command.make(
+  "compare",
+  {
+    source,
+    a: setArg("a", "A set of the source"),
+    b: setArg("b", "Another set of the source"),
+    sample: Options.integer("sample").pipe(
+      Options.optional,
+      Options.withDescription("How many rows' own texts to run as queries (default 50)")
+    ),
+    queries: Options.fileText("queries").pipe(
+      Options.optional,
+      Options.withDescription("Your queries instead: BEIR jsonl, one {\"_id\", \"text\"} object a line")
+    ),
+    qrels: Options.fileText("qrels").pipe(
+      Options.optional,
+      Options.withDescription("Judgements of those queries (query-id, corpus-id, score; TSV): nDCG@10, recall@10")
+    ),
+    json
+  },
+  (o) =>
+    Effect.gen(function*() {
+      if (Option.isSome(o.qrels) && Option.isNone(o.queries)) {
+        return yield* usage("--qrels judges the queries of --queries: give both")
+      }
+      if (Option.isSome(o.sample) && Option.isSome(o.queries)) {
+        return yield* usage("--sample picks rows' texts as queries; with --queries, give one or the other")
+      }
+      const queries = yield* fileQueries(o.queries, o.qrels)
+      const report = yield* withServices(Effect.flatMap(EmbeddingSets, (s) =>
+        s.compare({ source: o.source, a: o.a, b: o.b, sample: Option.getOrUndefined(o.sample), queries })))
+      yield* Console.log(o.json ? compareJson(report) : compareTable(report))
+    })
+).pipe(
+  Command.withDescription(
+    "Run the same queries against two sets: top-10 overlap, rows, latency, sizes; nDCG@10 and recall@10 with qrels"
+  )
+)
+
 export const sets = Command.make("sets").pipe(
   Command.withDescription("Embedding sets: several models side by side, one active for search"),
-  Command.withSubcommands([add, list, activate, rollback, drop])
+  Command.withSubcommands([add, list, activate, rollback, drop, compare])
 )

@@ -87,7 +87,11 @@ export const compareTable = (report: CompareReport): string => {
   ]
   return [
     `Comparing ${a.name} and ${b.name} of ${report.source} over ${num(report.queries)} ${
-      report.querySource === "sampled" ? "queries sampled from the rows' own texts" : "given queries"
+      report.querySource === "sampled"
+        ? "queries sampled from the rows' own texts"
+        : a.ndcgAt10 === undefined
+        ? "given queries"
+        : "judged queries"
     }`,
     `  Top-10 overlap: ${percent(report.overlapAt10)} (mean share of the ten results both sets return)`,
     "",
