@@ -327,7 +327,19 @@ describe(`embedding sets over HTTP, API process without workers, with a token ($
     expect((await client.listSets({ query: { source: "messages" } })).body.sets).toHaveLength(1)
   })
 
+  /** Runs a backfill job in the API process (it has no workers) and waits for its end. */
+  const backfill = async (body: { set?: string }) => {
+    const started = await client.backfill({ body })
+    if (started.status !== 202) throw new Error(`backfill answered ${started.status}`)
+    return eventually(async () => {
+      const job = await client.getBackfill({ params: { id: started.body.job.id } })
+      return job.body.state === "running" ? undefined : job.body
+    }, 30_000)
+  }
+
   it("refuses to activate an incomplete set with 409 naming the missing rows, unless forced", async () => {
+    // The active set has every row: a set with none of them would lose search all of its answers.
+    expect((await backfill({})).state).toBe("succeeded")
     // The configured set's name is taken, so the default name gets the dimensions: `@` and `:` in it.
     const added = await client.addSet({
       body: { source: "messages", provider: "local", model: "local-hash-v1", dimensions: 48 }
@@ -353,12 +365,7 @@ describe(`embedding sets over HTTP, API process without workers, with a token ($
 
   it("fills a set with a backfill of that set, then activates it without force", async () => {
     const name = "messages@local-hash-v1:48"
-    const started = await client.backfill({ body: { set: name } })
-    if (started.status !== 202) throw new Error(`backfill answered ${started.status}`)
-    const done = await eventually(async () => {
-      const job = await client.getBackfill({ params: { id: started.body.job.id } })
-      return job.body.state === "running" ? undefined : job.body
-    }, 30_000)
+    const done = await backfill({ set: name })
     expect(done.state).toBe("succeeded")
     const set = await client.getSet({ params: { source: "messages", set: name } })
     expect(set.body).toMatchObject({ phase: "ready", embedded: 5, missing: 0 })

@@ -2,7 +2,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Option, Predicate } from "effect"
 import { AutoEmbedConfig, type AutoEmbedConfigShape, ConfigurationError, readConfig } from "./config/AutoEmbedConfig.js"
-import type { SourceConfigInput } from "./config/SourceConfig.js"
+import type { ConfigFileError, SourceConfigInput } from "./config/SourceConfig.js"
 import { Extraction } from "./knowledge/Extraction.js"
 import { Readiness } from "./operations/Readiness.js"
 import { Backfill } from "./pipeline/Backfill.js"
@@ -15,6 +15,7 @@ import type { DimensionMismatch, EmbeddingProvider, ProviderStartupError } from 
 import { EmbeddingProviderLive } from "./providers/ProviderLive.js"
 import { QueryCache } from "./search/QueryCache.js"
 import { Search } from "./search/Search.js"
+import { DeclaredSets } from "./sets/DeclaredSets.js"
 import { EmbeddingSets } from "./sets/EmbeddingSets.js"
 import { SetProviders } from "./sets/SetProviders.js"
 import { SetRegistry } from "./sets/SetRegistry.js"
@@ -55,6 +56,7 @@ export type AutoEmbedServices =
   | SetRegistry
   | SetProviders
   | EmbeddingSets
+  | DeclaredSets
   | EmbeddingStore
   | PendingSignal
   | PipelineMetrics
@@ -69,6 +71,7 @@ export type AutoEmbedServices =
 
 export type AutoEmbedStartupError =
   | ConfigurationError
+  | ConfigFileError
   | DatabaseError
   | SourceError
   | DimensionMismatch
@@ -136,7 +139,8 @@ export const layer = (
   )
   // Status (and the API's metrics) read the workers' figures through WorkerStatus: from the queue
   // when this process runs one, none otherwise.
-  const services = Layer.provideMerge(EmbeddingSets.Default, searchAndJobs)
+  // The file's declared sets are added (or checked) once the lifecycle exists, before any worker starts.
+  const services = Layer.provideMerge(DeclaredSets.Default, Layer.provideMerge(EmbeddingSets.Default, searchAndJobs))
   const withWorkers = options.workers === false
     ? Layer.provideMerge(WorkerStatus.none, services)
     : Layer.provideMerge(WorkerStatus.fromQueue, Layer.provideMerge(EmbeddingQueue.Default, services))

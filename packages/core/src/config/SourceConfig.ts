@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs"
 import * as Path from "node:path"
 import { parse as parseYaml } from "yaml"
 import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
+import { AddSetRequest, SetName } from "../sets/SetSchemas.js"
 
 /**
  * What a configuration file (or a library caller) declares about one table to embed. The file is
@@ -20,6 +21,29 @@ const Name = (what: string) =>
 export const SqlText = Schema.Struct({
   sql: Schema.String.pipe(Schema.minLength(1, { message: () => "sql must be an expression" }))
 })
+
+/**
+ * An embedding set declared beside a source's configured one: created (with its storage, triggers
+ * and backfill by the workers) when a process starts and finds it missing. The fields are the
+ * `sets add` command's, with the same rules; `active: true` makes it the one search reads as soon
+ * as it is complete, once (a later `sets rollback` is not undone by the file).
+ */
+export const DeclaredSet = Schema.Struct({
+  provider: AddSetRequest.fields.provider,
+  model: AddSetRequest.fields.model,
+  dimensions: AddSetRequest.fields.dimensions,
+  base_url: AddSetRequest.fields.baseUrl,
+  vector: AddSetRequest.fields.vector,
+  active: Schema.optional(Schema.Boolean)
+})
+export type DeclaredSet = typeof DeclaredSet.Type
+
+const SetDeclarations = Schema.Record({ key: SetName, value: DeclaredSet }).pipe(
+  Schema.filter((sets) =>
+    Object.values(sets).filter((s) => s.active === true).length <= 1 ||
+    "at most one set may be active: true"
+  )
+)
 
 export const SourceConfig = Schema.Struct({
   /** "schema.table" or "table" (public); names are matched exactly as the catalog spells them. */
@@ -64,7 +88,9 @@ export const SourceConfig = Schema.Struct({
     )
   })),
   /** Create an HNSW index when the vector column has none (default true). */
-  index: Schema.optional(Schema.Boolean)
+  index: Schema.optional(Schema.Boolean),
+  /** Embedding sets beside the configured one, by name (see `DeclaredSet`). */
+  sets: Schema.optionalWith(SetDeclarations, { exact: true })
 })
 export type SourceConfig = typeof SourceConfig.Type
 export type SourceConfigInput = typeof SourceConfig.Encoded

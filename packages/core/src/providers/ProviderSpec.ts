@@ -1,4 +1,4 @@
-import { Effect, Option, Redacted, Schema } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import type { AutoEmbedConfigShape } from "../config/AutoEmbedConfig.js"
 import { type EmbeddingProviderShape, ProviderStartupError } from "./EmbeddingProvider.js"
 import { makeLocalProvider } from "./LocalProvider.js"
@@ -6,10 +6,9 @@ import { LOCAL_MODEL } from "./LocalProvider.js"
 import { profileFor } from "./ModelProfiles.js"
 import { makeOllamaProvider } from "./OllamaProvider.js"
 import { makeOpenAIProvider, PLACEHOLDER_API_KEY } from "./OpenAIProvider.js"
+import type { ProviderKind } from "./ProviderKind.js"
 
-/** The providers an embedding set may name. */
-export const ProviderKind = Schema.Literal("ollama", "openai", "local")
-export type ProviderKind = typeof ProviderKind.Type
+export { ProviderKind } from "./ProviderKind.js"
 
 /**
  * Which model embeds a set: provider, model, dimensions and, optionally, where the provider

@@ -286,7 +286,7 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     const targetsOf = (request: SearchRequest) =>
       Effect.flatMap(
         resolveSources(sources, request),
-        (logical) => registry.searchTargets(logical.map((s) => s.name), request.set)
+        (logical) => registry.searchTargets(logical.map((s) => s.name), request.set, request.types === undefined)
       )
 
     const run = (request: SearchRequest, options: SearchOptions) =>

@@ -6,7 +6,7 @@ import { profileFor } from "../providers/ModelProfiles.js"
 import { makeProviderFor, type ProviderSpec } from "../providers/ProviderSpec.js"
 import { ensureIndexes, installSource, removeSetObjects } from "../sources/Installer.js"
 import { describeTable, type Source } from "../sources/SourceCatalog.js"
-import { indexSettingsOf, Sources } from "../sources/Sources.js"
+import { indexSettingsOf, originOf, Sources } from "../sources/Sources.js"
 import { sourceSql } from "../sources/SourceSql.js"
 import { Database } from "../storage/Database.js"
 import { EmbeddingStore } from "../storage/EmbeddingStore.js"
@@ -206,19 +206,27 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
 
     /**
      * Makes a set the one search reads, in one transaction: the previous active set stays live and
-     * becomes the rollback target. An incomplete set is refused unless `force`.
+     * becomes the rollback target. A set further behind than the active one is refused unless
+     * `force`: under constant writes both lack the rows written in the last moments, and switching
+     * then loses nothing search had, where switching to a set still backfilling would.
      */
     const activate = Effect.fn("EmbeddingSets.activate")(
       function*(source: string, name: string, options: { readonly force?: boolean } = {}) {
-        const { row } = yield* registry.find(source, name)
+        const { all, row } = yield* registry.find(source, name)
         if (row.active) return yield* report(row)
-        const state = yield* report(row)
-        const incomplete = state.missing + state.stale
-        if (incomplete > 0 && !options.force) {
-          return yield* conflict(
-            `Set "${row.name}" is incomplete: ${state.missing} of ${state.total} rows have no vector yet` +
-              `${state.stale > 0 ? ` and ${state.stale} are stale` : ""}; wait for its backfill or use --force`
-          )
+        if (!options.force) {
+          const current = all.find((r) => r.active)
+          const targets = [targetOf(row), ...(current ? [targetOf(current)] : [])]
+          const counts = yield* store.counts({ withTotal: true }, targets)
+          const mine = counts[row.key]
+          const tolerated = current ? counts[current.key].missing + counts[current.key].stale : 0
+          if (mine.missing + mine.stale > tolerated) {
+            return yield* conflict(
+              `Set "${row.name}" is incomplete: ${mine.missing} of ${mine.total} rows have no vector yet` +
+                `${mine.stale > 0 ? ` and ${mine.stale} are stale` : ""}` +
+                `${tolerated > 0 ? ` (the active set lacks ${tolerated})` : ""}; wait for its backfill or use --force`
+            )
+          }
         }
         yield* switchTo(row)
         return yield* get(source, row.name)
@@ -229,6 +237,9 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
     const switchTo = (row: SetRow) =>
       sql.withTransaction(Effect.gen(function*() {
         yield* sql`SELECT pg_advisory_xact_lock(7215030002)`
+        // Two processes activating the same set: the second must not make it its own rollback target.
+        const now = yield* sql<{ active: boolean }>`SELECT active FROM ${t.sets} WHERE key = ${row.key}`
+        if (now[0]?.active !== false) return
         yield* sql`UPDATE ${t.sets} SET previous = false WHERE source = ${row.source} AND previous`
         yield* sql`UPDATE ${t.sets} SET active = false, previous = true WHERE source = ${row.source} AND active`
         yield* sql`UPDATE ${t.sets} SET active = true, previous = false, activated_at = now() WHERE key = ${row.key}`
@@ -259,6 +270,12 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
         return yield* conflict(
           `Set "${row.name}" is the one the configuration declares for "${source}"; ` +
             "change EMBEDDING_PROVIDER / EMBEDDING_MODEL (or the source's declaration) instead"
+        )
+      }
+      if (config.sources[row.source]?.sets?.[row.name] !== undefined) {
+        return yield* conflict(
+          `Set "${row.name}" is declared in ${originOf(config)} (sources.${row.source}.sets.${row.name}); ` +
+            "remove it there first, or the next start adds it again"
         )
       }
       const target = targetOf(row)

@@ -121,14 +121,26 @@ export class SetRegistry extends Effect.Service<SetRegistry>()("@autoembed/core/
 
     /**
      * The source objects a search reads for these entity types: each one's active set, or the set
-     * named `set` (which must belong to every searched type). Read per search, so an activation in
-     * another process takes effect at once.
+     * named `set`. With `narrow` (the caller did not name the types) a named set picks the types
+     * that have it, since set names are per source; otherwise every named type must have it. Read
+     * per search, so an activation in another process takes effect at once.
      */
-    const searchTargets = (names: ReadonlyArray<string>, set?: string) =>
+    const searchTargets = (names: ReadonlyArray<string>, set?: string, narrow = false) =>
       Effect.gen(function*() {
         const all = yield* rows
+        const having = set === undefined
+          ? names
+          : names.filter((n) => all.some((r) => r.source === n && r.name === set))
+        if (set !== undefined && narrow && having.length === 0) {
+          return yield* new SetError({
+            status: 404,
+            message: `No source has an embedding set "${set}"; the sets are ${
+              all.filter((r) => names.includes(r.source)).map((r) => r.name).join(", ") || "none"
+            }`
+          })
+        }
         const chosen: Array<Source> = []
-        for (const name of names) {
+        for (const name of narrow ? having : names) {
           const row = all.find((r) => r.source === name && (set === undefined ? r.active : r.name === set))
           if (row === undefined && set !== undefined) {
             return yield* new SetError({

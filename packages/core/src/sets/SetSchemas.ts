@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { ProviderKind } from "../providers/ProviderSpec.js"
+import { ProviderKind } from "../providers/ProviderKind.js"
 
 /**
  * The shapes of the embedding-set lifecycle, defined once: the CLI, the HTTP contract (snake_case
