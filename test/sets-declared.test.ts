@@ -49,7 +49,7 @@ beforeAll(async () => {
   }
   await exec(`
     CREATE EXTENSION IF NOT EXISTS vector;
-    CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL);
+    CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL, emb24 vector(24));
     INSERT INTO notes (body)
       SELECT 'note ' || g || ' about ' || (CASE WHEN g % 2 = 0 THEN 'the staging deploy' ELSE 'an invoice' END)
       FROM generate_series(1, ${ROWS}) g;`)
@@ -229,6 +229,61 @@ describe(`sets declared in the configuration (${tier()})`, () => {
       /is declared in the sources given in code \(sources\.notes\.sets\.notes@small\)/
     )
   }, 120_000)
+
+  it("a set in the user's own vector column is filled, kept current, and dropped leaving the values", async () => {
+    const COL = "notes@col"
+    const column = { provider: "local", model: "local-hash-v1", dimensions: 24, vector: "emb24" }
+    const filled = await start(
+      { [SMALL]: smallSet(), [COL]: column },
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const sets = yield* EmbeddingSets
+        const done = yield* waitFor(
+          "the column set to be complete",
+          Effect.map(sets.get("notes", COL), (r) => r.missing + r.stale + r.pending === 0 ? r : undefined)
+        )
+        const [before] = yield* sql<{ v: string }>`SELECT emb24::text AS v FROM notes WHERE id = 1`
+        yield* sql`UPDATE notes SET body = 'a rewritten note about column sets' WHERE id = 1`
+        const after = yield* waitFor(
+          "the edited row's column vector",
+          Effect.map(
+            sql<{ v: string | null }>`SELECT emb24::text AS v FROM notes WHERE id = 1`,
+            ([r]) => r.v !== null && r.v !== before.v ? r.v : undefined
+          )
+        )
+        const [nulls] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM notes WHERE emb24 IS NULL`
+        const answer = yield* search("column sets", COL)
+        return { done, nulls: nulls.n, after, answer }
+      })
+    )
+    if (Either.isLeft(filled)) throw filled.left
+    expect(filled.right.done).toMatchObject({
+      storage: "column",
+      vectorColumn: "emb24",
+      embedded: ROWS + 5,
+      index: { exists: true, valid: true }
+    })
+    expect(filled.right.nulls).toBe(0)
+    expect(filled.right.answer.results[0].content).toBe("a rewritten note about column sets")
+    // Gone from the file, it can be dropped: its trigger and index go, the column keeps its values.
+    const dropped = await start(
+      { [SMALL]: smallSet() },
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const report = yield* (yield* EmbeddingSets).drop("notes", COL)
+        const [left] = yield* sql<{ n: number; index: string | null }>`
+          SELECT count(emb24)::int AS n, to_regclass(${`public."autoembed_${report.key}_hnsw"`})::text AS index
+          FROM notes`
+        const triggers = yield* sql<{ name: string }>`
+          SELECT tgname AS name FROM pg_trigger WHERE tgrelid = 'notes'::regclass AND tgname LIKE ${`%${report.key}%`}`
+        return { left, triggers, report }
+      }),
+      false
+    )
+    if (Either.isLeft(dropped)) throw dropped.left
+    expect(dropped.right.left).toEqual({ n: ROWS + 5, index: null })
+    expect(dropped.right.triggers).toEqual([])
+  }, 180_000)
 
   it("a declaration that no longer matches the database stops the start, naming the key", async () => {
     const result = await start({ [SMALL]: smallSet({ dimensions: 64 }) }, Effect.void, false)
