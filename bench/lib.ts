@@ -11,6 +11,7 @@ import {
   type EmbeddingProviderShape,
   EmbeddingStore,
   Extraction,
+  Fleet,
   makeDatabaseLayer,
   makeLocalProvider,
   PendingSignal,
@@ -149,7 +150,7 @@ export const storeLayer = (
     ? ActiveModel.fixed(provider)
     : ActiveModel.Default
   const embedder = typeof provider === "string" ? makeLocalProvider(config.dimensions ?? 1024) : provider
-  return Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default).pipe(
+  return Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default, Fleet.Default).pipe(
     Layer.provideMerge(Layer.mergeAll(PendingSignal.Default, SetRegistry.Default, SetProviders.Default)),
     Layer.provideMerge(model),
     Layer.provideMerge(Layer.succeed(EmbeddingProvider, embedder)),

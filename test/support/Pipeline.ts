@@ -4,6 +4,7 @@ import type { AutoEmbedConfigShape } from "../../packages/core/src/config/AutoEm
 import type { SourceConfigInput } from "../../packages/core/src/config/SourceConfig.js"
 import { Extraction } from "../../packages/core/src/knowledge/Extraction.js"
 import { EmbeddingQueue } from "../../packages/core/src/pipeline/EmbeddingQueue.js"
+import { Fleet } from "../../packages/core/src/pipeline/Fleet.js"
 import { PendingSignal } from "../../packages/core/src/pipeline/PendingSignal.js"
 import { PipelineMetrics } from "../../packages/core/src/pipeline/PipelineMetrics.js"
 import { EmbeddingProvider, type EmbeddingProviderShape } from "../../packages/core/src/providers/EmbeddingProvider.js"
@@ -30,7 +31,13 @@ export const storeLayer = (
   custom: CustomSources = {},
   provider: EmbeddingProviderShape = makeLocalProvider(overrides.dimensions ?? 256)
 ) =>
-  Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default, VectorIndex.Default).pipe(
+  Layer.mergeAll(
+    EmbeddingStore.Default,
+    PipelineMetrics.Default,
+    Extraction.Default,
+    VectorIndex.Default,
+    Fleet.Default
+  ).pipe(
     Layer.provideMerge(Layer.mergeAll(SetRegistry.Default, SetProviders.Default)),
     Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),
     Layer.provideMerge(Layer.succeed(EmbeddingProvider, provider)),

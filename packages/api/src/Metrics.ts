@@ -4,6 +4,7 @@ import {
   PipelineMetrics,
   type SetReport,
   Status,
+  type StatusReport,
   WorkerStatus
 } from "@autoembed/core"
 import { Effect, Option } from "effect"
@@ -17,6 +18,7 @@ interface Scrape {
     Readonly<Record<string, Readonly<Record<"embedded" | "pending" | "stale" | "failed", number>>>>
   >
   readonly sets: Option.Option<ReadonlyArray<SetReport>>
+  readonly fleet: Option.Option<Pick<StatusReport, "workers" | "freshness" | "sources">>
 }
 
 const PROVIDER_ERROR_REASONS = ["Transient", "RateLimited", "InvalidInput", "Auth", "ModelNotFound", "BadResponse"]
@@ -173,6 +175,7 @@ export class HttpMetrics {
       }
     })
     this.setGauges()
+    this.fleetMetrics()
     gauge(
       "autoembed_database_up",
       "1 when the last status query reached the database.",
@@ -236,6 +239,51 @@ export class HttpMetrics {
     )
   }
 
+  /**
+   * The fleet as the database sees it, the same from every process (an API without workers too):
+   * live workers, freshness (change to vector, a summary per set key over the last 5 minutes) and
+   * the age of the oldest pending row per source.
+   */
+  private fleetMetrics() {
+    const self = () => Option.getOrUndefined(this.scrape?.fleet ?? Option.none())
+    const registers = [this.registry]
+    new Gauge({
+      name: "autoembed_fleet_workers",
+      help: "Live embedding worker processes on the database (heartbeat in the last 15 s).",
+      registers,
+      collect() {
+        this.set(self()?.workers.length ?? 0)
+      }
+    })
+    new Gauge({
+      name: "autoembed_oldest_pending_seconds",
+      help: "Age of the oldest row waiting for its vector, per source (0 when none waits).",
+      labelNames: ["source"] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const [source, c] of Object.entries(self()?.sources ?? {})) {
+          this.set({ source }, c.oldestPendingSeconds ?? 0)
+        }
+      }
+    })
+    const help =
+      "Seconds from a row's change to its vector being written, per set key, over the last 5 minutes' writes."
+    this.registry.registerMetric({
+      name: "autoembed_freshness_seconds",
+      help,
+      type: "summary",
+      get: async () => {
+        const values = Object.entries(self()?.freshness ?? {}).flatMap(([source, f]) => [
+          ...(f.p50Seconds === null ? [] : [{ labels: { source, quantile: 0.5 }, value: f.p50Seconds }]),
+          ...(f.p95Seconds === null ? [] : [{ labels: { source, quantile: 0.95 }, value: f.p95Seconds }]),
+          { metricName: "autoembed_freshness_seconds_count", labels: { source }, value: f.samples }
+        ])
+        return { name: "autoembed_freshness_seconds", help, type: "summary", values, aggregator: "sum" }
+      }
+    } as unknown as Metric)
+  }
+
   record(method: string, route: string, status: number, seconds: number): void {
     this.requests.inc({ method, route, status: String(status) })
     this.durations.observe(seconds)
@@ -252,7 +300,8 @@ export class HttpMetrics {
         pipeline,
         queue,
         rows: Option.map(status, (s) => s.sources),
-        sets: Option.map(status, (s) => s.sets)
+        sets: Option.map(status, (s) => s.sets),
+        fleet: status
       }
       return yield* Effect.promise(() => this.registry.metrics())
     })

@@ -143,13 +143,29 @@ const renderSources = (sources) => {
   for (const name of Object.keys(sources)) if (!known.includes(name)) select.append(el("option", { value: name }, name))
 }
 
+// Every live worker process on the database (from its heartbeat), not only this one's.
+const fleetText = (workers) =>
+  workers.length === 0
+    ? "no worker is running"
+    : `${workers.length} worker process${workers.length === 1 ? "" : "es"}: ` +
+      workers.map((w) => `${w.host}:${w.pid} (${w.in_flight} in flight${w.paused_for_ms > 0 ? ", paused" : ""})`).join(", ")
+
+// Change-to-vector time over the last 5 minutes' writes, per set key.
+const freshnessText = (freshness) => {
+  const entries = Object.entries(freshness).filter(([, f]) => f.samples > 0)
+  if (entries.length === 0) return "no row written in the last 5 minutes"
+  return entries.map(([key, f]) => `${key}: p50 ${f.p50_seconds} s, p95 ${f.p95_seconds} s (${f.samples} rows)`).join("; ")
+}
+
 const renderQueue = (report) => {
   const q = report.queue
   const rows = [
     ["Workers", q.running ? `running (${q.concurrency} × batches of ${q.batch_size})` : "not in this process"],
     ["Queue depth", `${Math.max(0, q.depth)} / ${q.capacity}`],
     ["In flight", q.in_flight],
-    ["Throughput", `${report.throughput.last_minute_per_second}/s last minute, ${report.throughput.last_5_minutes_per_second}/s last 5 minutes`],
+    ["Fleet", fleetText(report.workers)],
+    ["Throughput", `${report.throughput.last_minute_per_second}/s last minute, ${report.throughput.last_5_minutes_per_second}/s last 5 minutes (all workers)`],
+    ["Freshness", freshnessText(report.freshness)],
     ["Embedded here", `${report.totals.embedded} rows in ${report.totals.batches} batches`],
     ["Database", `${report.database.description}`]
   ]

@@ -7,6 +7,7 @@ import { Extraction } from "./knowledge/Extraction.js"
 import { Readiness } from "./operations/Readiness.js"
 import { Backfill } from "./pipeline/Backfill.js"
 import { EmbeddingQueue } from "./pipeline/EmbeddingQueue.js"
+import { Fleet } from "./pipeline/Fleet.js"
 import { PendingSignal } from "./pipeline/PendingSignal.js"
 import { PipelineMetrics } from "./pipeline/PipelineMetrics.js"
 import { Status } from "./pipeline/Status.js"
@@ -60,6 +61,7 @@ export type AutoEmbedServices =
   | EmbeddingStore
   | PendingSignal
   | PipelineMetrics
+  | Fleet
   | Extraction
   | Backfill
   | Status
@@ -123,7 +125,13 @@ export const layer = (
   const provider = options.provider ?? EmbeddingProviderLive
   // The provider is probed before anything is installed: a model of the wrong size changes nothing.
   const base = Sources.layer.pipe(Layer.provideMerge(provider), Layer.provideMerge(database))
-  const core = Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, QueryCache.Default, VectorIndex.Default)
+  const core = Layer.mergeAll(
+    EmbeddingStore.Default,
+    PipelineMetrics.Default,
+    QueryCache.Default,
+    VectorIndex.Default,
+    Fleet.Default
+  )
     .pipe(
       Layer.provideMerge(Layer.merge(SetRegistry.Default, SetProviders.Default)),
       Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),

@@ -244,7 +244,32 @@ export const StatusResponse = conforms<StatusReport>()(
         last_minute_per_second: Schema.Number,
         last_5_minutes_per_second: Schema.Number,
         series: Schema.Array(Schema.Struct({ at: Schema.String, embedded: Count }))
-      })),
+      })).annotations({ description: "Rows embedded by every worker on the database, per 10 s over 5 minutes" }),
+      workers: Schema.Array(camelKeys(Schema.Struct({
+        worker_id: Schema.String,
+        host: Schema.String,
+        pid: Schema.Int,
+        started_at: Schema.String,
+        heartbeat_at: Schema.String,
+        sets: Schema.Array(Schema.String).annotations({ description: "The set keys it embeds" }),
+        in_flight: Count,
+        queue_depth: Count,
+        embedded: Count.annotations({ description: "Rows it embedded since it started" }),
+        last_batch_at: Schema.NullOr(Schema.String),
+        paused_for_ms: Schema.Number,
+        last_error: Schema.NullOr(Schema.String)
+      }))).annotations({ description: "Live worker processes on the database (heartbeat in the last 15 s)" }),
+      freshness: Schema.Record({
+        key: Schema.String,
+        value: camelKeys(Schema.Struct({
+          p50_seconds: Schema.NullOr(Schema.Number),
+          p95_seconds: Schema.NullOr(Schema.Number),
+          samples: Count
+        }))
+      }).annotations({
+        description:
+          "Per set key: seconds from a row's change to its vector, over the rows written in the last 5 minutes"
+      }),
       totals: camelKeys(Schema.Struct({
         embedded: Count,
         failed: Count,

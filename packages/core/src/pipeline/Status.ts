@@ -7,6 +7,7 @@ import { type Source, Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
 import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
 import { type IndexInfo, VectorIndex } from "../storage/VectorIndex.js"
+import { Fleet, type FleetThroughput, type FleetWorker, type Freshness } from "./Fleet.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { WorkerStatus } from "./WorkerStatus.js"
 
@@ -54,11 +55,12 @@ export interface StatusReport {
      */
     readonly listening: boolean
   }
-  readonly throughput: {
-    readonly lastMinutePerSecond: number
-    readonly last5MinutesPerSecond: number
-    readonly series: ReadonlyArray<{ readonly at: string; readonly embedded: number }>
-  }
+  /** Rows embedded by every worker on the database (read from the bookkeeping, not this process). */
+  readonly throughput: FleetThroughput
+  /** The live worker processes on the database, from their heartbeats. */
+  readonly workers: ReadonlyArray<FleetWorker>
+  /** Per set key: seconds from a row's change to its vector, over the last 5 minutes' writes. */
+  readonly freshness: Readonly<Record<string, Freshness>>
   readonly totals: {
     readonly embedded: number
     readonly failed: number
@@ -169,6 +171,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
     const vectorIndex = yield* VectorIndex
     const workers = yield* WorkerStatus
     const embeddingSets = yield* EmbeddingSets
+    const fleet = yield* Fleet
     const modelKey = store.model
 
     const report = Effect.fn("Status.report")(function*() {
@@ -177,12 +180,13 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       const stats = yield* workers.stats
       const snapshot = yield* metrics.snapshot
       const errors = yield* store.recentErrors(5)
-      const series = snapshot.throughput
-      const sum = (n: number) => series.slice(-n).reduce((a, s) => a + s.embedded, 0)
+      const [throughput, live, freshness] = yield* Effect.all([fleet.throughput, fleet.workers, fleet.freshness])
       const sets = yield* embeddingSets.list()
       const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
       notes.push(...setNotes(sets))
-      if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")
+      if (Option.isNone(stats) && live.length === 0) {
+        notes.push("no embedding workers are running on this database (pnpm cli worker runs them)")
+      }
       const st = Option.getOrUndefined(stats)
       if (st !== undefined && !st.listening) {
         notes.push(
@@ -205,11 +209,9 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           lastError: st?.lastError ?? null,
           listening: st?.listening ?? false
         },
-        throughput: {
-          lastMinutePerSecond: Math.round((sum(6) / 60) * 100) / 100,
-          last5MinutesPerSecond: Math.round((sum(30) / 300) * 100) / 100,
-          series: series.slice(-30)
-        },
+        throughput,
+        workers: live,
+        freshness,
         totals: {
           embedded: snapshot.embedded,
           failed: snapshot.failed,

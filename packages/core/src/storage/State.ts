@@ -18,6 +18,8 @@ export const stateTables = (sql: SqlClient.SqlClient, schema: string) => ({
   enqueue: sql(`${schema}.enqueue`),
   /** Embedding sets: every model a source is embedded with, and which one search uses. */
   sets: sql(`${schema}.sets`),
+  /** One heartbeat row per live worker process. */
+  workers: sql(`${schema}.workers`),
   /** BM25's corpus statistics: documents and total length per source, document frequency per lexeme. */
   bm25Stats: sql(`${schema}.bm25_stats`),
   bm25Terms: sql(`${schema}.bm25_terms`),

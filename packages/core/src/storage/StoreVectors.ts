@@ -56,14 +56,18 @@ export const makeStoreVectors = (ctx: StoreContext) => {
       }))
     }).pipe(retried("loadTexts"))
 
-  /** Records what the written rows were embedded from, in the same statement as the vectors. */
+  /**
+   * Records what the written rows were embedded from, in the same statement as the vectors, and
+   * when their change was queued (the queue row is still there: completion comes after): freshness.
+   */
   const recordRows = (source: Source, written: Fragment) =>
     sql<{ row_id: string }>`
     WITH ${written}
-    INSERT INTO ${st.rows} AS s (source, row_id, model, hash, tsv, embedded_at)
-    SELECT ${source.name}, w.ae_row, ${modelOf(source)}, w.ae_hash, w.ae_tsv, now() FROM w
+    INSERT INTO ${st.rows} AS s (source, row_id, model, hash, tsv, embedded_at, changed_at)
+    SELECT ${source.name}, w.ae_row, ${modelOf(source)}, w.ae_hash, w.ae_tsv, now(), q.enqueued_at
+    FROM w LEFT JOIN ${st.queue} q ON q.source = ${source.name} AND q.row_id = w.ae_row
     ON CONFLICT (source, row_id) DO UPDATE SET model = EXCLUDED.model, hash = EXCLUDED.hash, tsv = EXCLUDED.tsv,
-      embedded_at = EXCLUDED.embedded_at
+      embedded_at = EXCLUDED.embedded_at, changed_at = EXCLUDED.changed_at
     RETURNING s.row_id`
 
   /**
