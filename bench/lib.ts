@@ -16,6 +16,7 @@ import {
   makeLocalProvider,
   PendingSignal,
   PipelineMetrics,
+  ProviderCircuit,
   SetProviders,
   SetRegistry,
   type Source,
@@ -150,7 +151,13 @@ export const storeLayer = (
     ? ActiveModel.fixed(provider)
     : ActiveModel.Default
   const embedder = typeof provider === "string" ? makeLocalProvider(config.dimensions ?? 1024) : provider
-  return Layer.mergeAll(EmbeddingStore.Default, PipelineMetrics.Default, Extraction.Default, Fleet.Default).pipe(
+  return Layer.mergeAll(
+    EmbeddingStore.Default,
+    PipelineMetrics.Default,
+    Extraction.Default,
+    Fleet.Default,
+    ProviderCircuit.Default
+  ).pipe(
     Layer.provideMerge(Layer.mergeAll(PendingSignal.Default, SetRegistry.Default, SetProviders.Default)),
     Layer.provideMerge(model),
     Layer.provideMerge(Layer.succeed(EmbeddingProvider, embedder)),

@@ -7,6 +7,7 @@ import { EmbeddingQueue } from "../../packages/core/src/pipeline/EmbeddingQueue.
 import { Fleet } from "../../packages/core/src/pipeline/Fleet.js"
 import { PendingSignal } from "../../packages/core/src/pipeline/PendingSignal.js"
 import { PipelineMetrics } from "../../packages/core/src/pipeline/PipelineMetrics.js"
+import { ProviderCircuit } from "../../packages/core/src/pipeline/ProviderCircuit.js"
 import { EmbeddingProvider, type EmbeddingProviderShape } from "../../packages/core/src/providers/EmbeddingProvider.js"
 import { makeLocalProvider } from "../../packages/core/src/providers/LocalProvider.js"
 import { SetProviders } from "../../packages/core/src/sets/SetProviders.js"
@@ -36,7 +37,8 @@ export const storeLayer = (
     PipelineMetrics.Default,
     Extraction.Default,
     VectorIndex.Default,
-    Fleet.Default
+    Fleet.Default,
+    ProviderCircuit.Default
   ).pipe(
     Layer.provideMerge(Layer.mergeAll(SetRegistry.Default, SetProviders.Default)),
     Layer.provideMerge(Layer.merge(PendingSignal.Default, ActiveModel.Default)),

@@ -18,7 +18,7 @@ interface Scrape {
     Readonly<Record<string, Readonly<Record<"embedded" | "pending" | "stale" | "failed", number>>>>
   >
   readonly sets: Option.Option<ReadonlyArray<SetReport>>
-  readonly fleet: Option.Option<Pick<StatusReport, "workers" | "freshness" | "sources">>
+  readonly fleet: Option.Option<Pick<StatusReport, "workers" | "freshness" | "sources" | "circuits">>
 }
 
 const PROVIDER_ERROR_REASONS = ["Transient", "RateLimited", "InvalidInput", "Auth", "ModelNotFound", "BadResponse"]
@@ -253,6 +253,16 @@ export class HttpMetrics {
       registers,
       collect() {
         this.set(self()?.workers.length ?? 0)
+      }
+    })
+    new Gauge({
+      name: "autoembed_provider_circuit_open",
+      help: "1 per model whose circuit is open (no worker calls it until a probe succeeds).",
+      labelNames: ["model"] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const c of self()?.circuits ?? []) this.set({ model: c.model }, 1)
       }
     })
     new Gauge({

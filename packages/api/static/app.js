@@ -166,6 +166,7 @@ const renderQueue = (report) => {
     ["Fleet", fleetText(report.workers)],
     ["Throughput", `${report.throughput.last_minute_per_second}/s last minute, ${report.throughput.last_5_minutes_per_second}/s last 5 minutes (all workers)`],
     ["Freshness", freshnessText(report.freshness)],
+    ...report.circuits.map((c) => ["Circuit open", `${c.model} since ${new Date(c.opened_at).toLocaleTimeString()}: ${c.last_error} (next probe ${new Date(c.probe_at).toLocaleTimeString()})`]),
     ["Embedded here", `${report.totals.embedded} rows in ${report.totals.batches} batches`],
     ["Database", `${report.database.description}`]
   ]

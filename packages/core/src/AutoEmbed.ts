@@ -10,6 +10,7 @@ import { EmbeddingQueue } from "./pipeline/EmbeddingQueue.js"
 import { Fleet } from "./pipeline/Fleet.js"
 import { PendingSignal } from "./pipeline/PendingSignal.js"
 import { PipelineMetrics } from "./pipeline/PipelineMetrics.js"
+import { ProviderCircuit } from "./pipeline/ProviderCircuit.js"
 import { Status } from "./pipeline/Status.js"
 import { WorkerStatus } from "./pipeline/WorkerStatus.js"
 import type { DimensionMismatch, EmbeddingProvider, ProviderStartupError } from "./providers/EmbeddingProvider.js"
@@ -62,6 +63,7 @@ export type AutoEmbedServices =
   | PendingSignal
   | PipelineMetrics
   | Fleet
+  | ProviderCircuit
   | Extraction
   | Backfill
   | Status
@@ -130,7 +132,8 @@ export const layer = (
     PipelineMetrics.Default,
     QueryCache.Default,
     VectorIndex.Default,
-    Fleet.Default
+    Fleet.Default,
+    ProviderCircuit.Default
   )
     .pipe(
       Layer.provideMerge(Layer.merge(SetRegistry.Default, SetProviders.Default)),

@@ -270,6 +270,15 @@ export const StatusResponse = conforms<StatusReport>()(
         description:
           "Per set key: seconds from a row's change to its vector, over the rows written in the last 5 minutes"
       }),
+      circuits: Schema.Array(camelKeys(Schema.Struct({
+        model: Schema.String,
+        opened_at: Schema.String,
+        probe_at: Schema.String.annotations({ description: "When one worker next probes the model" }),
+        last_error: Schema.String
+      }))).annotations({
+        description:
+          "Models whose circuit is open (a bad key, an unknown model): no worker calls them until a probe succeeds"
+      }),
       totals: camelKeys(Schema.Struct({
         embedded: Count,
         failed: Count,

@@ -41,6 +41,8 @@ export interface AutoEmbedConfigShape {
   readonly retries: number
   readonly retryBaseMs: number
   readonly retryMaxMs: number
+  /** How long a provider's circuit stays open after a bad key or unknown model before one probe tries it. */
+  readonly breakerMs: number
   /** How long a claim holds a row before another worker may take it. */
   readonly leaseSeconds: number
   /** How often the sweeper looks for pending rows nobody has queued. */
@@ -176,6 +178,7 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   retries: nonNegativeInt("AUTOEMBED_RETRIES", 6),
   retryBaseMs: positiveInt("AUTOEMBED_RETRY_BASE_MS", 200),
   retryMaxMs: positiveInt("AUTOEMBED_RETRY_MAX_MS", 30_000),
+  breakerMs: positiveInt("AUTOEMBED_BREAKER_MS", 30_000),
   leaseSeconds: positiveInt("AUTOEMBED_LEASE_SECONDS", 120),
   sweepIntervalMs: positiveInt("AUTOEMBED_SWEEP_INTERVAL_MS", 10_000),
   pollIntervalMs: positiveInt("AUTOEMBED_POLL_INTERVAL_MS", 1000, 600_000),

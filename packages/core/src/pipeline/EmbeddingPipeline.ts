@@ -28,10 +28,9 @@ import { type ClaimedItem, EmbeddingStore, type LoadedRow } from "../storage/Emb
 import { outageSchedule, sqlReason } from "../storage/SqlFailure.js"
 import { PendingSignal } from "./PendingSignal.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
+import { ProviderCircuit } from "./ProviderCircuit.js"
 import { providerRetrySchedule } from "./RetryPolicy.js"
 
-/** How long the queue pauses after an error that affects every request (bad key, unknown model). */
-const SYSTEMIC_PAUSE_MS = 30_000
 /** Rows a sweep adopts or queues per source and statement before it looks again. */
 const SWEEP_PAGE = 1000
 const ADOPT_EVERY_SWEEPS = 10
@@ -95,7 +94,8 @@ const pipelineServices = Effect.all({
   signal: PendingSignal,
   metrics: PipelineMetrics,
   database: Database,
-  registry: SetRegistry
+  registry: SetRegistry,
+  circuit: ProviderCircuit
 })
 type PipelineServices = Effect.Effect.Success<typeof pipelineServices>
 
@@ -322,6 +322,36 @@ const writeEmbedded = (
     outcome.embedded += done.length
   })
 
+/**
+ * Whether a group may call its model now (see `ProviderCircuit`). While the circuit is open the rows
+ * go back without spending an attempt (and the configured set's claiming pauses); the worker that
+ * wins the probe sends one text first, and only a success closes the circuit for everyone.
+ */
+const passCircuit = (
+  run: Run,
+  source: Source,
+  provider: EmbeddingProviderShape,
+  model: string,
+  items: ReadonlyArray<ClaimedItem>
+) =>
+  Effect.gen(function*() {
+    const gate = yield* run.circuit.gate(model)
+    if (gate._tag === "Closed") return true
+    if (gate._tag === "Probe") {
+      const probe = yield* Effect.either(provider.embed(["autoembed probe"], "document"))
+      if (Either.isRight(probe)) {
+        yield* Effect.logInfo(`autoembed: the provider for ${model} answers again; its circuit is closed`)
+        yield* run.circuit.close(model)
+        return true
+      }
+      if (isSystemic(probe.left)) yield* run.circuit.trip(model, describe(probe.left))
+    }
+    const waitMs = gate._tag === "Open" ? gate.retryInMs : run.config.breakerMs
+    if (source.set === undefined) yield* run.pause(waitMs)
+    yield* run.store.release(items, { delayMs: waitMs, countAttempt: false })
+    return false
+  })
+
 /** Embeds a group of rows; a permanent failure of a group of several is split in two. */
 const embedPairs = (
   run: Run,
@@ -333,6 +363,8 @@ const embedPairs = (
   Effect.gen(function*() {
     const { config, metrics, store } = run
     if (pairs.length === 0) return
+    const model = source.set?.modelKey ?? run.model
+    if (!(yield* passCircuit(run, source, provider, model, pairs.map((p) => p.item)))) return
     const result = yield* run.providerPermits.withPermits(1)(
       provider.embed(pairs.map((p) => p.row.text), "document").pipe(
         Effect.tapError((e) => metrics.recordProviderError(e.reason)),
@@ -351,10 +383,11 @@ const embedPairs = (
       return
     }
     if (isSystemic(e)) {
-      yield* Effect.logError(`autoembed: ${e.message}`)
+      yield* Effect.logError(`autoembed: ${e.message}; the circuit for ${model} is open for every worker`)
+      yield* run.circuit.trip(model, describe(e))
       // The configured provider failing stops all claiming; another set's only delays that set's rows.
-      if (source.set === undefined) yield* run.pause(SYSTEMIC_PAUSE_MS)
-      yield* store.release(items, { delayMs: SYSTEMIC_PAUSE_MS, error: describe(e), countAttempt: false })
+      if (source.set === undefined) yield* run.pause(config.breakerMs)
+      yield* store.release(items, { delayMs: config.breakerMs, error: describe(e), countAttempt: false })
       return
     }
     if (pairs.length > 1) {
@@ -426,7 +459,7 @@ const processBatch = (run: Run, batch: ReadonlyArray<ClaimedItem>) =>
           Effect.catchTag("ProviderStartupError", (e) =>
             Effect.logError(`autoembed: set ${source.set?.name ?? name}: ${e.message}`).pipe(
               Effect.zipRight(
-                store.release(items, { delayMs: SYSTEMIC_PAUSE_MS, error: e.message, countAttempt: false })
+                store.release(items, { delayMs: run.config.breakerMs, error: e.message, countAttempt: false })
               )
             ))
         )

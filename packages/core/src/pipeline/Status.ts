@@ -9,6 +9,7 @@ import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
 import { type IndexInfo, VectorIndex } from "../storage/VectorIndex.js"
 import { Fleet, type FleetThroughput, type FleetWorker, type Freshness } from "./Fleet.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
+import { type OpenCircuit, ProviderCircuit } from "./ProviderCircuit.js"
 import { WorkerStatus } from "./WorkerStatus.js"
 
 export interface IndexState {
@@ -61,6 +62,8 @@ export interface StatusReport {
   readonly workers: ReadonlyArray<FleetWorker>
   /** Per set key: seconds from a row's change to its vector, over the last 5 minutes' writes. */
   readonly freshness: Readonly<Record<string, Freshness>>
+  /** Models whose circuit is open: no worker calls them until the next probe. */
+  readonly circuits: ReadonlyArray<OpenCircuit>
   readonly totals: {
     readonly embedded: number
     readonly failed: number
@@ -172,6 +175,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
     const workers = yield* WorkerStatus
     const embeddingSets = yield* EmbeddingSets
     const fleet = yield* Fleet
+    const circuit = yield* ProviderCircuit
     const modelKey = store.model
 
     const report = Effect.fn("Status.report")(function*() {
@@ -180,10 +184,21 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       const stats = yield* workers.stats
       const snapshot = yield* metrics.snapshot
       const errors = yield* store.recentErrors(5)
-      const [throughput, live, freshness] = yield* Effect.all([fleet.throughput, fleet.workers, fleet.freshness])
+      const [throughput, live, freshness, circuits] = yield* Effect.all([
+        fleet.throughput,
+        fleet.workers,
+        fleet.freshness,
+        circuit.open
+      ])
       const sets = yield* embeddingSets.list()
       const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
       notes.push(...setNotes(sets))
+      for (const c of circuits) {
+        notes.push(
+          `the provider circuit for ${c.model} is open since ${c.openedAt} (${c.lastError}); ` +
+            `no worker calls it until one probe at ${c.probeAt} succeeds`
+        )
+      }
       if (Option.isNone(stats) && live.length === 0) {
         notes.push("no embedding workers are running on this database (pnpm cli worker runs them)")
       }
@@ -212,6 +227,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
         throughput,
         workers: live,
         freshness,
+        circuits,
         totals: {
           embedded: snapshot.embedded,
           failed: snapshot.failed,

@@ -18,6 +18,8 @@ export const stateTables = (sql: SqlClient.SqlClient, schema: string) => ({
   enqueue: sql(`${schema}.enqueue`),
   /** Embedding sets: every model a source is embedded with, and which one search uses. */
   sets: sql(`${schema}.sets`),
+  /** The provider circuit breaker, per model key, shared by every worker. */
+  circuits: sql(`${schema}.circuits`),
   /** One heartbeat row per live worker process. */
   workers: sql(`${schema}.workers`),
   /** BM25's corpus statistics: documents and total length per source, document frequency per lexeme. */
