@@ -21,7 +21,8 @@
  * set's plain bulk backfill from an empty store (`Backfill.run({ entityTypes, set: <configured>,
  * bulk: "on" })`: queue, embed, write without the index, build it). Each run is a fresh scratch
  * database; the arm order alternates between runs (run 1 plain first, run 2 set first, ...), so
- * cache warmth and a growing database favour neither. Set B has the configured set's dimensions
+ * cache warmth and a growing database favour neither. Between the arms the database is vacuumed
+ * and analysed (untimed), as autovacuum would be (it is off on this server). Set B has the configured set's dimensions
  * by default (same vectors, same graph to build); `--b-dims 768` measures another size.
  *
  * Figure 2: in the last run's database, with the configured set complete and active (set B
@@ -29,11 +30,20 @@
  * while `pnpm cli sets add messages --provider local ... --wait` builds a shadow set in its own
  * process (as an operator would run it beside the API), then an idle pass again. The query
  * vectors are cached after a warm-up pass, so the times are the database's (and this process's).
+ * Searches are paced, one every --search-interval-ms (100: 10 a second, an API's steady traffic;
+ * back to back, one client would itself take a core of this 2-core machine from the build).
  * Searches are tagged with what the shadow build was doing (CLI start-up, embedding, index
  * build, watched in pg_stat_progress_create_index); "during" = embedding + index build.
  *
  *   pnpm bench sets [--rows 100000] [--runs 2] [--dims 1024] [--b-dims 1024] [--queries 200]
- *                   [--search on|off]
+ *                   [--search on|off] [--search-interval-ms 100]
+ *                   [--log-statements] [--rebuilds 0]
+ *
+ * `--log-statements` (diagnosis): every statement of the scratch databases goes to the server's log
+ * with its duration (log_min_duration_statement = 0 on those databases only), to see where an
+ * arm's time goes. `--rebuilds N` (diagnosis): after both arms, builds each set's HNSW index again
+ * N times beside the real one, alternating (B, A, B, A, ...), with VectorIndex.build's settings: the
+ * index build alone, same database, same vectors.
  */
 import {
   AutoEmbed,
@@ -44,9 +54,11 @@ import {
   LocalProviderLive,
   Search,
   SearchRequest,
+  SetRegistry,
   VectorIndex
 } from "@autoembed/core"
-import { Effect, Layer, Option, Redacted, Schema } from "effect"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -68,6 +80,7 @@ import {
   repoRoot,
   rng,
   runIfMain,
+  serverUrl,
   summarize,
   writeResult
 } from "./lib.js"
@@ -157,6 +170,31 @@ const seed = async (url: string, rows: number, dims: number) => {
   }
 }
 
+/** Diagnosis: the server logs every statement of this database with its duration. */
+const logEveryStatement = async (database: string) => {
+  const client = new pg.Client({ connectionString: serverUrl() })
+  await client.connect()
+  try {
+    await client.query(`ALTER DATABASE ${database} SET log_min_duration_statement = 0`)
+    // Not the parameters: a batch's vectors would write megabytes of hex into the log.
+    await client.query(`ALTER DATABASE ${database} SET log_parameter_max_length = 0`)
+  } finally {
+    await client.end()
+  }
+  note(`logging every statement of ${database} with its duration in the server's log`)
+}
+
+const sqlDrop = (schema: string, name: string) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP INDEX IF EXISTS ${sql(`${schema}.${name}`)}`)
+
+/**
+ * What autovacuum does within a minute of a bulk load, done at once between the arms (untimed):
+ * this server runs with autovacuum off, so without it the second arm of a run would claim from a
+ * queue full of the first arm's dead rows, and search would plan its join on autoembed.rows with
+ * no statistics (an estimate of 3 rows: a nested loop over a materialised scan, ~0.8 s a query).
+ */
+const vacuum = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`VACUUM ANALYZE`)
+
 const layerFor = (url: string, dims: number) =>
   AutoEmbed.layer({
     env: false,
@@ -184,6 +222,9 @@ const queryTexts = (n: number) => {
 // Figure 1: the two arms
 
 interface Arm {
+  /** Wall-clock start and end (to find the arm's statements in the server's log). */
+  readonly startedAt: string
+  readonly endedAt: string
   readonly seconds: number
   /** From the start until the backfill began embedding (queueing: `add`'s insert, discover). */
   readonly queueSeconds: number
@@ -216,6 +257,7 @@ const phaseClock = (t0: bigint) => {
 const plainArm = (configured: string, rows: number) =>
   Effect.gen(function*() {
     const backfill = yield* Backfill
+    const startedAt = new Date().toISOString()
     const t0 = now()
     const clock = phaseClock(t0)
     const job = yield* backfill.run({ entityTypes: [SOURCE], set: configured, bulk: "on" }, clock.onProgress)
@@ -225,7 +267,13 @@ const plainArm = (configured: string, rows: number) =>
     }
     const index = yield* (yield* EmbeddingSets).get(SOURCE, configured)
     if (!index.index.exists || !index.index.valid) throw new Error("the configured set's index was not rebuilt")
-    const arm: Arm = { seconds, ...clock.split(seconds), embedded: job.succeeded }
+    const arm: Arm = {
+      startedAt,
+      endedAt: new Date().toISOString(),
+      seconds,
+      ...clock.split(seconds),
+      embedded: job.succeeded
+    }
     return arm
   })
 
@@ -233,6 +281,7 @@ const plainArm = (configured: string, rows: number) =>
 const setArm = (name: string, dims: number, rows: number) =>
   Effect.gen(function*() {
     const sets = yield* EmbeddingSets
+    const startedAt = new Date().toISOString()
     const t0 = now()
     const { report, target } = yield* sets.add({
       source: SOURCE,
@@ -258,6 +307,8 @@ const setArm = (name: string, dims: number, rows: number) =>
       throw new Error(`set ${name} is not complete: ${JSON.stringify(done)}`)
     }
     const arm: Arm & { addSeconds: number } = {
+      startedAt,
+      endedAt: new Date().toISOString(),
       seconds,
       addSeconds,
       ...clock.split(seconds, addSeconds),
@@ -271,7 +322,13 @@ const setArm = (name: string, dims: number, rows: number) =>
 
 type Phase = "idle-before" | "startup" | "embedding" | "indexing" | "idle-after"
 
-const shadowBuildWithSearches = (url: string, dims: number, queries: ReadonlyArray<string>, rows: number) =>
+const shadowBuildWithSearches = (
+  url: string,
+  dims: number,
+  queries: ReadonlyArray<string>,
+  rows: number,
+  interval: number
+) =>
   Effect.gen(function*() {
     const search = yield* Search
     const requests = queries.map((q) =>
@@ -292,7 +349,11 @@ const shadowBuildWithSearches = (url: string, dims: number, queries: ReadonlyArr
         const ms = elapsedMs(t)
         if (answer.results.length === 0) throw new Error(`no results for "${queries[i % queries.length]}"`)
         model.add(answer.model)
-        if (phase !== undefined) times[phase].push(ms)
+        if (phase !== undefined) {
+          times[phase].push(ms)
+          // Paced like an API's traffic: one search every `interval` ms, not back to back.
+          yield* Effect.sleep(Duration.millis(Math.max(0, interval - ms)))
+        }
       })
     // Warm-up: every query vector into the query cache, the index into memory.
     for (let i = 0; i < requests.length; i++) yield* one(i, undefined)
@@ -403,6 +464,9 @@ export const main = async (args: ReadonlyArray<string> = []) => {
   const bDims = numberFlag(args, "b-dims", dims)
   const nQueries = numberFlag(args, "queries", 200)
   const withSearch = flagValue(args, "search", "on") !== "off"
+  const logStatements = args.includes("--log-statements")
+  const interval = numberFlag(args, "search-interval-ms", 100)
+  const rebuilds = numberFlag(args, "rebuilds", 0)
   const started = Date.now()
   console.log(
     `sets: ${fmt(rows, 0)} rows of a declared source (a user's messages table), Local provider, ` +
@@ -416,11 +480,13 @@ export const main = async (args: ReadonlyArray<string> = []) => {
     plain: Arm
     set: Arm & { addSeconds: number }
     ratio: number
+    rebuilt: Record<string, Array<number>>
   }> = []
   let search: Effect.Effect.Success<ReturnType<typeof shadowBuildWithSearches>> | undefined
   for (let run = 1; run <= runs; run++) {
     const scratch = await createScratchDatabase("sets")
     try {
+      if (logStatements) await logEveryStatement(scratch.name)
       const t = now()
       await seed(scratch.url, rows, dims)
       note(`run ${run}: seeded ${fmt(rows, 0)} rows in ${fmt(elapsedMs(t) / 1000, 1)} s`)
@@ -437,13 +503,37 @@ export const main = async (args: ReadonlyArray<string> = []) => {
           for (const arm of plainFirst ? ["plain", "set"] : ["set", "plain"]) {
             if (arm === "plain") plain = yield* plainArm(configured, rows)
             else set = yield* setArm(name, bDims, rows)
+            yield* vacuum
+          }
+          const again: Record<string, Array<number>> = { plain: [], set: [] }
+          const index = yield* VectorIndex
+          const targets = {
+            plain: sets.targetOf((yield* (yield* SetRegistry).find(SOURCE, configured)).row),
+            set: sets.targetOf((yield* (yield* SetRegistry).find(SOURCE, name)).row)
+          }
+          for (let k = 0; k < rebuilds; k++) {
+            for (const which of ["set", "plain"] as const) {
+              const target = targets[which]
+              const copy = `${target.index.name.slice(0, 50)}_again`
+              const t = now()
+              yield* index.build(target, { name: copy })
+              again[which].push(elapsedMs(t) / 1000)
+              yield* sqlDrop(target.index.schema, copy)
+            }
+          }
+          if (rebuilds > 0) {
+            note(
+              `run ${run}: index build again, set ${again.set.map((x) => fmt(x, 1)).join(", ")} s; plain ${
+                again.plain.map((x) => fmt(x, 1)).join(", ")
+              } s`
+            )
           }
           let fig2
           if (last && withSearch) {
             yield* sets.drop(SOURCE, name)
-            fig2 = yield* shadowBuildWithSearches(scratch.url, dims, queries, rows)
+            fig2 = yield* shadowBuildWithSearches(scratch.url, dims, queries, rows, interval)
           }
-          return { plain: plain!, set: set!, fig2 }
+          return { plain: plain!, set: set!, fig2, again }
         }).pipe(Effect.provide(context))
       })))
       const r = {
@@ -452,7 +542,8 @@ export const main = async (args: ReadonlyArray<string> = []) => {
         loadavg: Os.loadavg(),
         plain: outcome.plain,
         set: outcome.set,
-        ratio: outcome.set.seconds / outcome.plain.seconds
+        ratio: outcome.set.seconds / outcome.plain.seconds,
+        rebuilt: outcome.again
       }
       results.push(r)
       if (outcome.fig2) search = outcome.fig2
