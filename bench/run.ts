@@ -31,8 +31,8 @@ const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknow
 }
 /**
  * Issue 11's bulk figures (100,000 rows, about 10 minutes), issue 18's sets figures (100,000 rows,
- * four bulk builds and a shadow build, about 12 minutes) and the outage figure run on their own:
- * `pnpm bench bulk`, `pnpm bench sets`, `pnpm bench outage`.
+ * four bulk builds and a shadow build: 22 minutes on this 2-core machine under load) and the outage
+ * figure run on their own: `pnpm bench bulk`, `pnpm bench sets`, `pnpm bench outage`.
  */
 const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search", "text"]
 
