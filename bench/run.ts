@@ -12,6 +12,7 @@ import { main as memory } from "./memory.js"
 import { main as outage } from "./outage.js"
 import { main as pipeline } from "./pipeline.js"
 import { main as search } from "./search.js"
+import { main as sets } from "./sets.js"
 import { main as text } from "./text.js"
 import { main as write } from "./write.js"
 
@@ -25,11 +26,13 @@ const benchmarks: Record<string, (args: ReadonlyArray<string>) => Promise<unknow
   search,
   text,
   bulk,
+  sets,
   outage
 }
 /**
- * Issue 11's bulk figures (100,000 rows, about 10 minutes) and the outage figure run on their own:
- * `pnpm bench bulk`, `pnpm bench outage`.
+ * Issue 11's bulk figures (100,000 rows, about 10 minutes), issue 18's sets figures (100,000 rows,
+ * four bulk builds and a shadow build: 22 minutes on this 2-core machine under load) and the outage
+ * figure run on their own: `pnpm bench bulk`, `pnpm bench sets`, `pnpm bench outage`.
  */
 const defaults = ["hook", "write", "encoding", "pipeline", "memory", "search", "text"]
 

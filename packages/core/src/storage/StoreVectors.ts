@@ -35,7 +35,15 @@ export const makeStoreVectors = (ctx: StoreContext) => {
       return sql`${vectorArrayBinary(vectorOid, vectors)}::vector[]`
     })
 
-  /** Current text of these rows; rows that no longer exist are absent. */
+  /**
+   * Current text of these rows; rows that no longer exist are absent. The bookkeeping is also
+   * matched by `row_id = ANY(ids)` so its scan is a primary-key lookup of the batch's rows whatever
+   * the statistics say: for a new embedding set they were gathered before its key existed, and the
+   * planner, expecting one row under that key, read every row the set had so far (a nested loop
+   * over a materialised scan by source) for every batch: 4 ms a batch became seconds half-way
+   * through a 100,000-row set. A caller's id in another spelling than the queue's (`t.id::text`)
+   * only loses `upToDate`, so the row is embedded again.
+   */
   const loadTexts = (source: Source, rowIds: ReadonlyArray<string>) =>
     Effect.gen(function*() {
       if (rowIds.length === 0) return []
@@ -47,7 +55,8 @@ export const makeStoreVectors = (ctx: StoreContext) => {
           SELECT t.${id(source)}::text AS ae_id, ${text(source)} AS ae_text, ${hasVector(source)} AS ae_has_vector
           FROM ${table(source)} t WHERE t.${id(source)} = ANY(${idArray(source, rowIds)})
         ) x
-        LEFT JOIN ${st.rows} s ON s.source = ${source.name} AND s.row_id = x.ae_id`
+        LEFT JOIN ${st.rows} s ON s.source = ${source.name} AND s.row_id = x.ae_id
+          AND s.row_id = ANY(${rowIds}::text[])`
       return rows.map((r): LoadedRow => ({
         rowId: r.row_id,
         text: r.text ?? "",

@@ -165,7 +165,8 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
             if (name === spec.name && current.exists && !current.valid) yield* dropInvalid
             const [vectors] = yield* sql<{ n: number }>`
               SELECT count(*)::int8 AS n FROM ${indexed} WHERE ${sql(spec.column)} IS NOT NULL`
-            const plan = buildMemoryPlan(Number(vectors?.n ?? 0), config)
+            // The source's own dimensions: a set of another model may be larger than the configured one.
+            const plan = buildMemoryPlan(Number(vectors?.n ?? 0), { ...config, dimensions: source.dimensions })
             if (!plan.fits) {
               yield* Effect.logWarning(
                 `autoembed: ${source.name}: the HNSW graph of ${plan.rows} rows needs about ${plan.neededMb} MB ` +
