@@ -376,7 +376,10 @@ describe(`embedding sets over HTTP, API process without workers, with a token ($
       caught(client.getSet({ params: { source: "messages", set: long } })),
       caught(client.activateSet({ params: { source: "messages", set: long } })),
       caught(client.dropSet({ params: { source: long, set: "x" } })),
-      caught(client.rollbackSet({ params: { source: "nonesuch" } }))
+      caught(client.rollbackSet({ params: { source: "nonesuch" } })),
+      caught(client.activateSet({ params: { source: "nonesuch", set: "messages@local-hash-v1" } })),
+      caught(client.dropSet({ params: { source: "nonesuch", set: "messages@local-hash-v1" } })),
+      caught(client.compareSets({ body: { source: "nonesuch", a: "x", b: "y" } }))
     ])
     for (const e of answers) expect(e).toMatchObject({ status: 404, code: "set_not_found" })
   })

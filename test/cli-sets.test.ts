@@ -368,6 +368,13 @@ describe(`pnpm cli sets (${tier()})`, () => {
       [["sets", "list", "nope"], /Unknown entity type "nope"/],
       [["sets", "activate", "messages", "no-such-set"], /has no embedding set "no-such-set"/],
       [["sets", "activate", "nope", "x"], /Unknown entity type "nope"/],
+      // An unknown source is core's 404 in every step: exit 1 and one line, never a configuration error's 2.
+      [["sets", "rollback", "nope"], /Unknown entity type "nope"/],
+      [["sets", "drop", "nope", "x"], /Unknown entity type "nope"/],
+      [["sets", "compare", "nope", "x", "y"], /Unknown entity type "nope"/],
+      [["sets", "add", "nope", "--provider", "local", "--model", "local-hash-v1"], /Unknown entity type "nope"/],
+      // The model the provider cannot have is named, not the dimensions autoembed does not know of it.
+      [["sets", "add", "messages", "--provider", "local", "--model", "nope"], /^the local provider has one model/],
       [["sets", "drop", "messages", CONFIGURED], /is active/],
       [["sets", "rollback", "atoms"], /no previous set/],
       [["search", "deploy", "--types", "messages", "--set", "no-such-set"], /has no embedding set "no-such-set"/],

@@ -6,6 +6,7 @@ import { makeOllamaProvider } from "../packages/core/src/providers/OllamaProvide
 import { QueryCache } from "../packages/core/src/search/QueryCache.js"
 import { Search, SearchRequest } from "../packages/core/src/search/Search.js"
 import { EmbeddingSets } from "../packages/core/src/sets/EmbeddingSets.js"
+import { type SetError, SetRegistry } from "../packages/core/src/sets/SetRegistry.js"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"
 import { pipelineLayer, waitUntilIdle } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
@@ -97,6 +98,37 @@ describe(`embedding sets (${tier()})`, () => {
           missing: 0,
           dimensions: 32
         })
+      }))
+
+    it.effect("an unknown source fails every lifecycle step with a 404 SetError, not a SourceError", () =>
+      Effect.gen(function*() {
+        const sets = yield* EmbeddingSets
+        const registry = yield* SetRegistry
+        const steps = [
+          sets.list("nonesuch"),
+          sets.get("nonesuch", a),
+          sets.activate("nonesuch", a),
+          sets.rollback("nonesuch"),
+          sets.drop("nonesuch", a),
+          sets.compare({ source: "nonesuch", a, b: a }),
+          sets.add({ source: "nonesuch", provider: "local", model: "local-hash-v1", dimensions: 8 }),
+          registry.find("nonesuch", a),
+          registry.searchTargets(["nonesuch"], a)
+        ]
+        for (const step of steps) {
+          const error = yield* Effect.flip(step as Effect.Effect<unknown, { readonly _tag: string }>)
+          expect(error).toMatchObject({ _tag: "SetError", status: 404 })
+          expect((error as SetError).http.code).toBe("set_not_found")
+        }
+      }))
+
+    it.effect("a model the provider cannot have is named before any question of its dimensions", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          (yield* EmbeddingSets).add({ source: "messages", provider: "local", model: "nope" })
+        )
+        expect(error).toMatchObject({ _tag: "SetError", status: 400 })
+        expect(error.message).toBe("the local provider has one model, local-hash-v1, not nope")
       }))
 
     it.effect("while B backfills, every search on the active set A answers with results", () =>

@@ -7,7 +7,6 @@ import {
   EXIT_CODES,
   type SetReport,
   type Source,
-  SourceError,
   VectorIndex
 } from "@autoembed/core"
 import { Args, Command, Options } from "@effect/cli"
@@ -28,15 +27,11 @@ const source = Args.text({ name: "source" }).pipe(Args.withDescription("A declar
 const setArg = (name: string, description: string) => Args.text({ name }).pipe(Args.withDescription(description))
 
 /**
- * Runs a sets command on the services, without background workers. An unknown source name is a
- * usage mistake here (exit 1), not a broken configuration (SourceError's 2): the catch sits inside
- * the layer, so a source the configuration cannot resolve at start-up still exits 2.
+ * Runs a sets command on the services, without background workers. Core answers an unknown source
+ * with a SetError (404, exit 1); a source the configuration cannot resolve at start-up still exits 2.
  */
 const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  effect.pipe(
-    Effect.mapError((e) => (e instanceof SourceError ? usage(e.message) : e)),
-    Effect.provide(AutoEmbed.layer({ workers: false }))
-  )
+  Effect.provide(effect, AutoEmbed.layer({ workers: false }))
 
 const sizes = (r: SetReport) => `${formatBytes(r.storageBytes)} of vectors, index ${formatBytes(r.index.sizeBytes)}`
 

@@ -3,7 +3,7 @@ import { Effect, Either, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { formatIssues } from "../config/SourceConfig.js"
 import { profileFor } from "../providers/ModelProfiles.js"
-import { makeProviderFor, type ProviderSpec } from "../providers/ProviderSpec.js"
+import { makeProviderFor, type ProviderSpec, specProblem } from "../providers/ProviderSpec.js"
 import { ensureIndexes, installSource, removeSetObjects } from "../sources/Installer.js"
 import { describeTable, type Source } from "../sources/SourceCatalog.js"
 import { indexSettingsOf, Sources } from "../sources/Sources.js"
@@ -132,6 +132,9 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
     /** The spec of a new set, with its dimensions, and a probe of the provider with it. */
     const specOf = (request: AddSetRequest) =>
       Effect.gen(function*() {
+        // The provider and model first: a model the provider cannot have makes its size moot.
+        const problem = specProblem(request, config)
+        if (problem !== undefined) return yield* invalid(problem)
         const dimensions = request.dimensions ?? profileFor(request.provider, request.model).nativeDimensions
         if (dimensions === undefined) {
           return yield* invalid(
