@@ -190,7 +190,12 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(sampled.body.overlapAt10).toBeGreaterThanOrEqual(0)
     expect(sampled.body.overlapAt10).toBeLessThanOrEqual(1)
     expect(sampled.body.a).toMatchObject({ name: "messages@local-hash-v1", dimensions: 256, embedded: 8, total: 8 })
-    expect(sampled.body.b).toMatchObject({ name: second, model: "openai/text-embedding-3-small", dimensions: 64 })
+    expect(sampled.body.b).toMatchObject({
+      name: second,
+      provider: "openai",
+      model: "text-embedding-3-small",
+      dimensions: 64
+    })
     expect(sampled.body.b.indexBytes).toBeGreaterThan(0)
     expect(sampled.body.a.ndcgAt10).toBeUndefined()
 

@@ -317,6 +317,7 @@ describe(`pnpm cli sets (${tier()})`, () => {
         new RegExp(`Comparing ${CONFIGURED} and ${MINILM} of messages over 5 judged queries`)
       )
       expect(judged.stdout).toMatch(/Top-10 overlap: \d+\.\d%/)
+      expect(judged.stdout).toMatch(/Model\s+openai\/text-embedding-3-small\s+ollama\/all-minilm/)
       expect(judged.stdout).toMatch(/Embedded\s+300\/300\s+300\/300/)
       expect(judged.stdout).toMatch(/Latency p50\s+[\d.]+ ms\s+[\d.]+ ms/)
       expect(judged.stdout).toMatch(/nDCG@10\s+[01]\.\d{3}\s+[01]\.\d{3}/)

@@ -178,8 +178,10 @@ describe(`embedding sets (${tier()})`, () => {
         expect(report.querySource).toBe("sampled")
         expect(report.overlapAt10).toBeGreaterThanOrEqual(0)
         expect(report.overlapAt10).toBeLessThanOrEqual(1)
-        expect(report.a).toMatchObject({ name: a, embedded: ROWS, dimensions: 32 })
-        expect(report.b).toMatchObject({ name: b, embedded: ROWS, dimensions: 48 })
+        // Provider and bare model, as each set's SetReport has them.
+        expect(report.a).toMatchObject({ name: a, provider: "ollama", model: "mxbai-embed-large", embedded: ROWS })
+        expect(report.b).toMatchObject({ name: b, provider: "openai", model: "text-embedding-3-small", dimensions: 48 })
+        expect(report.a.dimensions).toBe(32)
         expect(report.b.indexBytes).toBeGreaterThan(0)
         const judged = yield* (yield* EmbeddingSets).compare({
           source: "messages",

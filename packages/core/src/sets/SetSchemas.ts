@@ -103,8 +103,10 @@ export const CompareRequest = Schema.Struct({
 export type CompareRequest = typeof CompareRequest.Type
 export type CompareInput = typeof CompareRequest.Encoded
 
+/** One set's side of a comparison; `provider` and bare `model` as in its SetReport. */
 export const CompareSide = Schema.Struct({
   name: Schema.String,
+  provider: Schema.String,
   model: Schema.String,
   dimensions: Schema.Number,
   embedded: Schema.Number,
