@@ -271,21 +271,22 @@ describe(`pnpm cli sets (${tier()})`, () => {
   it("compare prints overlap, both sets' counts, latency and sizes; with qrels nDCG@10 and recall@10", async () => {
     const sampled = await cli(["sets", "compare", "messages", CONFIGURED, MINILM, "--sample", "20", "--json"])
     expect(sampled.code, sampled.stderr).toBe(0)
+    // The shape POST /v1/sets/compare answers (snake_case wire names).
     const report = JSON.parse(sampled.stdout)
     expect(report).toMatchObject({
       source: "messages",
       queries: 20,
-      querySource: "sampled",
-      a: { name: CONFIGURED, dimensions: 64, embedded: MESSAGES, total: MESSAGES },
-      b: { name: MINILM, dimensions: 384, embedded: MESSAGES, total: MESSAGES }
+      query_source: "sampled",
+      a: { name: CONFIGURED, provider: "openai", model: "text-embedding-3-small", dimensions: 64, embedded: MESSAGES },
+      b: { name: MINILM, provider: "ollama", model: "all-minilm", dimensions: 384, embedded: MESSAGES, total: MESSAGES }
     })
-    expect(report.overlapAt10).toBeGreaterThanOrEqual(0)
-    expect(report.overlapAt10).toBeLessThanOrEqual(1)
+    expect(report.overlap_at_10).toBeGreaterThanOrEqual(0)
+    expect(report.overlap_at_10).toBeLessThanOrEqual(1)
     for (const side of [report.a, report.b]) {
-      expect(side.latencyP95Ms).toBeGreaterThanOrEqual(side.latencyP50Ms)
-      expect(side.storageBytes).toBeGreaterThan(0)
-      expect(side.indexBytes).toBeGreaterThan(0)
-      expect(side.ndcgAt10).toBeUndefined()
+      expect(side.latency_p95_ms).toBeGreaterThanOrEqual(side.latency_p50_ms)
+      expect(side.storage_bytes).toBeGreaterThan(0)
+      expect(side.index_bytes).toBeGreaterThan(0)
+      expect(side.ndcg_at_10).toBeUndefined()
     }
 
     // BEIR files: message N's text is "cli message number N"; the last query has no judgement.
@@ -326,11 +327,11 @@ describe(`pnpm cli sets (${tier()})`, () => {
         ["sets", "compare", "messages", CONFIGURED, MINILM, "--queries", queries, "--qrels", qrels, "--json"]
       )
       const scored = JSON.parse(asJson.stdout)
-      expect(scored).toMatchObject({ queries: 5, querySource: "given" })
+      expect(scored).toMatchObject({ queries: 5, query_source: "given" })
       // The exact texts were embedded as rows: each set finds its row.
       for (const side of [scored.a, scored.b]) {
-        expect(side.recallAt10).toBeGreaterThan(0.5)
-        expect(side.ndcgAt10).toBeGreaterThan(0.5)
+        expect(side.recall_at_10).toBeGreaterThan(0.5)
+        expect(side.ndcg_at_10).toBeGreaterThan(0.5)
       }
     } finally {
       Fs.rmSync(queries, { force: true })
