@@ -129,7 +129,8 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(ready).toMatchObject({ embedded: MESSAGES.length, missing: 0, stale: 0, failed: 0, progress: 1 })
     expect(ready.index).toMatchObject({ exists: true, valid: true })
     expect(ready.index.sizeBytes).toBeGreaterThan(0)
-    expect(ready.storageBytes).toBeGreaterThan(0)
+    expect(ready.storageBytes).toBe(MESSAGES.length * (4 * 64 + 8))
+    expect(ready.tableBytes).toBeGreaterThan(0)
     // The fake embedded every row for the set, at the set's dimensions.
     const asked = fake.embedRequests("openai")
     expect(asked.every((r) => r.dimensions === 64 && r.model === "text-embedding-3-small")).toBe(true)
@@ -230,7 +231,12 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(names).toEqual([["messages@local-hash-v1", true], [second, false]])
     const raw = await (await fetch(`${server.url}/v1/embeddings/status`)).json() as any
     const wire = raw.sets.find((s: any) => s.name === second)
-    expect(wire).toMatchObject({ base_url: fake.openaiBaseUrl, storage_bytes: expect.any(Number), vector_column: null })
+    expect(wire).toMatchObject({
+      base_url: fake.openaiBaseUrl,
+      storage_bytes: MESSAGES.length * (4 * 64 + 8),
+      table_bytes: expect.any(Number),
+      vector_column: null
+    })
     expect(wire.index).toHaveProperty("size_bytes")
 
     const metrics = String((await client.metrics({})).body)
@@ -241,7 +247,8 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(metrics).toContain(`autoembed_set_rows{${label},state="missing"} 0`)
     expect(metrics).toContain(`autoembed_set_progress{${label}} 1`)
     expect(metrics).toMatch(new RegExp(`autoembed_set_index_bytes\\{${label}\\} [1-9]`))
-    expect(metrics).toMatch(new RegExp(`autoembed_set_storage_bytes\\{${label}\\} [1-9]`))
+    expect(metrics).toContain(`autoembed_set_storage_bytes{${label}} ${MESSAGES.length * (4 * 64 + 8)}`)
+    expect(metrics).toMatch(new RegExp(`autoembed_set_table_bytes\\{${label}\\} [1-9]`))
     expect(metrics).toContain(`autoembed_set_info{${label},provider="openai",model="text-embedding-3-small"`)
     // The existing series are unchanged.
     expect(metrics).toMatch(/autoembed_rows\{source="messages",state="embedded"\} 8/)

@@ -166,7 +166,9 @@ describe(`embedding sets (${tier()})`, () => {
         expect(searches).toBeGreaterThan(3)
         const done = yield* waitComplete(b)
         expect(done).toMatchObject({ embedded: ROWS, phase: "ready", index: { exists: true, valid: true } })
-        expect(done.storageBytes).toBeGreaterThan(ROWS * 48 * 4)
+        // The vector payload (4 bytes a dimension, an 8-byte header), and the table it sits in besides.
+        expect(done.storageBytes).toBe(ROWS * (4 * 48 + 8))
+        expect(done.tableBytes).toBeGreaterThan(done.storageBytes)
         // Every row of B was embedded once, by B's provider.
         expect(fakeB.inputCount("openai")).toBe(ROWS + 1)
       }))
@@ -195,6 +197,34 @@ describe(`embedding sets (${tier()})`, () => {
         })
         expect(judged.a.ndcgAt10).toBeGreaterThan(0)
         expect(judged.b.recallAt10).toBeGreaterThanOrEqual(0)
+      }))
+
+    it.effect("a set in a vector column of the user's table reports its size by the same measure as B's", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const sets = yield* EmbeddingSets
+        yield* sql`ALTER TABLE messages ADD COLUMN alt_embedding vector(48)`
+        const added = yield* sets.add({
+          source: "messages",
+          provider: "local",
+          model: "local-hash-v1",
+          dimensions: 48,
+          vector: "alt_embedding"
+        })
+        const done = yield* waitComplete(added.report.name)
+        const internal = yield* sets.get("messages", b)
+        expect(done).toMatchObject({
+          storage: "column",
+          vectorColumn: "alt_embedding",
+          embedded: ROWS,
+          tableBytes: null
+        })
+        // Same rows, same dimensions: the same figure, wherever the vectors sit.
+        expect(done.storageBytes).toBe(internal.storageBytes)
+        const compared = yield* sets.compare({ source: "messages", a: b, b: added.report.name, sample: 3 })
+        expect(compared.b.storageBytes).toBe(compared.a.storageBytes)
+        yield* sets.drop("messages", added.report.name)
+        yield* sql`ALTER TABLE messages DROP COLUMN alt_embedding`
       }))
 
     it.effect("activating an incomplete set is refused with one line naming the missing rows", () =>

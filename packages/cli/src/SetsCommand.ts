@@ -167,7 +167,9 @@ const drop = Command.make(
       const dropped = yield* sets.drop(o.source, o.set)
       // A set kept in a column of the user's table leaves its vectors there: the table is theirs.
       const gone = report.storage === "internal"
-        ? `its vectors (${formatBytes(report.storageBytes)}), index (${formatBytes(report.index.sizeBytes)}), ` +
+        ? `its vector table (${formatBytes(report.tableBytes ?? 0)}), index (${
+          formatBytes(report.index.sizeBytes)
+        }), ` +
           "triggers and queue are gone"
         : `its index (${formatBytes(report.index.sizeBytes)}), triggers and queue are gone; ` +
           `the vectors in your column ${report.vectorColumn} stay`

@@ -18,7 +18,10 @@ import { SetError, SetRegistry } from "./SetRegistry.js"
 import { defaultSetName, type SetRow, setSource } from "./SetRows.js"
 import { type AddSetInput, AddSetRequest, type CompareInput, CompareRequest, type SetReport } from "./SetSchemas.js"
 
-/** Bytes a stored vector takes (4 per dimension, an 8-byte header): the estimate for a user's column. */
+/**
+ * Bytes one vector takes in pgvector's format (4 per dimension, an 8-byte header): a set's
+ * `storageBytes` is its embedded rows times this, whether they sit in autoembed's table or the user's.
+ */
 const vectorBytes = (dimensions: number) => 4 * dimensions + 8
 
 const invalid = (message: string) => new SetError({ status: 400, message })
@@ -60,9 +63,10 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
         const counts = (yield* store.counts({ withTotal: true }, [target]))[target.name]
         const index = yield* vectorIndex.info(target)
         const indexBytes = index.exists ? yield* sizeOf(`${target.index.schema}.${target.index.name}`) : 0
-        const storageBytes = target.storage.kind === "internal"
+        // The table's own size only where the table is the set's alone; a user's table holds more than vectors.
+        const tableBytes = target.storage.kind === "internal"
           ? Math.max(0, (yield* sizeOf(`${config.stateSchema}.${target.storage.table}`)) - indexBytes)
-          : counts.embedded * vectorBytes(row.dimensions)
+          : null
         const incomplete = counts.missing + counts.stale > 0
         const result: SetReport = {
           source: row.source,
@@ -92,7 +96,8 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
             bulkMark: index.bulkMark,
             sizeBytes: indexBytes
           },
-          storageBytes,
+          storageBytes: counts.embedded * vectorBytes(row.dimensions),
+          tableBytes,
           createdAt: row.createdAt.toISOString(),
           activatedAt: row.activatedAt?.toISOString() ?? null
         }
