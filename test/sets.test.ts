@@ -1,7 +1,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, describe, expect, layer } from "@effect/vitest"
-import { Duration, Effect, Either, Layer, Schema } from "effect"
+import { Duration, Effect, Either, Layer, Schema, Tracer } from "effect"
 import { Backfill } from "../packages/core/src/pipeline/Backfill.js"
+import { Status } from "../packages/core/src/pipeline/Status.js"
+import { WorkerStatus } from "../packages/core/src/pipeline/WorkerStatus.js"
 import { makeOllamaProvider } from "../packages/core/src/providers/OllamaProvider.js"
 import { QueryCache } from "../packages/core/src/search/QueryCache.js"
 import { Search, SearchRequest } from "../packages/core/src/search/Search.js"
@@ -43,7 +45,9 @@ const providerA = makeOllamaProvider({
   dimensions: 32,
   timeoutMs: 10_000
 })
-const setsLayer = Layer.mergeAll(EmbeddingSets.Default, Backfill.Default).pipe(
+const setsLayer = Status.Default.pipe(
+  Layer.provideMerge(WorkerStatus.fromQueue),
+  Layer.provideMerge(Layer.mergeAll(EmbeddingSets.Default, Backfill.Default)),
   Layer.provideMerge(Search.DefaultWithoutDependencies),
   Layer.provideMerge(QueryCache.Default),
   Layer.provideMerge(pipelineLayer({ provider: providerA, overrides: { dimensions: 32, sweepIntervalMs: 300 } }))
@@ -59,6 +63,27 @@ const search = (q: string, options: { set?: string; mode?: "vector" | "hybrid" }
       ...(options.set ? { set: options.set } : {})
     })
     return yield* (yield* Search).search(request)
+  })
+
+/** The SQL statements an effect runs, as @effect/sql's spans record them (their db.query.text). */
+const statementsOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const base = yield* Effect.tracer
+    const statements: Array<string> = []
+    const tracer = Tracer.make({
+      context: base.context,
+      span: (...args) => {
+        const span = base.span(...args)
+        const attribute = span.attribute.bind(span)
+        span.attribute = (key, value) => {
+          if (key === "db.query.text") statements.push(String(value))
+          attribute(key, value)
+        }
+        return span
+      }
+    })
+    const result = yield* Effect.withTracer(effect, tracer)
+    return { result, statements }
   })
 
 /** Polls until the set has no missing or stale row. */
@@ -171,6 +196,25 @@ describe(`embedding sets (${tier()})`, () => {
         expect(done.tableBytes).toBeGreaterThan(done.storageBytes)
         // Every row of B was embedded once, by B's provider.
         expect(fakeB.inputCount("openai")).toBe(ROWS + 1)
+      }))
+
+    it.effect("a status report counts each set once: the configured ones with the sources, the others once", () =>
+      Effect.gen(function*() {
+        const registry = yield* SetRegistry
+        const { result, statements } = yield* statementsOf(Effect.flatMap(Status, (s) => s.report()))
+        const sets = yield* registry.rows
+        expect(sets.length).toBeGreaterThan(result.sets.filter((s) => s.configured).length)
+        // Store counts run one statement per set (this one names stale_model); index state one per call.
+        expect(statements.filter((q) => q.includes("AS stale_model"))).toHaveLength(sets.length)
+        expect(statements.filter((q) => q.includes("FROM pg_index i"))).toHaveLength(2)
+        // The figures of a configured set are the source's own.
+        const configured = result.sets.find((s) => s.name === a)!
+        expect(configured).toMatchObject({
+          total: result.sources.messages.total,
+          embedded: result.sources.messages.embedded,
+          missing: result.sources.messages.missing
+        })
+        expect(result.sets.find((s) => s.name === b)).toMatchObject({ embedded: ROWS, index: { exists: true } })
       }))
 
     it.effect("compare runs the same searches on both sets: overlap and both sets' counts", () =>

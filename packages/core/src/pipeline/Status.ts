@@ -179,7 +179,8 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       const errors = yield* store.recentErrors(5)
       const series = snapshot.throughput
       const sum = (n: number) => series.slice(-n).reduce((a, s) => a + s.embedded, 0)
-      const sets = yield* embeddingSets.list()
+      // The configured sets are the sources counted above: list() counts only the others.
+      const sets = yield* embeddingSets.list(undefined, { counts, indexes })
       const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
       notes.push(...setNotes(sets))
       if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")

@@ -114,8 +114,9 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
 
     const info = (source: Source) => Effect.map(infos([source]), (all) => all[0])
 
-    const describe = Effect.fn("VectorIndex.describe")(function*() {
-      return yield* infos(sources.all)
+    /** The state of the configured sources' indexes, or of these source objects' (an embedding set's). */
+    const describe = Effect.fn("VectorIndex.describe")(function*(of: ReadonlyArray<Source> = sources.all) {
+      return yield* infos(of)
     })
 
     /** Marks the source and drops its index, so a bulk load writes without per-row index maintenance. */
