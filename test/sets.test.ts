@@ -1,6 +1,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, describe, expect, layer } from "@effect/vitest"
 import { Duration, Effect, Either, Layer, Schema, Tracer } from "effect"
+import { AutoEmbedConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
 import { Backfill } from "../packages/core/src/pipeline/Backfill.js"
 import { Status } from "../packages/core/src/pipeline/Status.js"
 import { WorkerStatus } from "../packages/core/src/pipeline/WorkerStatus.js"
@@ -9,6 +10,9 @@ import { QueryCache } from "../packages/core/src/search/QueryCache.js"
 import { Search, SearchRequest } from "../packages/core/src/search/Search.js"
 import { EmbeddingSets } from "../packages/core/src/sets/EmbeddingSets.js"
 import { type SetError, SetRegistry } from "../packages/core/src/sets/SetRegistry.js"
+import { ensureIndexes } from "../packages/core/src/sources/Installer.js"
+import { indexSettingsOf } from "../packages/core/src/sources/Sources.js"
+import { VectorIndex } from "../packages/core/src/storage/VectorIndex.js"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"
 import { pipelineLayer, waitUntilIdle } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
@@ -269,6 +273,29 @@ describe(`embedding sets (${tier()})`, () => {
         expect(compared.b.storageBytes).toBe(compared.a.storageBytes)
         yield* sets.drop("messages", added.report.name)
         yield* sql`ALTER TABLE messages DROP COLUMN alt_embedding`
+      }))
+
+    it.effect("add with bulk marks the set in core: no index until its backfill builds it once, mark cleared", () =>
+      Effect.gen(function*() {
+        const sets = yield* EmbeddingSets
+        const vectorIndex = yield* VectorIndex
+        const added = yield* sets.add(
+          { source: "messages", provider: "local", model: "local-hash-v1", dimensions: 16, name: "messages@bulk" },
+          { bulk: true }
+        )
+        const [marked] = yield* vectorIndex.describe([added.target])
+        expect(marked).toMatchObject({ exists: false, bulkMark: expect.stringMatching(/^bulk_loading since /) })
+        expect(added.report.index).toMatchObject({ exists: false, bulkMark: marked.bulkMark })
+        // What another process's start-up runs: it leaves a marked set's index alone.
+        const config = yield* AutoEmbedConfig
+        yield* ensureIndexes([added.target], config.stateSchema, indexSettingsOf(config), false)
+        expect((yield* vectorIndex.info(added.target)).exists).toBe(false)
+        const job = yield* (yield* Backfill).run({ entityTypes: ["messages"], set: "messages@bulk" })
+        expect(job).toMatchObject({ state: "succeeded", bulkTypes: [added.target.name] })
+        const [built] = yield* vectorIndex.describe([added.target])
+        expect(built).toMatchObject({ exists: true, valid: true, bulkMark: null })
+        expect(yield* waitComplete("messages@bulk")).toMatchObject({ embedded: ROWS })
+        yield* sets.drop("messages", "messages@bulk")
       }))
 
     it.effect("activating an incomplete set is refused with one line naming the missing rows", () =>

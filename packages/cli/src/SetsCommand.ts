@@ -1,5 +1,5 @@
 import { CompareReportBody, DropSetResponse, SetReportBody, SetsResponse } from "@autoembed/api/contract"
-import { AutoEmbedConfig, Backfill, EmbeddingSets, type SetReport, type Source, VectorIndex } from "@autoembed/core"
+import { AutoEmbedConfig, Backfill, EmbeddingSets, type SetReport } from "@autoembed/core"
 import { Args, Command, Options } from "@effect/cli"
 import { Effect, Option } from "effect"
 import { usage } from "./CliExit.js"
@@ -26,7 +26,7 @@ const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide
 const sizes = (r: SetReport) => `${formatBytes(r.storageBytes)} of vectors, index ${formatBytes(r.index.sizeBytes)}`
 
 /** `sets add --wait`: this process backfills the new set and builds its index, then reports it. */
-const backfillSet = (report: SetReport, target: Source, bulk: boolean, asJson: boolean) =>
+const backfillSet = (report: SetReport, bulk: boolean, asJson: boolean) =>
   Effect.gen(function*() {
     // With --json stdout carries only the report: the bar goes to stderr, and only on a terminal.
     const out = asJson ? process.stderr : process.stdout
@@ -34,16 +34,12 @@ const backfillSet = (report: SetReport, target: Source, bulk: boolean, asJson: b
       bar: out.isTTY === true,
       ...(asJson ? {} : { lines: { everyMs: 5000, line: progressBar } })
     })
-    // "on" rather than "auto": the set was added without its index, and only a bulk run builds it.
+    // A set added with `bulk` carries core's bulk mark: this run loads it without the index and
+    // builds that once at its end, even when other workers embedded every row before it began.
     const job = yield* Effect.flatMap(Backfill, (b) =>
       b.run({ entityTypes: [report.source], set: report.name, bulk: bulk ? "on" : "auto" }, progress.onProgress))
     yield* progress.done(job)
     yield* unlessSucceeded(job)
-    // Other workers may have embedded every row before the run began, which then had nothing to load.
-    const index = yield* VectorIndex
-    if (!(yield* index.info(target)).exists) {
-      yield* index.build(target)
-    }
     const sets = yield* EmbeddingSets
     return { job, report: yield* sets.get(report.source, report.name) }
   })
@@ -81,7 +77,7 @@ const add = Command.make(
       // A large source loads without the set's index and builds it once at the end (the bulk path).
       const rows = (yield* sets.list(o.source)).find((s) => s.active)?.total ?? 0
       const bulk = o.wait && rows >= config.bulkThreshold
-      const { report, target } = yield* sets.add({
+      const { report } = yield* sets.add({
         source: o.source,
         provider: o.provider,
         model: o.model,
@@ -96,7 +92,7 @@ const add = Command.make(
           `Added set ${what} to ${r.source}: ${num(r.missing)} rows queued; ` +
           `running workers embed them (pnpm cli worker), \`pnpm cli sets list ${r.source}\` shows progress.`)
       }
-      const done = yield* backfillSet(report, target, bulk, o.json)
+      const done = yield* backfillSet(report, bulk, o.json)
       yield* printResult(o.json, SetReportBody, done.report, (r) =>
         `${setsTable([r], false)}\n\nSet ${what} is ${r.missing + r.stale === 0 ? "complete" : "not complete"} ` +
         `(${sizes(r)}); \`pnpm cli sets activate ${r.source} ${r.name}\` makes search use it.`)

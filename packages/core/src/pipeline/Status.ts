@@ -151,7 +151,12 @@ const setNotes = (sets: ReadonlyArray<SetReport>) =>
           `${s.missing + s.stale} rows to go); search keeps using the active set`
       )
     }
-    if (s.total > 0 && s.embedded > 0 && !(s.index.exists && s.index.valid) && s.index.bulkMark === null) {
+    if (s.index.bulkMark !== null) {
+      notes.push(
+        `${s.source}: set ${s.name} is under a bulk load (${s.index.bulkMark}); search on it scans exactly until ` +
+          `a backfill of it builds its index (\`pnpm cli backfill --type ${s.source}\`)`
+      )
+    } else if (s.total > 0 && s.embedded > 0 && !(s.index.exists && s.index.valid)) {
       notes.push(`${s.source}: set ${s.name} has no valid HNSW index; search on it scans exactly`)
     }
     return notes

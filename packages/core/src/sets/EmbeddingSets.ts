@@ -207,7 +207,8 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
     /**
      * Adds a set beside the source's others: records it, creates its storage and triggers, and
      * queues every row of the source for it, in one transaction (so no row written meanwhile is
-     * missed). Its index is built now unless `bulk` (the caller backfills, then builds it once).
+     * missed). Its index is built now unless `bulk`: then the set is marked as under a bulk load and
+     * the next backfill of it (the caller's) builds the index once, at its end.
      */
     const add = Effect.fn("EmbeddingSets.add")(
       function*(input: AddSetInput, options: { readonly bulk?: boolean } = {}) {
@@ -238,6 +239,9 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
           const row = (yield* registry.rows).find((r) => r.key === key)!
           const target = setSource(base, row, config.stateSchema)
           yield* installSource(target, config.stateSchema)
+          // Bulk: marked in the same commit, so no process's ensureIndexes builds an empty index that
+          // every row would then be inserted into one by one; the caller's backfill builds it once.
+          if (options.bulk) yield* vectorIndex.markBulk(target)
           const { id, table } = sourceSql(sql)
           yield* sql`
           INSERT INTO ${t.queue} (source, row_id)
