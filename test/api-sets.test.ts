@@ -129,7 +129,8 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(ready).toMatchObject({ embedded: MESSAGES.length, missing: 0, stale: 0, failed: 0, progress: 1 })
     expect(ready.index).toMatchObject({ exists: true, valid: true })
     expect(ready.index.sizeBytes).toBeGreaterThan(0)
-    expect(ready.storageBytes).toBeGreaterThan(0)
+    expect(ready.storageBytes).toBe(MESSAGES.length * (4 * 64 + 8))
+    expect(ready.tableBytes).toBeGreaterThan(0)
     // The fake embedded every row for the set, at the set's dimensions.
     const asked = fake.embedRequests("openai")
     expect(asked.every((r) => r.dimensions === 64 && r.model === "text-embedding-3-small")).toBe(true)
@@ -190,7 +191,12 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(sampled.body.overlapAt10).toBeGreaterThanOrEqual(0)
     expect(sampled.body.overlapAt10).toBeLessThanOrEqual(1)
     expect(sampled.body.a).toMatchObject({ name: "messages@local-hash-v1", dimensions: 256, embedded: 8, total: 8 })
-    expect(sampled.body.b).toMatchObject({ name: second, model: "openai/text-embedding-3-small", dimensions: 64 })
+    expect(sampled.body.b).toMatchObject({
+      name: second,
+      provider: "openai",
+      model: "text-embedding-3-small",
+      dimensions: 64
+    })
     expect(sampled.body.b.indexBytes).toBeGreaterThan(0)
     expect(sampled.body.a.ndcgAt10).toBeUndefined()
 
@@ -225,7 +231,12 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(names).toEqual([["messages@local-hash-v1", true], [second, false]])
     const raw = await (await fetch(`${server.url}/v1/embeddings/status`)).json() as any
     const wire = raw.sets.find((s: any) => s.name === second)
-    expect(wire).toMatchObject({ base_url: fake.openaiBaseUrl, storage_bytes: expect.any(Number), vector_column: null })
+    expect(wire).toMatchObject({
+      base_url: fake.openaiBaseUrl,
+      storage_bytes: MESSAGES.length * (4 * 64 + 8),
+      table_bytes: expect.any(Number),
+      vector_column: null
+    })
     expect(wire.index).toHaveProperty("size_bytes")
 
     const metrics = String((await client.metrics({})).body)
@@ -236,7 +247,8 @@ describe(`embedding sets over HTTP, with workers (${tier()})`, () => {
     expect(metrics).toContain(`autoembed_set_rows{${label},state="missing"} 0`)
     expect(metrics).toContain(`autoembed_set_progress{${label}} 1`)
     expect(metrics).toMatch(new RegExp(`autoembed_set_index_bytes\\{${label}\\} [1-9]`))
-    expect(metrics).toMatch(new RegExp(`autoembed_set_storage_bytes\\{${label}\\} [1-9]`))
+    expect(metrics).toContain(`autoembed_set_storage_bytes{${label}} ${MESSAGES.length * (4 * 64 + 8)}`)
+    expect(metrics).toMatch(new RegExp(`autoembed_set_table_bytes\\{${label}\\} [1-9]`))
     expect(metrics).toContain(`autoembed_set_info{${label},provider="openai",model="text-embedding-3-small"`)
     // The existing series are unchanged.
     expect(metrics).toMatch(/autoembed_rows\{source="messages",state="embedded"\} 8/)
@@ -383,7 +395,10 @@ describe(`embedding sets over HTTP, API process without workers, with a token ($
       caught(client.getSet({ params: { source: "messages", set: long } })),
       caught(client.activateSet({ params: { source: "messages", set: long } })),
       caught(client.dropSet({ params: { source: long, set: "x" } })),
-      caught(client.rollbackSet({ params: { source: "nonesuch" } }))
+      caught(client.rollbackSet({ params: { source: "nonesuch" } })),
+      caught(client.activateSet({ params: { source: "nonesuch", set: "messages@local-hash-v1" } })),
+      caught(client.dropSet({ params: { source: "nonesuch", set: "messages@local-hash-v1" } })),
+      caught(client.compareSets({ body: { source: "nonesuch", a: "x", b: "y" } }))
     ])
     for (const e of answers) expect(e).toMatchObject({ status: 404, code: "set_not_found" })
   })

@@ -1,14 +1,12 @@
-import { PGlite } from "@electric-sql/pglite"
-import { vector } from "@electric-sql/pglite-pgvector"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type FakeProviderServer, startFakeProviderServer } from "./fakes/FakeProviderServer.js"
 import { scratchDatabase } from "./support/ApiServer.js"
 import { startCli } from "./support/Processes.js"
 import { serverUrl, tier } from "./support/TestDatabase.js"
+import { tierEnv, tierQuery } from "./support/Tier.js"
 
 /**
  * Every mistake of a configuration attached to an existing database stops `pnpm cli migrate` with
@@ -42,23 +40,8 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
   let fake: FakeProviderServer
   let database: { url: string; drop: () => Promise<void> } | undefined
 
-  const query = async <Row = Record<string, unknown>>(text: string, url = database?.url): Promise<Array<Row>> => {
-    if (url) {
-      const client = new pg.Client({ connectionString: url })
-      await client.connect()
-      try {
-        return (await client.query(text)).rows as Array<Row>
-      } finally {
-        await client.end()
-      }
-    }
-    const db = await PGlite.create({ dataDir, extensions: { vector } })
-    try {
-      return (await db.exec(text)).at(-1)?.rows as Array<Row>
-    } finally {
-      await db.close()
-    }
-  }
+  const query = <Row = Record<string, unknown>>(text: string, url = database?.url) =>
+    tierQuery<Row>({ url, dataDir }, text)
 
   /** `pnpm cli migrate` with this configuration file; returns its exit code and stderr lines. */
   const migrate = async (
@@ -69,7 +52,7 @@ describe(`configuration mistakes on an existing database (${tier()})`, () => {
     Fs.writeFileSync(file, typeof config === "string" ? config : JSON.stringify(config))
     const url = options.url ?? database?.url
     const run = startCli(["migrate"], {
-      ...(url ? { DATABASE_URL: url } : { DATABASE_URL: "", AUTOEMBED_DATA_DIR: dataDir }),
+      ...tierEnv({ url, dataDir }),
       AUTOEMBED_CONFIG: file,
       EMBEDDING_PROVIDER: "ollama",
       OLLAMA_HOST: fake.ollamaHost,

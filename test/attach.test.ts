@@ -1,11 +1,8 @@
-import { PGlite } from "@electric-sql/pglite"
-import { vector } from "@electric-sql/pglite-pgvector"
 import { Option, Redacted } from "effect"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { openApiDocument } from "../packages/api/src/contract/index.js"
 import { startServer } from "../packages/api/src/Server.js"
@@ -14,6 +11,7 @@ import { scratchDatabase } from "./support/ApiServer.js"
 import { validateInDocument } from "./support/Contract.js"
 import { startCli, stop, waitFor } from "./support/Processes.js"
 import { serverUrl, tier } from "./support/TestDatabase.js"
+import { tierEnv, tierQuery } from "./support/Tier.js"
 
 /**
  * autoembed attached to a database it did not create, as a user of the original Python backend
@@ -104,24 +102,8 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
   let database: { url: string; drop: () => Promise<void> } | undefined
   let env: Record<string, string> = {}
 
-  /** Plain SQL as another service would send it: psql on the server, PGlite's own client on the embedded tier. */
-  const query = async <Row = Record<string, unknown>>(text: string): Promise<Array<Row>> => {
-    if (database) {
-      const client = new pg.Client({ connectionString: database.url })
-      await client.connect()
-      try {
-        return (await client.query(text)).rows as Array<Row>
-      } finally {
-        await client.end()
-      }
-    }
-    const db = await PGlite.create({ dataDir, extensions: { vector } })
-    try {
-      return (await db.exec(text)).at(-1)?.rows as Array<Row>
-    } finally {
-      await db.close()
-    }
-  }
+  /** Plain SQL as another service would send it: a pg client on the server, PGlite's own on the embedded tier. */
+  const query = <Row = Record<string, unknown>>(text: string) => tierQuery<Row>({ url: database?.url, dataDir }, text)
   const psql = (statement: string) => {
     const r = spawnSync("psql", [database!.url, "-v", "ON_ERROR_STOP=1", "-qc", statement], { encoding: "utf8" })
     expect(r.status, r.stderr).toBe(0)
@@ -140,7 +122,7 @@ describe(`attach to an existing database by configuration (${tier()})`, () => {
     await query(PYTHON_SCHEMA)
     Fs.writeFileSync(configPath, JSON.stringify(CONFIG, null, 2))
     env = {
-      ...(database ? { DATABASE_URL: database.url } : { DATABASE_URL: "", AUTOEMBED_DATA_DIR: dataDir }),
+      ...tierEnv({ url: database?.url, dataDir }),
       AUTOEMBED_CONFIG: configPath,
       EMBEDDING_PROVIDER: "ollama",
       OLLAMA_HOST: fake.ollamaHost,

@@ -1,11 +1,10 @@
-import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Exit, Option, Redacted, Scope } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { layer as autoEmbedLayer } from "../packages/core/src/AutoEmbed.js"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"
+import { fakeOpenAIEnv, seedBuiltinRows } from "./support/BuiltinRows.js"
 import { startCli } from "./support/Processes.js"
 import { createScratchDatabase, serverUrl, tier } from "./support/TestDatabase.js"
 
@@ -21,40 +20,9 @@ describe(`pnpm cli (${tier()})`, () => {
   beforeAll(async () => {
     const server = await fake
     const database = serverUrl() ? (await Effect.runPromise(Scope.extend(createScratchDatabase, scope))).url : undefined
-    env = {
-      ...(database ? { DATABASE_URL: database } : { AUTOEMBED_DATA_DIR: dataDir, DATABASE_URL: "" }),
-      EMBEDDING_PROVIDER: "openai",
-      OPENAI_API_KEY: "sk-cli-test",
-      OPENAI_BASE_URL: server.openaiBaseUrl,
-      EMBEDDING_MODEL: "text-embedding-3-small",
-      EMBEDDING_DIMENSIONS: "64"
-    }
+    env = fakeOpenAIEnv(server, { url: database, dataDir })
     // An existing database: rows written before autoembed was there (no pending state).
-    await Effect.runPromise(
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        yield* sql.withTransaction(Effect.gen(function*() {
-          yield* sql`SET LOCAL session_replication_role = replica`
-          yield* sql`INSERT INTO messages (content) SELECT 'cli message number ' || g FROM generate_series(1, 1500) g`
-          yield* sql`INSERT INTO atoms (type, title, content)
-            SELECT 'insight', 'CLI atom ' || g, 'body ' || g FROM generate_series(1, 200) g`
-        }))
-      }).pipe(
-        Effect.provide(autoEmbedLayer({
-          env: false,
-          workers: false,
-          config: {
-            ...(database ? { databaseUrl: Option.some(Redacted.make(database)) } : { dataDir }),
-            provider: "openai",
-            openaiApiKey: Option.some(Redacted.make("sk-cli-test")),
-            openaiBaseUrl: Option.some(server.openaiBaseUrl),
-            model: Option.some("text-embedding-3-small"),
-            dimensions: 64
-          }
-        })),
-        Effect.scoped
-      )
-    )
+    await seedBuiltinRows(server, { url: database, dataDir }, { messages: 1500, atoms: 200 })
   }, 120_000)
 
   afterAll(async () => {

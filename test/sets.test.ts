@@ -1,11 +1,18 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, describe, expect, layer } from "@effect/vitest"
-import { Duration, Effect, Either, Layer, Schema } from "effect"
+import { Duration, Effect, Either, Layer, Schema, Tracer } from "effect"
+import { AutoEmbedConfig } from "../packages/core/src/config/AutoEmbedConfig.js"
 import { Backfill } from "../packages/core/src/pipeline/Backfill.js"
+import { Status } from "../packages/core/src/pipeline/Status.js"
+import { WorkerStatus } from "../packages/core/src/pipeline/WorkerStatus.js"
 import { makeOllamaProvider } from "../packages/core/src/providers/OllamaProvider.js"
 import { QueryCache } from "../packages/core/src/search/QueryCache.js"
 import { Search, SearchRequest } from "../packages/core/src/search/Search.js"
 import { EmbeddingSets } from "../packages/core/src/sets/EmbeddingSets.js"
+import { type SetError, SetRegistry } from "../packages/core/src/sets/SetRegistry.js"
+import { ensureIndexes } from "../packages/core/src/sources/Installer.js"
+import { indexSettingsOf } from "../packages/core/src/sources/Sources.js"
+import { VectorIndex } from "../packages/core/src/storage/VectorIndex.js"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"
 import { pipelineLayer, waitUntilIdle } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
@@ -42,7 +49,9 @@ const providerA = makeOllamaProvider({
   dimensions: 32,
   timeoutMs: 10_000
 })
-const setsLayer = Layer.mergeAll(EmbeddingSets.Default, Backfill.Default).pipe(
+const setsLayer = Status.Default.pipe(
+  Layer.provideMerge(WorkerStatus.fromQueue),
+  Layer.provideMerge(Layer.mergeAll(EmbeddingSets.Default, Backfill.Default)),
   Layer.provideMerge(Search.DefaultWithoutDependencies),
   Layer.provideMerge(QueryCache.Default),
   Layer.provideMerge(pipelineLayer({ provider: providerA, overrides: { dimensions: 32, sweepIntervalMs: 300 } }))
@@ -58,6 +67,27 @@ const search = (q: string, options: { set?: string; mode?: "vector" | "hybrid" }
       ...(options.set ? { set: options.set } : {})
     })
     return yield* (yield* Search).search(request)
+  })
+
+/** The SQL statements an effect runs, as @effect/sql's spans record them (their db.query.text). */
+const statementsOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const base = yield* Effect.tracer
+    const statements: Array<string> = []
+    const tracer = Tracer.make({
+      context: base.context,
+      span: (...args) => {
+        const span = base.span(...args)
+        const attribute = span.attribute.bind(span)
+        span.attribute = (key, value) => {
+          if (key === "db.query.text") statements.push(String(value))
+          attribute(key, value)
+        }
+        return span
+      }
+    })
+    const result = yield* Effect.withTracer(effect, tracer)
+    return { result, statements }
   })
 
 /** Polls until the set has no missing or stale row. */
@@ -99,6 +129,37 @@ describe(`embedding sets (${tier()})`, () => {
         })
       }))
 
+    it.effect("an unknown source fails every lifecycle step with a 404 SetError, not a SourceError", () =>
+      Effect.gen(function*() {
+        const sets = yield* EmbeddingSets
+        const registry = yield* SetRegistry
+        const steps = [
+          sets.list("nonesuch"),
+          sets.get("nonesuch", a),
+          sets.activate("nonesuch", a),
+          sets.rollback("nonesuch"),
+          sets.drop("nonesuch", a),
+          sets.compare({ source: "nonesuch", a, b: a }),
+          sets.add({ source: "nonesuch", provider: "local", model: "local-hash-v1", dimensions: 8 }),
+          registry.find("nonesuch", a),
+          registry.searchTargets(["nonesuch"], a)
+        ]
+        for (const step of steps) {
+          const error = yield* Effect.flip(step as Effect.Effect<unknown, { readonly _tag: string }>)
+          expect(error).toMatchObject({ _tag: "SetError", status: 404 })
+          expect((error as SetError).http.code).toBe("set_not_found")
+        }
+      }))
+
+    it.effect("a model the provider cannot have is named before any question of its dimensions", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          (yield* EmbeddingSets).add({ source: "messages", provider: "local", model: "nope" })
+        )
+        expect(error).toMatchObject({ _tag: "SetError", status: 400 })
+        expect(error.message).toBe("the local provider has one model, local-hash-v1, not nope")
+      }))
+
     it.effect("while B backfills, every search on the active set A answers with results", () =>
       Effect.gen(function*() {
         const sets = yield* EmbeddingSets
@@ -134,9 +195,30 @@ describe(`embedding sets (${tier()})`, () => {
         expect(searches).toBeGreaterThan(3)
         const done = yield* waitComplete(b)
         expect(done).toMatchObject({ embedded: ROWS, phase: "ready", index: { exists: true, valid: true } })
-        expect(done.storageBytes).toBeGreaterThan(ROWS * 48 * 4)
+        // The vector payload (4 bytes a dimension, an 8-byte header), and the table it sits in besides.
+        expect(done.storageBytes).toBe(ROWS * (4 * 48 + 8))
+        expect(done.tableBytes).toBeGreaterThan(done.storageBytes)
         // Every row of B was embedded once, by B's provider.
         expect(fakeB.inputCount("openai")).toBe(ROWS + 1)
+      }))
+
+    it.effect("a status report counts each set once: the configured ones with the sources, the others once", () =>
+      Effect.gen(function*() {
+        const registry = yield* SetRegistry
+        const { result, statements } = yield* statementsOf(Effect.flatMap(Status, (s) => s.report()))
+        const sets = yield* registry.rows
+        expect(sets.length).toBeGreaterThan(result.sets.filter((s) => s.configured).length)
+        // Store counts run one statement per set (this one names stale_model); index state one per call.
+        expect(statements.filter((q) => q.includes("AS stale_model"))).toHaveLength(sets.length)
+        expect(statements.filter((q) => q.includes("FROM pg_index i"))).toHaveLength(2)
+        // The figures of a configured set are the source's own.
+        const configured = result.sets.find((s) => s.name === a)!
+        expect(configured).toMatchObject({
+          total: result.sources.messages.total,
+          embedded: result.sources.messages.embedded,
+          missing: result.sources.messages.missing
+        })
+        expect(result.sets.find((s) => s.name === b)).toMatchObject({ embedded: ROWS, index: { exists: true } })
       }))
 
     it.effect("compare runs the same searches on both sets: overlap and both sets' counts", () =>
@@ -146,8 +228,10 @@ describe(`embedding sets (${tier()})`, () => {
         expect(report.querySource).toBe("sampled")
         expect(report.overlapAt10).toBeGreaterThanOrEqual(0)
         expect(report.overlapAt10).toBeLessThanOrEqual(1)
-        expect(report.a).toMatchObject({ name: a, embedded: ROWS, dimensions: 32 })
-        expect(report.b).toMatchObject({ name: b, embedded: ROWS, dimensions: 48 })
+        // Provider and bare model, as each set's SetReport has them.
+        expect(report.a).toMatchObject({ name: a, provider: "ollama", model: "mxbai-embed-large", embedded: ROWS })
+        expect(report.b).toMatchObject({ name: b, provider: "openai", model: "text-embedding-3-small", dimensions: 48 })
+        expect(report.a.dimensions).toBe(32)
         expect(report.b.indexBytes).toBeGreaterThan(0)
         const judged = yield* (yield* EmbeddingSets).compare({
           source: "messages",
@@ -161,6 +245,57 @@ describe(`embedding sets (${tier()})`, () => {
         })
         expect(judged.a.ndcgAt10).toBeGreaterThan(0)
         expect(judged.b.recallAt10).toBeGreaterThanOrEqual(0)
+      }))
+
+    it.effect("a set in a vector column of the user's table reports its size by the same measure as B's", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const sets = yield* EmbeddingSets
+        yield* sql`ALTER TABLE messages ADD COLUMN alt_embedding vector(48)`
+        const added = yield* sets.add({
+          source: "messages",
+          provider: "local",
+          model: "local-hash-v1",
+          dimensions: 48,
+          vector: "alt_embedding"
+        })
+        const done = yield* waitComplete(added.report.name)
+        const internal = yield* sets.get("messages", b)
+        expect(done).toMatchObject({
+          storage: "column",
+          vectorColumn: "alt_embedding",
+          embedded: ROWS,
+          tableBytes: null
+        })
+        // Same rows, same dimensions: the same figure, wherever the vectors sit.
+        expect(done.storageBytes).toBe(internal.storageBytes)
+        const compared = yield* sets.compare({ source: "messages", a: b, b: added.report.name, sample: 3 })
+        expect(compared.b.storageBytes).toBe(compared.a.storageBytes)
+        yield* sets.drop("messages", added.report.name)
+        yield* sql`ALTER TABLE messages DROP COLUMN alt_embedding`
+      }))
+
+    it.effect("add with bulk marks the set in core: no index until its backfill builds it once, mark cleared", () =>
+      Effect.gen(function*() {
+        const sets = yield* EmbeddingSets
+        const vectorIndex = yield* VectorIndex
+        const added = yield* sets.add(
+          { source: "messages", provider: "local", model: "local-hash-v1", dimensions: 16, name: "messages@bulk" },
+          { bulk: true }
+        )
+        const [marked] = yield* vectorIndex.describe([added.target])
+        expect(marked).toMatchObject({ exists: false, bulkMark: expect.stringMatching(/^bulk_loading since /) })
+        expect(added.report.index).toMatchObject({ exists: false, bulkMark: marked.bulkMark })
+        // What another process's start-up runs: it leaves a marked set's index alone.
+        const config = yield* AutoEmbedConfig
+        yield* ensureIndexes([added.target], config.stateSchema, indexSettingsOf(config), false)
+        expect((yield* vectorIndex.info(added.target)).exists).toBe(false)
+        const job = yield* (yield* Backfill).run({ entityTypes: ["messages"], set: "messages@bulk" })
+        expect(job).toMatchObject({ state: "succeeded", bulkTypes: [added.target.name] })
+        const [built] = yield* vectorIndex.describe([added.target])
+        expect(built).toMatchObject({ exists: true, valid: true, bulkMark: null })
+        expect(yield* waitComplete("messages@bulk")).toMatchObject({ embedded: ROWS })
+        yield* sets.drop("messages", "messages@bulk")
       }))
 
     it.effect("activating an incomplete set is refused with one line naming the missing rows", () =>

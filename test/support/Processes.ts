@@ -36,3 +36,10 @@ export const waitFor = async (check: () => Promise<boolean>, timeoutMs: number, 
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
 }
+
+/** Runs `autoembed <args>` to its end: its exit code and output. */
+export const runCli = async (args: ReadonlyArray<string>, env: Record<string, string>) => {
+  const run = startCli(args, env)
+  const code = await run.exited
+  return { code, stdout: run.output.stdout, stderr: run.output.stderr }
+}

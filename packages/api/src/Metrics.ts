@@ -234,8 +234,15 @@ export class HttpMetrics {
     )
     perSet(
       "autoembed_set_storage_bytes",
-      "Size of the set's vectors on disk (an estimate for a vector column of the user's table).",
+      "The set's vector payload: embedded rows × (4 × dimensions + 8) bytes, " +
+        "the same measure for autoembed's table and a vector column of the user's table.",
       (s) => [[{}, s.storageBytes]]
+    )
+    perSet(
+      "autoembed_set_table_bytes",
+      "On-disk size of autoembed's vector table of the set, without its index " +
+        "(no series for a set in a column of the user's table).",
+      (s) => (s.tableBytes === null ? [] : [[{}, s.tableBytes]])
     )
   }
 

@@ -240,7 +240,8 @@ const renderSets = (sets) => {
       el("td", { class: "num" }, s.stale),
       el("td", { class: "num" }, s.failed),
       el("td", {}, indexText(s.index)),
-      el("td", { class: "num" }, bytes(s.storage_bytes)))
+      el("td", { class: "num", title: s.table_bytes === null ? "in your table's column" : `table on disk: ${bytes(s.table_bytes)}` },
+        bytes(s.storage_bytes)))
   })
   $("sets").tBodies[0].replaceChildren(...rows)
 }

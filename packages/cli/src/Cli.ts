@@ -8,7 +8,6 @@ import {
 } from "@autoembed/api/contract"
 import { processStop, type StopReason } from "@autoembed/api/lifecycle"
 import {
-  AutoEmbed,
   AutoEmbedConfig,
   Backfill,
   type BackfillInput,
@@ -26,13 +25,13 @@ import {
 import { Args, Command, Options, Prompt } from "@effect/cli"
 import { Console, Effect, Layer, Option, ParseResult } from "effect"
 import { CliExit } from "./CliExit.js"
+import { json, printResult, progressPrinter, services, unlessRowsFailed, unlessSucceeded } from "./Common.js"
 import { encode, sourcesJson, toJson } from "./Json.js"
-import { dryRunTable, progressBar, sourcesTable, statusTable, summaryTable } from "./Output.js"
+import { dryRunTable, sourcesTable, statusTable, summaryTable } from "./Output.js"
 import { sets } from "./SetsCommand.js"
 
 export { CliExit } from "./CliExit.js"
 
-const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
 const types = Options.text("type").pipe(
   Options.withDescription(
     "Source to include (repeatable or comma-separated): a name from the configuration file, or atoms, messages"
@@ -42,9 +41,6 @@ const types = Options.text("type").pipe(
 const typesOrAll = (
   t: ReadonlyArray<string>
 ) => (t.length > 0 ? t.flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean) : undefined)
-
-/** The services for a command: no background workers unless the command runs them itself. */
-const services = (options: { workers?: boolean } = {}) => AutoEmbed.layer({ workers: options.workers ?? false })
 
 /** Only the configuration and the database: for commands that must not install anything. */
 const databaseOnly = () => makeDatabaseLayer().pipe(Layer.provideMerge(AutoEmbedConfig.layer))
@@ -131,7 +127,7 @@ const uninstall = Command.make(
 const status = Command.make("status", { json }, ({ json }) =>
   Effect.gen(function*() {
     const report = yield* Effect.flatMap(Status, (s) => s.report())
-    yield* Console.log(json ? toJson(StatusResponse, report, 2) : statusTable(report))
+    yield* printResult(json, StatusResponse, report, statusTable)
   }).pipe(Effect.provide(services()))).pipe(
     Command.withDescription("Per-type totals, pending, stale and failed rows, provider and model")
   )
@@ -187,34 +183,21 @@ const backfill = Command.make(
       }
       if (o.dryRun) {
         const report = yield* backfill.dryRun({ ...input, dryRun: true })
-        yield* Console.log(o.json ? toJson(DryRunResponse, report) : dryRunTable(report, database.description))
-        return
+        return yield* printResult(o.json, DryRunResponse, report, (r) => dryRunTable(r, database.description), 0)
       }
+      // Off a terminal (or with --json) one JSON line a second, then one for the end.
+      const event = (name: string, job: BackfillJob) =>
+        JSON.stringify({ event: name, ...encode(BackfillJobSchema, job) })
       const tty = process.stdout.isTTY === true && !o.json
-      let lastLine = 0
-      const onProgress = (job: BackfillJob) =>
-        Effect.sync(() => {
-          if (tty) {
-            process.stdout.write(`\r${progressBar(job)}\u001b[K`)
-          } else if (Date.now() - lastLine >= 1000) {
-            lastLine = Date.now()
-            process.stdout.write(JSON.stringify({ event: "progress", ...encode(BackfillJobSchema, job) }) + "\n")
-          }
-        })
-      const job = yield* backfill.run(input, onProgress)
-      if (tty) process.stdout.write(`\r${progressBar(job)}\u001b[K\n\n${summaryTable(job)}\n`)
-      else process.stdout.write(JSON.stringify({ event: "done", ...encode(BackfillJobSchema, job) }) + "\n")
-      if (job.state !== "succeeded") {
-        return yield* new CliExit({ exitCode: EXIT_CODES.configuration, message: job.error ?? `backfill ${job.state}` })
-      }
-      if (job.failed > 0) {
-        return yield* Effect.fail(
-          new CliExit({
-            exitCode: EXIT_CODES.failed,
-            message: `${job.failed} rows failed; see \`pnpm cli status\`, then \`pnpm cli retry-failed\``
-          })
-        )
-      }
+      const progress = progressPrinter(process.stdout, {
+        bar: tty,
+        lines: { everyMs: 1000, line: (job) => event("progress", job) }
+      })
+      const job = yield* backfill.run(input, progress.onProgress)
+      yield* progress.done(job)
+      process.stdout.write(tty ? `\n${summaryTable(job)}\n` : `${event("done", job)}\n`)
+      yield* unlessSucceeded(job)
+      yield* unlessRowsFailed(job, "pnpm cli status")
     }).pipe(Effect.provide(services()))
   }
 ).pipe(Command.withDescription("Embed every row with a missing or stale embedding (resumable)"))
@@ -222,10 +205,12 @@ const backfill = Command.make(
 const retryFailed = Command.make("retry-failed", { types, json }, (o) =>
   Effect.gen(function*() {
     const result = yield* Effect.flatMap(Backfill, (b) => b.retryFailed(typesOrAll(o.types)))
-    yield* Console.log(
-      o.json
-        ? toJson(RetryFailedResponse, result)
-        : `${result.requeued} failed rows requeued; running workers will embed them.`
+    yield* printResult(
+      o.json,
+      RetryFailedResponse,
+      result,
+      (r) => `${r.requeued} failed rows requeued; running workers will embed them.`,
+      0
     )
   }).pipe(Effect.provide(services()))).pipe(Command.withDescription("Requeue rows marked failed"))
 

@@ -1,5 +1,4 @@
-import { DropSetResponse, SetReportBody, SetsResponse } from "@autoembed/api/contract"
-import { CompareReport, type SetReport, type SourceFinding } from "@autoembed/core"
+import type { SourceFinding } from "@autoembed/core"
 import { Schema } from "effect"
 
 /**
@@ -23,11 +22,3 @@ const snakeKeys = (value: object): Record<string, unknown> =>
  */
 export const sourcesJson = (report: { readonly sources: ReadonlyArray<SourceFinding> }) =>
   snakeKeys({ ...report, sources: report.sources.map(snakeKeys) })
-
-/** `pnpm cli sets ... --json`: the same shapes as the `/v1/sets` routes answer. */
-export const setJson = (report: SetReport): string => toJson(SetReportBody, report, 2)
-export const setsJson = (reports: ReadonlyArray<SetReport>): string => toJson(SetsResponse, { sets: reports }, 2)
-export const droppedJson = (dropped: typeof DropSetResponse.Type): string => toJson(DropSetResponse, dropped, 2)
-
-/** `sets compare --json` (no HTTP route yet, so no contract schema): core's report as its schema encodes it. */
-export const compareJson = (report: CompareReport): string => toJson(CompareReport, report, 2)

@@ -1,82 +1,45 @@
-import {
-  AutoEmbed,
-  AutoEmbedConfig,
-  Backfill,
-  type BackfillJob,
-  EmbeddingSets,
-  EXIT_CODES,
-  type SetReport,
-  type Source,
-  SourceError,
-  VectorIndex
-} from "@autoembed/core"
+import { CompareReportBody, DropSetResponse, SetReportBody, SetsResponse } from "@autoembed/api/contract"
+import { AutoEmbedConfig, Backfill, EmbeddingSets, type SetReport } from "@autoembed/core"
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Effect, Option } from "effect"
-import { CliExit, usage } from "./CliExit.js"
+import { Effect, Option } from "effect"
+import { usage } from "./CliExit.js"
+import { json, printResult, progressPrinter, services, unlessRowsFailed, unlessSucceeded } from "./Common.js"
 import { compareQueries, parseQrels, parseQueries } from "./CompareFiles.js"
-import { compareJson, droppedJson, setJson, setsJson } from "./Json.js"
 import { num, progressBar } from "./Output.js"
 import { compareTable, formatBytes, setsTable } from "./SetsOutput.js"
 
 /**
  * `pnpm cli sets ...`: the lifecycle of embedding sets (issue 18). Argv and formatting only: every
- * step is a call of core's `EmbeddingSets` (and `Backfill` for `add --wait`).
+ * step is a call of core's `EmbeddingSets` (and `Backfill` for `add --wait`); `--json` prints what
+ * the matching `/v1/sets` route answers.
  */
 
-const json = Options.boolean("json").pipe(Options.withDescription("Print JSON instead of tables"))
 const source = Args.text({ name: "source" }).pipe(Args.withDescription("A declared source, e.g. messages"))
 const setArg = (name: string, description: string) => Args.text({ name }).pipe(Args.withDescription(description))
 
 /**
- * Runs a sets command on the services, without background workers. An unknown source name is a
- * usage mistake here (exit 1), not a broken configuration (SourceError's 2): the catch sits inside
- * the layer, so a source the configuration cannot resolve at start-up still exits 2.
+ * Runs a sets command on the services, without background workers. Core answers an unknown source
+ * with a SetError (404, exit 1); a source the configuration cannot resolve at start-up still exits 2.
  */
-const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  effect.pipe(
-    Effect.mapError((e) => (e instanceof SourceError ? usage(e.message) : e)),
-    Effect.provide(AutoEmbed.layer({ workers: false }))
-  )
+const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, services())
 
 const sizes = (r: SetReport) => `${formatBytes(r.storageBytes)} of vectors, index ${formatBytes(r.index.sizeBytes)}`
 
-/**
- * Progress of the set's backfill: a bar on a terminal; otherwise (logs, CI) a line every 5 seconds.
- * With `--json` stdout carries only the report, so progress goes to stderr, and only on a terminal.
- */
-const progressPrinter = (asJson: boolean) => {
-  const out = asJson ? process.stderr : process.stdout
-  const tty = out.isTTY === true
-  let last = 0
-  return {
-    onProgress: (job: BackfillJob) =>
-      Effect.sync(() => {
-        if (tty) out.write(`\r${progressBar(job)}\u001b[K`)
-        else if (!asJson && Date.now() - last >= 5000) {
-          last = Date.now()
-          out.write(`${progressBar(job)}\n`)
-        }
-      }),
-    done: (job: BackfillJob) => Effect.sync(() => tty && out.write(`\r${progressBar(job)}\u001b[K\n`))
-  }
-}
-
 /** `sets add --wait`: this process backfills the new set and builds its index, then reports it. */
-const backfillSet = (report: SetReport, target: Source, bulk: boolean, asJson: boolean) =>
+const backfillSet = (report: SetReport, bulk: boolean, asJson: boolean) =>
   Effect.gen(function*() {
-    const progress = progressPrinter(asJson)
-    // "on" rather than "auto": the set was added without its index, and only a bulk run builds it.
+    // With --json stdout carries only the report: the bar goes to stderr, and only on a terminal.
+    const out = asJson ? process.stderr : process.stdout
+    const progress = progressPrinter(out, {
+      bar: out.isTTY === true,
+      ...(asJson ? {} : { lines: { everyMs: 5000, line: progressBar } })
+    })
+    // A set added with `bulk` carries core's bulk mark: this run loads it without the index and
+    // builds that once at its end, even when other workers embedded every row before it began.
     const job = yield* Effect.flatMap(Backfill, (b) =>
       b.run({ entityTypes: [report.source], set: report.name, bulk: bulk ? "on" : "auto" }, progress.onProgress))
     yield* progress.done(job)
-    if (job.state !== "succeeded") {
-      return yield* new CliExit({ exitCode: EXIT_CODES.configuration, message: job.error ?? `backfill ${job.state}` })
-    }
-    // Other workers may have embedded every row before the run began, which then had nothing to load.
-    const index = yield* VectorIndex
-    if (!(yield* index.info(target)).exists) {
-      yield* index.build(target)
-    }
+    yield* unlessSucceeded(job)
     const sets = yield* EmbeddingSets
     return { job, report: yield* sets.get(report.source, report.name) }
   })
@@ -114,7 +77,7 @@ const add = Command.make(
       // A large source loads without the set's index and builds it once at the end (the bulk path).
       const rows = (yield* sets.list(o.source)).find((s) => s.active)?.total ?? 0
       const bulk = o.wait && rows >= config.bulkThreshold
-      const { report, target } = yield* sets.add({
+      const { report } = yield* sets.add({
         source: o.source,
         provider: o.provider,
         model: o.model,
@@ -125,24 +88,15 @@ const add = Command.make(
       }, { bulk })
       const what = `${report.name} (${report.provider}/${report.model}, ${report.dimensions}-d)`
       if (!o.wait) {
-        return yield* Console.log(
-          o.json ? setJson(report) : `Added set ${what} to ${report.source}: ${num(report.missing)} rows queued; ` +
-            `running workers embed them (pnpm cli worker), \`pnpm cli sets list ${report.source}\` shows progress.`
-        )
+        return yield* printResult(o.json, SetReportBody, report, (r) =>
+          `Added set ${what} to ${r.source}: ${num(r.missing)} rows queued; ` +
+          `running workers embed them (pnpm cli worker), \`pnpm cli sets list ${r.source}\` shows progress.`)
       }
-      const done = yield* backfillSet(report, target, bulk, o.json)
-      yield* Console.log(
-        o.json ?
-          setJson(done.report) :
-          `${setsTable([done.report], false)}\n\nSet ${what} is ${
-            done.report.missing + done.report.stale === 0 ? "complete" : "not complete"
-          } (${sizes(done.report)}); \`pnpm cli sets activate ${report.source} ${report.name}\` makes search use it.`
-      )
-      if (done.job.failed > 0) {
-        return yield* usage(
-          `${done.job.failed} rows failed; see \`pnpm cli sets list ${report.source}\`, then \`pnpm cli retry-failed\``
-        )
-      }
+      const done = yield* backfillSet(report, bulk, o.json)
+      yield* printResult(o.json, SetReportBody, done.report, (r) =>
+        `${setsTable([r], false)}\n\nSet ${what} is ${r.missing + r.stale === 0 ? "complete" : "not complete"} ` +
+        `(${sizes(r)}); \`pnpm cli sets activate ${r.source} ${r.name}\` makes search use it.`)
+      yield* unlessRowsFailed(done.job, `pnpm cli sets list ${report.source}`)
     }))
 ).pipe(
   Command.withDescription(
@@ -156,7 +110,7 @@ const list = Command.make(
   (o) =>
     withServices(Effect.gen(function*() {
       const reports = yield* Effect.flatMap(EmbeddingSets, (s) => s.list(Option.getOrUndefined(o.source)))
-      yield* Console.log(o.json ? setsJson(reports) : setsTable(reports))
+      yield* printResult(o.json, SetsResponse, { sets: reports }, (r) => setsTable(r.sets))
     }))
 ).pipe(Command.withDescription("Every embedding set with its state, progress, index and size"))
 
@@ -175,14 +129,12 @@ const activate = Command.make(
       const sets = yield* EmbeddingSets
       const before = (yield* sets.list(o.source)).find((s) => s.active)
       const report = yield* sets.activate(o.source, o.set, { force: o.force })
-      if (o.json) return yield* Console.log(setJson(report))
-      yield* Console.log(
-        before?.name === report.name
-          ? `${report.name} already is the active set of ${report.source}.`
-          : `Search on ${report.source} now reads ${report.name}${
-            before ? `; ${before.name} stays live, \`pnpm cli sets rollback ${report.source}\` switches back` : ""
-          }.${report.missing > 0 ? ` ${num(report.missing)} rows have no vector in it yet.` : ""}`
-      )
+      yield* printResult(o.json, SetReportBody, report, (r) =>
+        before?.name === r.name
+          ? `${r.name} already is the active set of ${r.source}.`
+          : `Search on ${r.source} now reads ${r.name}${
+            before ? `; ${before.name} stays live, \`pnpm cli sets rollback ${r.source}\` switches back` : ""
+          }.${r.missing > 0 ? ` ${num(r.missing)} rows have no vector in it yet.` : ""}`)
     }))
 ).pipe(
   Command.withDescription("Make a set the one search reads, in one transaction (refused while incomplete)")
@@ -196,11 +148,8 @@ const rollback = Command.make(
       const sets = yield* EmbeddingSets
       const before = (yield* sets.list(o.source)).find((s) => s.active)
       const report = yield* sets.rollback(o.source)
-      yield* Console.log(
-        o.json ?
-          setJson(report) :
-          `Search on ${report.source} reads ${report.name} again${before ? `; ${before.name} stays live` : ""}.`
-      )
+      yield* printResult(o.json, SetReportBody, report, (r) =>
+        `Search on ${r.source} reads ${r.name} again${before ? `; ${before.name} stays live` : ""}.`)
     }))
 ).pipe(Command.withDescription("Re-activate the set that was active before the last activation"))
 
@@ -214,11 +163,13 @@ const drop = Command.make(
       const dropped = yield* sets.drop(o.source, o.set)
       // A set kept in a column of the user's table leaves its vectors there: the table is theirs.
       const gone = report.storage === "internal"
-        ? `its vectors (${formatBytes(report.storageBytes)}), index (${formatBytes(report.index.sizeBytes)}), ` +
+        ? `its vector table (${formatBytes(report.tableBytes ?? 0)}), index (${
+          formatBytes(report.index.sizeBytes)
+        }), ` +
           "triggers and queue are gone"
         : `its index (${formatBytes(report.index.sizeBytes)}), triggers and queue are gone; ` +
           `the vectors in your column ${report.vectorColumn} stay`
-      yield* Console.log(o.json ? droppedJson(dropped) : `Dropped set ${dropped.dropped} of ${o.source}: ${gone}.`)
+      yield* printResult(o.json, DropSetResponse, dropped, (d) => `Dropped set ${d.dropped} of ${o.source}: ${gone}.`)
     }))
 ).pipe(Command.withDescription("Remove a retired set: its vectors, index, triggers and queued work"))
 
@@ -266,7 +217,7 @@ const compare = Command.make(
       const queries = yield* fileQueries(o.queries, o.qrels)
       const report = yield* withServices(Effect.flatMap(EmbeddingSets, (s) =>
         s.compare({ source: o.source, a: o.a, b: o.b, sample: Option.getOrUndefined(o.sample), queries })))
-      yield* Console.log(o.json ? compareJson(report) : compareTable(report))
+      yield* printResult(o.json, CompareReportBody, report, compareTable)
     })
 ).pipe(
   Command.withDescription(

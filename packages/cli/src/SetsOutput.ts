@@ -74,7 +74,7 @@ export const compareTable = (report: CompareReport): string => {
   const score = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(3))
   const rows = [
     ["", a.name, b.name],
-    ["Model", `${a.model}`, `${b.model}`],
+    ["Model", `${a.provider}/${a.model}`, `${b.provider}/${b.model}`],
     ["Dimensions", String(a.dimensions), String(b.dimensions)],
     ["Embedded", `${num(a.embedded)}/${num(a.total)}`, `${num(b.embedded)}/${num(b.total)}`],
     ["Latency p50", ms(a.latencyP50Ms), ms(b.latencyP50Ms)],

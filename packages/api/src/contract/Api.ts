@@ -150,7 +150,7 @@ export const listSets = endpoint({
   path: "/v1/sets",
   tag: "sets",
   auth: "read",
-  summary: "Every embedding set (of one source with ?source=): model, dimensions, phase, counts, index, size on disk",
+  summary: "Every embedding set (of one source with ?source=): model, dimensions, phase, counts, index, sizes",
   query: {
     form: Schema.Struct({
       source: Schema.optional(Schema.String.annotations({ description: "Only this source's sets" }))

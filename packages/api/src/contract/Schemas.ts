@@ -156,6 +156,7 @@ export const SetReportBody = wireStruct({
   baseUrl: "base_url",
   vectorColumn: "vector_column",
   storageBytes: "storage_bytes",
+  tableBytes: "table_bytes",
   createdAt: "created_at",
   activatedAt: "activated_at"
 }).annotations({ identifier: "SetReport" })

@@ -210,8 +210,10 @@ const beginBulk = (
 ) =>
   Effect.gen(function*() {
     const { config } = services
+    // The types are set keys: their own source objects carry the marks (an added set's included).
+    const targets = yield* Effect.forEach(types, (t) => targetOf(services, t))
     const marked = new Set(
-      (yield* services.vectorIndex.describe()).filter((i) => i.bulkMark !== null).map((i) => i.source)
+      (yield* services.vectorIndex.describe(targets)).filter((i) => i.bulkMark !== null).map((i) => i.source)
     )
     // A type with nothing to embed keeps its index even with bulk "on": dropping it would only
     // cost a rebuild and send its searches to exact scans meanwhile.

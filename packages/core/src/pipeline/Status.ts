@@ -156,7 +156,12 @@ const setNotes = (sets: ReadonlyArray<SetReport>) =>
           `${s.missing + s.stale} rows to go); search keeps using the active set`
       )
     }
-    if (s.total > 0 && s.embedded > 0 && !(s.index.exists && s.index.valid) && s.index.bulkMark === null) {
+    if (s.index.bulkMark !== null) {
+      notes.push(
+        `${s.source}: set ${s.name} is under a bulk load (${s.index.bulkMark}); search on it scans exactly until ` +
+          `a backfill of it builds its index (\`pnpm cli backfill --type ${s.source}\`)`
+      )
+    } else if (s.total > 0 && s.embedded > 0 && !(s.index.exists && s.index.valid)) {
       notes.push(`${s.source}: set ${s.name} has no valid HNSW index; search on it scans exactly`)
     }
     return notes
@@ -190,7 +195,8 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
         fleet.freshness,
         circuit.open
       ])
-      const sets = yield* embeddingSets.list()
+      // The configured sets are the sources counted above: list() counts only the others.
+      const sets = yield* embeddingSets.list(undefined, { counts, indexes })
       const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
       notes.push(...setNotes(sets))
       for (const c of circuits) {

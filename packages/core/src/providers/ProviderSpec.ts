@@ -27,17 +27,58 @@ export const modelKeyOf = (provider: { readonly provider: string; readonly model
   `${provider.provider}/${provider.model}`
 
 /**
+ * Why a spec cannot work, before any client is made (an OpenAI set with no key, a local set with
+ * another model, more dimensions than the model returns), or undefined. The dimensions may be
+ * unknown yet: what depends on them is checked only when they are given, so a wrong model is named
+ * before a question about its size.
+ */
+export const specProblem = (
+  spec: Omit<ProviderSpec, "dimensions"> & { readonly dimensions?: number | undefined },
+  config: AutoEmbedConfigShape
+): string | undefined => {
+  switch (spec.provider) {
+    case "local":
+      return spec.model === LOCAL_MODEL
+        ? undefined
+        : `the local provider has one model, ${LOCAL_MODEL}, not ${spec.model}`
+    case "ollama":
+      return undefined
+    case "openai": {
+      const profile = profileFor("openai", spec.model)
+      if (
+        profile.supportsDimensionsParam && profile.nativeDimensions !== undefined &&
+        spec.dimensions !== undefined && spec.dimensions > profile.nativeDimensions
+      ) {
+        return `model ${spec.model} returns at most ${profile.nativeDimensions}-dimensional vectors, ` +
+          `not ${spec.dimensions}`
+      }
+      return openaiApiKey(spec, config) === undefined
+        ? "an OpenAI set needs OPENAI_API_KEY (or a base URL of a compatible server)"
+        : undefined
+    }
+  }
+}
+
+/** The process's OpenAI key; a placeholder for a compatible server at a base URL that needs none. */
+const openaiApiKey = (spec: { readonly baseUrl?: string | undefined }, config: AutoEmbedConfigShape) =>
+  Option.match(config.openaiApiKey, {
+    onSome: (key) => Redacted.value(key),
+    onNone: () =>
+      (spec.baseUrl ?? Option.getOrUndefined(config.openaiBaseUrl)) === undefined
+        ? undefined
+        : PLACEHOLDER_API_KEY
+  })
+
+/**
  * A provider for a set's spec, with the process's timeouts and secrets. Fails with one line naming
- * what to set when the spec cannot work (an OpenAI set with no key, a local set with another model).
+ * what to set when the spec cannot work (see `specProblem`).
  */
 export const makeProviderFor = (spec: ProviderSpec, config: AutoEmbedConfigShape) =>
   Effect.gen(function*() {
-    const fail = (message: string) => new ProviderStartupError({ message })
+    const problem = specProblem(spec, config)
+    if (problem !== undefined) return yield* new ProviderStartupError({ message: problem })
     switch (spec.provider) {
       case "local":
-        if (spec.model !== LOCAL_MODEL) {
-          return yield* fail(`the local provider has one model, ${LOCAL_MODEL}, not ${spec.model}`)
-        }
         return makeLocalProvider(spec.dimensions)
       case "ollama":
         return makeOllamaProvider({
@@ -46,32 +87,13 @@ export const makeProviderFor = (spec: ProviderSpec, config: AutoEmbedConfigShape
           dimensions: spec.dimensions,
           timeoutMs: config.providerTimeoutMs
         })
-      case "openai": {
-        const profile = profileFor("openai", spec.model)
-        if (
-          profile.supportsDimensionsParam && profile.nativeDimensions !== undefined &&
-          spec.dimensions > profile.nativeDimensions
-        ) {
-          return yield* fail(
-            `model ${spec.model} returns at most ${profile.nativeDimensions}-dimensional vectors, ` +
-              `not ${spec.dimensions}`
-          )
-        }
-        const baseURL = spec.baseUrl ?? Option.getOrUndefined(config.openaiBaseUrl)
-        const apiKey = Option.match(config.openaiApiKey, {
-          onSome: (key) => Redacted.value(key),
-          onNone: () => baseURL === undefined ? undefined : PLACEHOLDER_API_KEY
-        })
-        if (apiKey === undefined) {
-          return yield* fail("an OpenAI set needs OPENAI_API_KEY (or a base URL of a compatible server)")
-        }
+      case "openai":
         return makeOpenAIProvider({
-          apiKey,
-          baseURL,
+          apiKey: openaiApiKey(spec, config)!,
+          baseURL: spec.baseUrl ?? Option.getOrUndefined(config.openaiBaseUrl),
           model: spec.model,
           dimensions: spec.dimensions,
           timeoutMs: config.providerTimeoutMs
         }) satisfies EmbeddingProviderShape
-      }
     }
   })

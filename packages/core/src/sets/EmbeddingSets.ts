@@ -3,23 +3,74 @@ import { Effect, Either, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { formatIssues } from "../config/SourceConfig.js"
 import { profileFor } from "../providers/ModelProfiles.js"
-import { makeProviderFor, type ProviderSpec } from "../providers/ProviderSpec.js"
+import { makeProviderFor, type ProviderSpec, specProblem } from "../providers/ProviderSpec.js"
 import { ensureIndexes, installSource, removeSetObjects } from "../sources/Installer.js"
 import { describeTable, type Source } from "../sources/SourceCatalog.js"
 import { indexSettingsOf, originOf, Sources } from "../sources/Sources.js"
 import { sourceSql } from "../sources/SourceSql.js"
 import { Database } from "../storage/Database.js"
-import { EmbeddingStore } from "../storage/EmbeddingStore.js"
+import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
 import { sqlReason } from "../storage/SqlFailure.js"
 import { stateTables } from "../storage/State.js"
-import { VectorIndex } from "../storage/VectorIndex.js"
+import { type IndexInfo, VectorIndex } from "../storage/VectorIndex.js"
 import { compareSets } from "./SetCompare.js"
 import { SetError, SetRegistry } from "./SetRegistry.js"
 import { defaultSetName, type SetRow, setSource } from "./SetRows.js"
 import { type AddSetInput, AddSetRequest, type CompareInput, CompareRequest, type SetReport } from "./SetSchemas.js"
 
-/** Bytes a stored vector takes (4 per dimension, an 8-byte header): the estimate for a user's column. */
+/**
+ * Bytes one vector takes in pgvector's format (4 per dimension, an 8-byte header): a set's
+ * `storageBytes` is its embedded rows times this, whether they sit in autoembed's table or the user's.
+ */
 const vectorBytes = (dimensions: number) => 4 * dimensions + 8
+
+/** Figures of set targets a caller has already read, by target name. */
+export interface KnownFigures {
+  readonly counts?: Readonly<Record<string, SourceCounts>>
+  readonly indexes?: ReadonlyMap<string, IndexInfo>
+}
+
+/** One set's report from its row and the figures read for its target. */
+const toReport = (
+  row: SetRow,
+  target: Source,
+  counts: SourceCounts,
+  index: IndexInfo,
+  indexBytes: number,
+  tableBytes: number | null
+): SetReport => ({
+  source: row.source,
+  name: row.name,
+  key: row.key,
+  provider: row.provider,
+  model: row.model,
+  dimensions: row.dimensions,
+  baseUrl: row.baseUrl,
+  storage: target.storage.kind,
+  vectorColumn: target.storage.kind === "column" ? target.storage.column : null,
+  configured: row.configured,
+  active: row.active,
+  previous: row.previous,
+  phase: row.active ? "active" : counts.missing + counts.stale > 0 ? "building" : "ready",
+  total: counts.total,
+  embedded: counts.embedded,
+  missing: counts.missing,
+  stale: counts.stale,
+  failed: counts.failed,
+  pending: counts.pending,
+  progress: counts.total === 0 ? 1 : Math.min(1, counts.embedded / counts.total),
+  index: {
+    name: target.index.name,
+    exists: index.exists,
+    valid: index.valid,
+    bulkMark: index.bulkMark,
+    sizeBytes: indexBytes
+  },
+  storageBytes: counts.embedded * vectorBytes(row.dimensions),
+  tableBytes,
+  createdAt: row.createdAt.toISOString(),
+  activatedAt: row.activatedAt?.toISOString() ?? null
+})
 
 const invalid = (message: string) => new SetError({ status: 400, message })
 const conflict = (message: string) => new SetError({ status: 409, message })
@@ -48,63 +99,57 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
       return row.configured ? base : setSource(base, row, config.stateSchema)
     }
 
-    const sizeOf = (relation: string) =>
+    /** On-disk sizes of these relations (absent ones: 0), in one statement. */
+    const sizesOf = (relations: ReadonlyArray<string>) =>
       Effect.map(
-        sql<{ n: number | null }>`SELECT pg_total_relation_size(to_regclass(${relation}))::int8 AS n`,
-        (rows) => Number(rows[0]?.n ?? 0)
+        sql<{ relation: string; n: number | null }>`
+          SELECT r AS relation, pg_total_relation_size(to_regclass(r))::int8 AS n
+          FROM unnest(${relations}::text[]) AS r`,
+        (rows) => new Map(rows.map((r) => [r.relation, Number(r.n ?? 0)]))
       )
 
-    const report = (row: SetRow) =>
+    /**
+     * The reports of these sets: counts, index state and sizes read once for all of them, except
+     * what `known` already holds by target name (Status has counted the configured sets).
+     */
+    const reports = (rows: ReadonlyArray<SetRow>, known: KnownFigures = {}) =>
       Effect.gen(function*() {
-        const target = targetOf(row)
-        const counts = (yield* store.counts({ withTotal: true }, [target]))[target.name]
-        const index = yield* vectorIndex.info(target)
-        const indexBytes = index.exists ? yield* sizeOf(`${target.index.schema}.${target.index.name}`) : 0
-        const storageBytes = target.storage.kind === "internal"
-          ? Math.max(0, (yield* sizeOf(`${config.stateSchema}.${target.storage.table}`)) - indexBytes)
-          : counts.embedded * vectorBytes(row.dimensions)
-        const incomplete = counts.missing + counts.stale > 0
-        const result: SetReport = {
-          source: row.source,
-          name: row.name,
-          key: row.key,
-          provider: row.provider,
-          model: row.model,
-          dimensions: row.dimensions,
-          baseUrl: row.baseUrl,
-          storage: target.storage.kind,
-          vectorColumn: target.storage.kind === "column" ? target.storage.column : null,
-          configured: row.configured,
-          active: row.active,
-          previous: row.previous,
-          phase: row.active ? "active" : incomplete ? "building" : "ready",
-          total: counts.total,
-          embedded: counts.embedded,
-          missing: counts.missing,
-          stale: counts.stale,
-          failed: counts.failed,
-          pending: counts.pending,
-          progress: counts.total === 0 ? 1 : Math.min(1, counts.embedded / counts.total),
-          index: {
-            name: target.index.name,
-            exists: index.exists,
-            valid: index.valid,
-            bulkMark: index.bulkMark,
-            sizeBytes: indexBytes
-          },
-          storageBytes,
-          createdAt: row.createdAt.toISOString(),
-          activatedAt: row.activatedAt?.toISOString() ?? null
+        const targets = rows.map(targetOf)
+        const counts = {
+          ...(yield* store.counts({ withTotal: true }, targets.filter((t) => known.counts?.[t.name] === undefined))),
+          ...known.counts
         }
-        return result
+        const indexes = new Map([
+          ...(known.indexes ?? []),
+          ...(yield* vectorIndex.describe(targets.filter((t) => !known.indexes?.has(t.name))))
+            .map((i) => [i.source, i] as const)
+        ])
+        const indexRelation = (t: Source) => `${t.index.schema}.${t.index.name}`
+        // The table's own size only where the table is the set's alone; a user's table holds more than vectors.
+        const tableRelation = (t: Source) =>
+          t.storage.kind === "internal" ? `${config.stateSchema}.${t.storage.table}` : undefined
+        const sizes = yield* sizesOf(targets.flatMap((t) => [indexRelation(t), tableRelation(t) ?? []].flat()))
+        return rows.map((row, i) => {
+          const target = targets[i]
+          const index = indexes.get(target.name)!
+          const indexBytes = index.exists ? sizes.get(indexRelation(target)) ?? 0 : 0
+          const table = tableRelation(target)
+          const tableBytes = table === undefined ? null : Math.max(0, (sizes.get(table) ?? 0) - indexBytes)
+          return toReport(row, target, counts[target.name], index, indexBytes, tableBytes)
+        })
       })
 
-    /** Every set (of one source, or all), with its counts, index and size. */
-    const list = Effect.fn("EmbeddingSets.list")(function*(source?: string) {
+    /**
+     * Every set (of one source, or all), with its counts, index and size. `known`: figures the
+     * caller has already read, so a status report counts each set once.
+     */
+    const list = Effect.fn("EmbeddingSets.list")(function*(source?: string, known?: KnownFigures) {
       if (source !== undefined) yield* registry.declared(source)
       const rows = (yield* registry.rows).filter((r) => source === undefined || r.source === source)
-      return yield* Effect.forEach(rows, report)
+      return yield* reports(rows, known)
     })
+
+    const report = (row: SetRow) => Effect.map(reports([row]), (all) => all[0])
 
     /** One set's report, by source and name. */
     const get = Effect.fn("EmbeddingSets.get")(function*(source: string, name: string) {
@@ -132,6 +177,9 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
     /** The spec of a new set, with its dimensions, and a probe of the provider with it. */
     const specOf = (request: AddSetRequest) =>
       Effect.gen(function*() {
+        // The provider and model first: a model the provider cannot have makes its size moot.
+        const problem = specProblem(request, config)
+        if (problem !== undefined) return yield* invalid(problem)
         const dimensions = request.dimensions ?? profileFor(request.provider, request.model).nativeDimensions
         if (dimensions === undefined) {
           return yield* invalid(
@@ -159,7 +207,8 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
     /**
      * Adds a set beside the source's others: records it, creates its storage and triggers, and
      * queues every row of the source for it, in one transaction (so no row written meanwhile is
-     * missed). Its index is built now unless `bulk` (the caller backfills, then builds it once).
+     * missed). Its index is built now unless `bulk`: then the set is marked as under a bulk load and
+     * the next backfill of it (the caller's) builds the index once, at its end.
      */
     const add = Effect.fn("EmbeddingSets.add")(
       function*(input: AddSetInput, options: { readonly bulk?: boolean } = {}) {
@@ -190,6 +239,9 @@ export class EmbeddingSets extends Effect.Service<EmbeddingSets>()("@autoembed/c
           const row = (yield* registry.rows).find((r) => r.key === key)!
           const target = setSource(base, row, config.stateSchema)
           yield* installSource(target, config.stateSchema)
+          // Bulk: marked in the same commit, so no process's ensureIndexes builds an empty index that
+          // every row would then be inserted into one by one; the caller's backfill builds it once.
+          if (options.bulk) yield* vectorIndex.markBulk(target)
           const { id, table } = sourceSql(sql)
           yield* sql`
           INSERT INTO ${t.queue} (source, row_id)

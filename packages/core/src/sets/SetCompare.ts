@@ -89,7 +89,8 @@ export const compareSets = (
     const judgedCount = Math.max(1, queries.filter((q) => q.relevant !== undefined).length)
     const side = (i: 0 | 1) => ({
       name: sides[i].name,
-      model: `${sides[i].provider}/${sides[i].model}`,
+      provider: sides[i].provider,
+      model: sides[i].model,
       dimensions: sides[i].dimensions,
       embedded: sides[i].embedded,
       total: sides[i].total,

@@ -73,8 +73,15 @@ export const SetReport = Schema.Struct({
     bulkMark: Schema.NullOr(Schema.String),
     sizeBytes: Schema.Number
   }),
-  /** The vectors' size on disk: autoembed's table, or an estimate for a column of the user's table. */
-  storageBytes: Schema.Number,
+  storageBytes: Schema.Number.annotations({
+    description: "The set's vector payload: embedded rows × (4 × dimensions + 8) bytes, pgvector's size of one " +
+      "vector. The same measure for a set in autoembed's table and one in a column of your table, so sets " +
+      "compare; row headers, TOAST, free space and the index (index.size_bytes) are not in it"
+  }),
+  tableBytes: Schema.NullOr(Schema.Number).annotations({
+    description: "On-disk size of autoembed's vector table of the set (heap, TOAST and free space, without the " +
+      "HNSW index): what dropping it frees. Null for a set in a column of your table, which shares its table"
+  }),
   createdAt: Schema.String,
   activatedAt: Schema.NullOr(Schema.String)
 })
@@ -103,14 +110,17 @@ export const CompareRequest = Schema.Struct({
 export type CompareRequest = typeof CompareRequest.Type
 export type CompareInput = typeof CompareRequest.Encoded
 
+/** One set's side of a comparison; `provider` and bare `model` as in its SetReport. */
 export const CompareSide = Schema.Struct({
   name: Schema.String,
+  provider: Schema.String,
   model: Schema.String,
   dimensions: Schema.Number,
   embedded: Schema.Number,
   total: Schema.Number,
   latencyP50Ms: Schema.Number,
   latencyP95Ms: Schema.Number,
+  /** As SetReport's: the vector payload, comparable between the two sets whatever their storage. */
   storageBytes: Schema.Number,
   indexBytes: Schema.Number,
   /** Present when the queries came with relevance judgements. */

@@ -114,17 +114,27 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
 
     const info = (source: Source) => Effect.map(infos([source]), (all) => all[0])
 
-    const describe = Effect.fn("VectorIndex.describe")(function*() {
-      return yield* infos(sources.all)
+    /** The state of the configured sources' indexes, or of these source objects' (an embedding set's). */
+    const describe = Effect.fn("VectorIndex.describe")(function*(of: ReadonlyArray<Source> = sources.all) {
+      return yield* infos(of)
     })
+
+    /**
+     * Marks the source as under a bulk load: start-up's ensureIndexes leaves its index alone, and the
+     * next backfill of it loads without the index and builds it once at its end (which clears the mark).
+     * An index of the user's own is theirs: never dropped, so such a source is never marked.
+     */
+    const markBulk = (source: Source) =>
+      source.index.owned
+        ? sql`INSERT INTO ${st.indexState} (source, state, note)
+            VALUES (${source.name}, 'bulk_loading', 'index dropped for a bulk load')
+            ON CONFLICT (source) DO UPDATE SET state = 'bulk_loading', started_at = now()`.pipe(Effect.asVoid)
+        : Effect.void
 
     /** Marks the source and drops its index, so a bulk load writes without per-row index maintenance. */
     const beginBulk = Effect.fn("VectorIndex.beginBulk")(function*(source: Source) {
-      // An index of the user's own is theirs: it is never dropped, so such a source loads with it.
       if (!source.index.owned) return
-      yield* sql`INSERT INTO ${st.indexState} (source, state, note)
-        VALUES (${source.name}, 'bulk_loading', 'index dropped for a bulk load')
-        ON CONFLICT (source) DO UPDATE SET state = 'bulk_loading', started_at = now()`
+      yield* markBulk(source)
       yield* sql`DROP INDEX IF EXISTS ${sql(`${source.index.schema}.${source.index.name}`)}`
       yield* Effect.logInfo(
         `autoembed: ${source.name}: HNSW index dropped for a bulk load; search scans exactly until it is rebuilt`
@@ -253,6 +263,6 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
       }
     )
 
-    return { describe, info, beginBulk, build, reindex } as const
+    return { describe, info, markBulk, beginBulk, build, reindex } as const
   })
 }) {}
