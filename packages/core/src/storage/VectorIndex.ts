@@ -208,6 +208,10 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
                 }))
             )
             yield* conn.executeRaw(sql`ANALYZE ${indexed}`.compile()[0], [])
+            // A bulk load has just written a row per vector into the bookkeeping: without fresh
+            // statistics (autovacuum may be off, or not yet round) a new set's key looks like one row,
+            // and counts and search plans over it go wrong (seen in bench/sets.ts: a count of minutes).
+            yield* conn.executeRaw(sql`ANALYZE ${st.rows}`.compile()[0], [])
           })
         )
       } else {
