@@ -368,6 +368,16 @@ describe(`embedding sets (${tier()})`, () => {
         expect(yield* sql`SELECT 1 FROM ${sql(`autoembed.${bKey}_vectors`)} WHERE id = ${row.id}::bigint`).toEqual([])
       }))
 
+    it.effect("reindex rebuilds every set's index of the named source, not only the configured one", () =>
+      Effect.gen(function*() {
+        const sets = yield* EmbeddingSets
+        const bKey = (yield* sets.get("messages", b)).key
+        const rebuilt = yield* (yield* VectorIndex).reindex({ force: true, sources: ["messages"] })
+        expect([...rebuilt].sort()).toEqual(["messages", bKey].sort())
+        expect((yield* sets.get("messages", b)).index).toMatchObject({ exists: true, valid: true, bulkMark: null })
+        expect((yield* search(TOPICS[1], { set: b })).results.length).toBeGreaterThan(0)
+      }))
+
     it.effect("drop B removes its index, its vector table and its bookkeeping", () =>
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient

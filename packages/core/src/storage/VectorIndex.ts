@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option } from "effect"
 import { AutoEmbedConfig, type IndexKind } from "../config/AutoEmbedConfig.js"
+import { SetRegistry } from "../sets/SetRegistry.js"
 import { findIndexes, hnswIndexSql } from "../sources/Installer.js"
 import { indexSettingsOf, type Source, Sources } from "../sources/Sources.js"
 import { Database } from "./Database.js"
@@ -78,6 +79,7 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const sources = yield* Sources
+    const registry = yield* SetRegistry
     const config = yield* AutoEmbedConfig
     const database = yield* Database
     const server = database.kind === "postgres"
@@ -239,8 +241,9 @@ export class VectorIndex extends Effect.Service<VectorIndex>()("@autoembed/core/
     const reindex = Effect.fn("VectorIndex.reindex")(
       function*(options: { readonly force?: boolean; readonly sources?: ReadonlyArray<string> } = {}) {
         const rebuilt: Array<string> = []
-        for (const source of sources.all) {
-          if (options.sources && !options.sources.includes(source.name)) continue
+        // Every set's index: the configured sets' and those of the sets added beside them.
+        for (const source of yield* registry.refresh) {
+          if (options.sources && !options.sources.includes(source.set?.source ?? source.name)) continue
           // An index of the user's own is theirs to change.
           if (!source.index.owned || !source.index.create) continue
           const current = yield* info(source)
