@@ -1,53 +1,27 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { PGlite } from "@electric-sql/pglite"
-import { vector } from "@electric-sql/pglite-pgvector"
-import { Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as AutoEmbed from "../packages/core/src/AutoEmbed.js"
-import type { AutoEmbedConfigShape } from "../packages/core/src/config/AutoEmbedConfig.js"
 import type { SourceConfigInput } from "../packages/core/src/config/SourceConfig.js"
 import { EmbeddingQueue } from "../packages/core/src/pipeline/EmbeddingQueue.js"
 import { Status } from "../packages/core/src/pipeline/Status.js"
-import { scratchDatabase } from "./support/ApiServer.js"
 import { startCli, stop, waitFor as waitForAsync } from "./support/Processes.js"
 import { serverUrl, tier } from "./support/TestDatabase.js"
+import { openTierDatabase, tierQuery } from "./support/Tier.js"
 
 /**
  * The fleet seen from the database (issue 21): worker processes write heartbeats, throughput and
  * freshness (a row's change to its vector) are read from the bookkeeping, so a process without
  * workers reports the workers of other processes.
  */
-let database: { config: Partial<AutoEmbedConfigShape>; url?: string; drop: () => Promise<void> }
-
-const exec = async (statements: string) => {
-  if (database.url === undefined) {
-    const db = await PGlite.create(database.config.dataDir!, { extensions: { vector } })
-    await db.exec(statements)
-    await db.close()
-  } else {
-    const client = new pg.Client({ connectionString: database.url })
-    await client.connect()
-    await client.query(statements)
-    await client.end()
-  }
-}
+let database: Awaited<ReturnType<typeof openTierDatabase>>
+const exec = (statements: string) => tierQuery(database, statements)
 
 beforeAll(async () => {
-  if (serverUrl()) {
-    const scratch = await scratchDatabase()
-    database = {
-      config: { databaseUrl: Option.some(Redacted.make(scratch.url)) },
-      url: scratch.url,
-      drop: scratch.drop
-    }
-  } else {
-    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "autoembed-fleet-"))
-    database = { config: { dataDir: dir }, drop: async () => Fs.rmSync(dir, { recursive: true, force: true }) }
-  }
+  database = await openTierDatabase()
   await exec(
     `CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL);`
   )

@@ -1,20 +1,13 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { PGlite } from "@electric-sql/pglite"
-import { vector } from "@electric-sql/pglite-pgvector"
-import { Duration, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
-import * as Path from "node:path"
-import pg from "pg"
+import { Duration, Effect, Either, Layer, Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as AutoEmbed from "../packages/core/src/AutoEmbed.js"
-import type { AutoEmbedConfigShape } from "../packages/core/src/config/AutoEmbedConfig.js"
 import { decodeSources, type SourceConfigInput } from "../packages/core/src/config/SourceConfig.js"
 import { Search, SearchRequest } from "../packages/core/src/search/Search.js"
 import { EmbeddingSets } from "../packages/core/src/sets/EmbeddingSets.js"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"
-import { scratchDatabase } from "./support/ApiServer.js"
-import { serverUrl, tier } from "./support/TestDatabase.js"
+import { tier } from "./support/TestDatabase.js"
+import { openTierDatabase, tierQuery } from "./support/Tier.js"
 
 /**
  * Embedding sets declared in the configuration (`sources.<source>.sets`), on a user's table made
@@ -24,29 +17,11 @@ import { serverUrl, tier } from "./support/TestDatabase.js"
  */
 const ROWS = 200
 const fake = await startFakeProviderServer()
-let database: { config: Partial<AutoEmbedConfigShape>; drop: () => Promise<void> }
-
-const exec = async (statements: string) => {
-  if (database.config.dataDir !== undefined) {
-    const db = await PGlite.create(database.config.dataDir, { extensions: { vector } })
-    await db.exec(statements)
-    await db.close()
-  } else {
-    const client = new pg.Client({ connectionString: Redacted.value(Option.getOrThrow(database.config.databaseUrl!)) })
-    await client.connect()
-    await client.query(statements)
-    await client.end()
-  }
-}
+let database: Awaited<ReturnType<typeof openTierDatabase>>
+const exec = (statements: string) => tierQuery(database, statements)
 
 beforeAll(async () => {
-  if (serverUrl()) {
-    const scratch = await scratchDatabase()
-    database = { config: { databaseUrl: Option.some(Redacted.make(scratch.url)) }, drop: scratch.drop }
-  } else {
-    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "autoembed-declared-"))
-    database = { config: { dataDir: dir }, drop: async () => Fs.rmSync(dir, { recursive: true, force: true }) }
-  }
+  database = await openTierDatabase()
   await exec(`
     CREATE EXTENSION IF NOT EXISTS vector;
     CREATE TABLE notes (id bigserial PRIMARY KEY, body text NOT NULL, emb24 vector(24));

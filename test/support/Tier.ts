@@ -1,6 +1,13 @@
 import { PGlite } from "@electric-sql/pglite"
 import { vector } from "@electric-sql/pglite-pgvector"
+import { Option, Redacted } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import pg from "pg"
+import type { AutoEmbedConfigShape } from "../../packages/core/src/config/AutoEmbedConfig.js"
+import { scratchDatabase } from "./ApiServer.js"
+import { serverUrl } from "./TestDatabase.js"
 
 /**
  * Where a test that runs the CLI (or the server) as its own process keeps its database: a scratch
@@ -39,5 +46,31 @@ export const tierQuery = async <Row = Record<string, unknown>>(
     return (await db.exec(text)).at(-1)?.rows as Array<Row>
   } finally {
     await db.close()
+  }
+}
+
+/**
+ * A tier database for a test that starts autoembed (in process, or as processes) several times
+ * over the same data: a scratch database on the server, a PGlite directory on disk otherwise, with
+ * the configuration that points autoembed at it and a `drop` for afterAll.
+ */
+export const openTierDatabase = async (): Promise<
+  TierDatabase & { readonly config: Partial<AutoEmbedConfigShape>; readonly drop: () => Promise<void> }
+> => {
+  if (serverUrl()) {
+    const scratch = await scratchDatabase()
+    return {
+      url: scratch.url,
+      dataDir: "",
+      config: { databaseUrl: Option.some(Redacted.make(scratch.url)) },
+      drop: scratch.drop
+    }
+  }
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "autoembed-tier-"))
+  return {
+    url: undefined,
+    dataDir: dir,
+    config: { dataDir: dir },
+    drop: async () => Fs.rmSync(dir, { recursive: true, force: true })
   }
 }
