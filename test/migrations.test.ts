@@ -34,7 +34,8 @@ describe(`migrations (${tier()})`, () => {
           "queue",
           "rows",
           "sets",
-          "sources"
+          "sources",
+          "token_ledger"
         ])
         const columns = yield* sql<{ column_name: string }>`
           SELECT column_name FROM information_schema.columns
@@ -151,7 +152,8 @@ describe(`autoembed's schema is configurable (${tier()})`, () => {
             "queue",
             "rows",
             "sets",
-            "sources"
+            "sources",
+            "token_ledger"
           ])
           expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])
           const [m] = yield* sql<

@@ -143,6 +143,16 @@ const renderSources = (sources) => {
   for (const name of Object.keys(sources)) if (!known.includes(name)) select.append(el("option", { value: name }, name))
 }
 
+const tokens = (n) => n.toLocaleString("en-US")
+/** Dollars: cents for a cent or more, else two significant digits. */
+const usd = (n) => (n === 0 ? "$0" : n >= 0.01 ? `$${n.toFixed(2)}` : n < 0.000001 ? "<$0.000001" : `$${Number(n.toPrecision(2))}`)
+
+/** The ledger's figures (every worker's provider calls, from the database): this hour, 24 hours, in total. */
+const usageRows = (usage) => [
+  ["Provider tokens", `${tokens(usage.hour.tokens)} this hour · ${tokens(usage.day.tokens)} in 24 h · ${tokens(usage.total.tokens)} in total`],
+  ["Provider cost", `${usd(usage.hour.cost_usd)} this hour · ${usd(usage.day.cost_usd)} in 24 h · ${usd(usage.total.cost_usd)} in total`]
+]
+
 const renderQueue = (report) => {
   const q = report.queue
   const rows = [
@@ -151,6 +161,7 @@ const renderQueue = (report) => {
     ["In flight", q.in_flight],
     ["Throughput", `${report.throughput.last_minute_per_second}/s last minute, ${report.throughput.last_5_minutes_per_second}/s last 5 minutes`],
     ["Embedded here", `${report.totals.embedded} rows in ${report.totals.batches} batches`],
+    ...usageRows(report.usage),
     ["Database", `${report.database.description}`]
   ]
   if (q.paused_for_ms > 0) rows.push(["Paused", `${Math.ceil(q.paused_for_ms / 1000)} s (provider errors)`])

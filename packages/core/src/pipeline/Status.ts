@@ -5,7 +5,7 @@ import { EmbeddingSets } from "../sets/EmbeddingSets.js"
 import type { SetReport } from "../sets/SetSchemas.js"
 import { type Source, Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
-import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
+import { EmbeddingStore, type LedgerSummary, type SourceCounts } from "../storage/EmbeddingStore.js"
 import { type IndexInfo, VectorIndex } from "../storage/VectorIndex.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
 import { WorkerStatus } from "./WorkerStatus.js"
@@ -66,6 +66,12 @@ export interface StatusReport {
     readonly batches: number
     readonly providerErrors: Readonly<Record<string, number>>
   }
+  /**
+   * Input tokens sent to the providers and what they cost, from the ledger in the database (so
+   * every worker's calls, whichever process answers): the current clock hour, the last 24 hours
+   * (whole hours), and in total; per source, set, model and kind (document or query).
+   */
+  readonly usage: LedgerSummary
   readonly provider: {
     readonly provider: string
     readonly model: string
@@ -157,6 +163,13 @@ const setNotes = (sets: ReadonlyArray<SetReport>) =>
     return notes
   })
 
+/** A note for each model the ledger has tokens of but no price for (its cost shows as 0). */
+const priceNotes = (usage: LedgerSummary) =>
+  [...new Set(usage.lines.filter((l) => l.usdPerMillionTokens === null).map((l) => l.model))].map((model) =>
+    `no price known for ${model}: its cost shows as 0; set prices."${model}" (USD per 1M input tokens) ` +
+    `in the configuration file`
+  )
+
 /** What an operator needs to see: per-source state from the database, this process's queue and throughput. */
 export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
   effect: Effect.gen(function*() {
@@ -180,8 +193,9 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       const series = snapshot.throughput
       const sum = (n: number) => series.slice(-n).reduce((a, s) => a + s.embedded, 0)
       const sets = yield* embeddingSets.list()
+      const usage = yield* store.ledgerSummary(config.prices)
       const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
-      notes.push(...setNotes(sets))
+      notes.push(...setNotes(sets), ...priceNotes(usage))
       if (Option.isNone(stats)) notes.push("no embedding workers run in this process (pnpm cli worker runs them)")
       const st = Option.getOrUndefined(stats)
       if (st !== undefined && !st.listening) {
@@ -217,6 +231,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           batches: snapshot.batches,
           providerErrors: snapshot.providerErrors
         },
+        usage,
         provider: {
           provider: provider.provider,
           model: provider.model,
