@@ -132,6 +132,8 @@ class HttpError {
 export class FakeProviderServer {
   behaviour: FakeBehaviour = defaultBehaviour()
   readonly requests: Array<RecordedRequest> = []
+  /** Sum of the input tokens reported in successful answers (`usage.prompt_tokens`, `prompt_eval_count`). */
+  reportedTokens = 0
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
   private random = rng(this.behaviour.seed)
@@ -172,6 +174,7 @@ export class FakeProviderServer {
     this.random = rng(this.behaviour.seed)
     this.seededWith = this.behaviour.seed
     this.requests.length = 0
+    this.reportedTokens = 0
   }
 
   /** For OLLAMA_HOST. */
@@ -385,6 +388,7 @@ export class FakeProviderServer {
         )
       }
       record.status = 200
+      this.reportedTokens += tokens
       if (protocol === "ollama") {
         return this.send(res, 200, {
           model,
