@@ -147,7 +147,7 @@ describe(`examples/notes-service (${tier()})`, () => {
 
   it("reports status and dry-run counts through the facade", async () => {
     const dry = await service.autoembed.dryRun()
-    expect(dry.entityTypes.notes).toEqual({ missing: 0, stale: 0, failed: 0 })
+    expect(dry.entityTypes.notes).toMatchObject({ missing: 0, stale: 0, failed: 0, tokens: 0 })
     const status = await service.autoembed.status()
     expect(status.sources.notes).toMatchObject({ total: 4, embedded: 4, pending: 0, failed: 0 })
     expect(await service.autoembed.retryFailed()).toEqual({ requeued: 0 })

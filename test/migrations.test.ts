@@ -36,6 +36,7 @@ describe(`migrations (${tier()})`, () => {
           "rows",
           "sets",
           "sources",
+          "token_ledger",
           "workers"
         ])
         const columns = yield* sql<{ column_name: string }>`
@@ -155,6 +156,7 @@ describe(`autoembed's schema is configurable (${tier()})`, () => {
             "rows",
             "sets",
             "sources",
+            "token_ledger",
             "workers"
           ])
           expect(yield* sql`SELECT 1 FROM pg_namespace WHERE nspname = 'autoembed'`).toEqual([])

@@ -51,6 +51,8 @@ export interface FakeBehaviour {
   modelDimensions: Record<string, number>
   /** Vector length of models not in `modelDimensions`. */
   defaultDimensions: number
+  /** Reported usage is autoembed's count times this (a tokenizer that counts otherwise). */
+  usageScale: number
 }
 
 export const defaultBehaviour = (): FakeBehaviour => ({
@@ -83,7 +85,8 @@ export const defaultBehaviour = (): FakeBehaviour => ({
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536
   },
-  defaultDimensions: 1024
+  defaultDimensions: 1024,
+  usageScale: 1
 })
 
 export interface RecordedRequest {
@@ -132,6 +135,8 @@ class HttpError {
 export class FakeProviderServer {
   behaviour: FakeBehaviour = defaultBehaviour()
   readonly requests: Array<RecordedRequest> = []
+  /** Sum of the input tokens reported in successful answers (`usage.prompt_tokens`, `prompt_eval_count`). */
+  reportedTokens = 0
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
   private random = rng(this.behaviour.seed)
@@ -172,6 +177,7 @@ export class FakeProviderServer {
     this.random = rng(this.behaviour.seed)
     this.seededWith = this.behaviour.seed
     this.requests.length = 0
+    this.reportedTokens = 0
   }
 
   /** For OLLAMA_HOST. */
@@ -374,7 +380,7 @@ export class FakeProviderServer {
       let vectors: Array<Array<number>> = inputs.map((t) => embedLocal(t, dims))
       if (b.wrongCount) vectors = vectors.length > 1 ? vectors.slice(0, -1) : [...vectors, ...vectors]
       if (b.nonFinite && vectors.length > 0) vectors[0] = [NaN, ...vectors[0].slice(1)]
-      const tokens = inputs.reduce((n, t) => n + estimateTokens(t), 0)
+      const tokens = Math.round(inputs.reduce((n, t) => n + estimateTokens(t), 0) * b.usageScale)
       if (b.malformedJson) {
         record.status = 200
         res.writeHead(200, { "content-type": "application/json" })
@@ -385,6 +391,7 @@ export class FakeProviderServer {
         )
       }
       record.status = 200
+      this.reportedTokens += tokens
       if (protocol === "ollama") {
         return this.send(res, 200, {
           model,

@@ -1,5 +1,7 @@
 import {
   type Histogram as CoreHistogram,
+  type LedgerLine,
+  type LedgerSummary,
   type MetricsSnapshot,
   PipelineMetrics,
   type SetReport,
@@ -19,6 +21,7 @@ interface Scrape {
   >
   readonly sets: Option.Option<ReadonlyArray<SetReport>>
   readonly fleet: Option.Option<Pick<StatusReport, "workers" | "freshness" | "sources" | "circuits">>
+  readonly usage: Option.Option<LedgerSummary>
 }
 
 const PROVIDER_ERROR_REASONS = ["Transient", "RateLimited", "InvalidInput", "Auth", "ModelNotFound", "BadResponse"]
@@ -176,6 +179,7 @@ export class HttpMetrics {
     })
     this.setGauges()
     this.fleetMetrics()
+    this.usageGauges()
     gauge(
       "autoembed_database_up",
       "1 when the last status query reached the database.",
@@ -301,6 +305,54 @@ export class HttpMetrics {
     } as unknown as Metric)
   }
 
+  /**
+   * The token ledger, from the database (every process's provider calls): running totals per source,
+   * set, model and kind, which only grow (so `increase()` works on them as on counters), and the
+   * current hour's and last 24 hours' figures as labelled windows.
+   */
+  private usageGauges() {
+    const self = () => this.scrape
+    const registers = [this.registry]
+    const labels = (l: LedgerLine) => ({ source: l.source, set: l.set, model: l.model, kind: l.kind })
+    const perLine = (name: string, help: string, values: (l: LedgerLine) => ReadonlyArray<readonly [string, number]>) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["source", "set", "model", "kind", "window"],
+        registers,
+        collect() {
+          this.reset()
+          const usage = self()?.usage
+          if (usage === undefined || Option.isNone(usage)) return
+          for (const line of usage.value.lines) {
+            for (const [window, value] of values(line)) {
+              this.set(window === "" ? labels(line) : { ...labels(line), window }, value)
+            }
+          }
+        }
+      })
+    perLine(
+      "autoembed_provider_tokens_total",
+      "Input tokens sent to the embedding provider since the ledger began (provider-reported where it reports usage).",
+      (l) => [["", l.total.tokens]]
+    )
+    perLine(
+      "autoembed_provider_cost_usd_total",
+      "What those tokens cost in US dollars at the configured prices (0 for local models and unpriced ones).",
+      (l) => [["", l.total.costUsd]]
+    )
+    perLine(
+      "autoembed_provider_tokens",
+      "Input tokens sent in the current clock hour (window=hour) and the last 24 clock hours (window=day).",
+      (l) => [["hour", l.hour.tokens], ["day", l.day.tokens]]
+    )
+    perLine(
+      "autoembed_provider_cost_usd",
+      "Their cost in US dollars: the current clock hour (window=hour) and the last 24 clock hours (window=day).",
+      (l) => [["hour", l.hour.costUsd], ["day", l.day.costUsd]]
+    )
+  }
+
   record(method: string, route: string, status: number, seconds: number): void {
     this.requests.inc({ method, route, status: String(status) })
     this.durations.observe(seconds)
@@ -318,7 +370,8 @@ export class HttpMetrics {
         queue,
         rows: Option.map(status, (s) => s.sources),
         sets: Option.map(status, (s) => s.sets),
-        fleet: status
+        fleet: status,
+        usage: Option.map(status, (s) => s.usage)
       }
       return yield* Effect.promise(() => this.registry.metrics())
     })

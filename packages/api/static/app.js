@@ -157,6 +157,16 @@ const freshnessText = (freshness) => {
   return entries.map(([key, f]) => `${key}: p50 ${f.p50_seconds} s, p95 ${f.p95_seconds} s (${f.samples} rows)`).join("; ")
 }
 
+const tokens = (n) => n.toLocaleString("en-US")
+/** Dollars: cents for a cent or more, else two significant digits. */
+const usd = (n) => (n === 0 ? "$0" : n >= 0.01 ? `$${n.toFixed(2)}` : n < 0.000001 ? "<$0.000001" : `$${Number(n.toPrecision(2))}`)
+
+/** The ledger's figures (every worker's provider calls, from the database): this hour, 24 hours, in total. */
+const usageRows = (usage) => [
+  ["Provider tokens", `${tokens(usage.hour.tokens)} this hour · ${tokens(usage.day.tokens)} in 24 h · ${tokens(usage.total.tokens)} in total`],
+  ["Provider cost", `${usd(usage.hour.cost_usd)} this hour · ${usd(usage.day.cost_usd)} in 24 h · ${usd(usage.total.cost_usd)} in total`]
+]
+
 const renderQueue = (report) => {
   const q = report.queue
   const rows = [
@@ -168,6 +178,7 @@ const renderQueue = (report) => {
     ["Freshness", freshnessText(report.freshness)],
     ...report.circuits.map((c) => ["Circuit open", `${c.model} since ${new Date(c.opened_at).toLocaleTimeString()}: ${c.last_error} (next probe ${new Date(c.probe_at).toLocaleTimeString()})`]),
     ["Embedded here", `${report.totals.embedded} rows in ${report.totals.batches} batches`],
+    ...usageRows(report.usage),
     ["Database", `${report.database.description}`]
   ]
   if (q.paused_for_ms > 0) rows.push(["Paused", `${Math.ceil(q.paused_for_ms / 1000)} s (provider errors)`])

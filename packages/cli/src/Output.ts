@@ -18,11 +18,23 @@ export const formatDuration = (seconds: number | null): string => {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
 }
 
+/** Dollars: cents for amounts of a cent or more, else enough digits to see a fraction of a cent. */
+export const usd = (n: number): string =>
+  n === 0
+    ? "$0"
+    : n >= 0.01
+    ? `$${n.toFixed(2)}`
+    : n < 0.000001
+    ? "<$0.000001"
+    : `$${n.toPrecision(2).replace(/\.?0+$/, "")}`
+
 export const dryRunTable = (report: DryRunReport, where: string): string => {
   const lines = [
     `Backfill dry run on ${where} (nothing was changed)`,
     "",
-    `  ${pad("Type", 12)}${pad("Missing", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}`
+    `  ${pad("Type", 12)}${pad("Missing", 10, true)}${pad("Stale", 10, true)}${pad("Failed", 10, true)}${
+      pad("Tokens", 14, true)
+    }${pad("Cost", 12, true)}  Model`
   ]
   // Messages first, then atoms, then any custom sources, as people read them.
   const order = Object.keys(report.entityTypes).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
@@ -31,11 +43,36 @@ export const dryRunTable = (report: DryRunReport, where: string): string => {
     lines.push(
       `  ${pad(label(t), 12)}${pad(num(c.missing), 10, true)}${pad(num(c.stale), 10, true)}${
         pad(num(c.failed), 10, true)
-      }`
+      }${pad(`~${num(c.tokens)}`, 14, true)}${pad(usd(c.costUsd), 12, true)}  ${c.model}`
     )
   }
   lines.push(`  ${pad("Total", 12)}${pad(num(report.total), 10, true)}  rows a run would embed`)
+  lines.push(
+    `  ${pad("Estimate", 12)}${pad(`~${num(report.tokens)}`, 10, true)}  input tokens, ${usd(report.costUsd)} ` +
+      `at the configured prices`
+  )
   return lines.join("\n")
+}
+
+/** The ledger's figures: tokens and cost in the current hour, the last 24 hours and in total. */
+const usageLines = (usage: StatusReport["usage"]): Array<string> => {
+  if (usage.lines.length === 0) return []
+  const row = (name: string, hour: string, day: string, total: string) =>
+    `  ${pad(name, 40)}${pad(hour, 12, true)}${pad(day, 12, true)}${pad(total, 14, true)}`
+  return [
+    "",
+    row("Provider tokens (cost)", "This hour", "24 hours", "Total"),
+    ...usage.lines.map((l) =>
+      row(
+        `${l.set}${l.kind === "query" ? " (queries)" : ""} ${l.model}`.slice(0, 39),
+        num(l.hour.tokens),
+        num(l.day.tokens),
+        num(l.total.tokens)
+      )
+    ),
+    row("All", num(usage.hour.tokens), num(usage.day.tokens), num(usage.total.tokens)),
+    row("Cost", usd(usage.hour.costUsd), usd(usage.day.costUsd), usd(usage.total.costUsd))
+  ]
 }
 const rank = (t: string) => (t === "messages" ? 0 : t === "atoms" ? 1 : 2)
 
@@ -74,6 +111,7 @@ export const statusTable = (report: StatusReport): string => {
       }  ${c.index.state}`
     )
   }
+  lines.push(...usageLines(report.usage))
   if (report.recentErrors.length > 0) {
     lines.push("", "  Recent errors:")
     for (const e of report.recentErrors) {

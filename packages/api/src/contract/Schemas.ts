@@ -93,15 +93,32 @@ export const ExtractionResponse = conforms<ExtractionResult>()(
   )
 )
 
+const Usd = Schema.Number.pipe(Schema.nonNegative()).annotations({ description: "US dollars" })
+
 export const DryRunResponse = conforms<DryRunReport>()(
   camelKeys(
     Schema.Struct({
       dry_run: Schema.Literal(true),
       entity_types: Schema.Record({
         key: Schema.String,
-        value: Schema.Struct({ missing: Count, stale: Count, failed: Count })
+        value: camelKeys(Schema.Struct({
+          missing: Count,
+          stale: Count,
+          failed: Count,
+          model: Schema.String.annotations({ description: "provider/model the set embeds with" }),
+          tokens: Count.annotations({ description: "Estimated input tokens of this set's rows" }),
+          cost_usd: Usd,
+          calibration: Schema.Number.annotations({
+            description: "Factor from the ledger: what the provider reported over autoembed's count; 1 until known"
+          })
+        }))
       }),
-      total: Count
+      total: Count,
+      tokens: Count.annotations({
+        description: "Estimated input tokens of what a run would embed: the texts counted in the database " +
+          "(ceil(UTF-8 bytes / 3) with the model's prefix, capped at its context) times the calibration"
+      }),
+      cost_usd: Usd.annotations({ description: "The estimate at each model's price (the configuration's prices)" })
     }).annotations({ identifier: "BackfillDryRun" })
   )
 )
@@ -220,6 +237,38 @@ const SourceStatus = camelKeys(Schema.Struct({
   index: IndexState
 }))
 
+const UsageFigures = camelKeys(Schema.Struct({ tokens: Count, cost_usd: Usd }))
+
+const LedgerLine = camelKeys(Schema.Struct({
+  source: Schema.String,
+  set: Schema.String.annotations({ description: "The embedding set's key: <source>, or <source>@<n>" }),
+  model: Schema.String,
+  kind: Schema.Literal("document", "query").annotations({
+    description: "document: rows embedded by the workers; query: search queries embedded"
+  }),
+  usd_per_million_tokens: Schema.NullOr(Schema.Number).annotations({
+    description: "The price used; null when none is known (the cost counts as 0)"
+  }),
+  hour: UsageFigures,
+  day: UsageFigures,
+  total: UsageFigures,
+  estimated_tokens: Count.annotations({
+    description: "Of the total, tokens autoembed counted because the provider reported no usage"
+  }),
+  requests: Count,
+  inputs: Count
+}))
+
+const Usage = Schema.Struct({
+  hour: UsageFigures.annotations({ description: "The current clock hour (UTC) so far" }),
+  day: UsageFigures.annotations({ description: "The current clock hour and the 23 before it" }),
+  total: UsageFigures,
+  lines: Schema.Array(LedgerLine)
+}).annotations({
+  identifier: "TokenUsage",
+  description: "Input tokens sent to the providers and their cost, from the ledger (every process's calls)"
+})
+
 export const StatusResponse = conforms<StatusReport>()(
   camelKeys(
     Schema.Struct({
@@ -287,6 +336,7 @@ export const StatusResponse = conforms<StatusReport>()(
         batches: Count,
         provider_errors: Schema.Record({ key: Schema.String, value: Count })
       })),
+      usage: Usage,
       provider: camelKeys(Schema.Struct({
         provider: Schema.String,
         model: Schema.String,

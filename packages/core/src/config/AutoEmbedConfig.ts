@@ -1,5 +1,6 @@
 import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, LogLevel, Option, Redacted, Schema } from "effect"
 import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
+import type { PriceTable } from "./Prices.js"
 import { type DeclaredSources, loadConfigFile } from "./SourceConfig.js"
 
 export type ProviderChoice = "auto" | "ollama" | "openai" | "local"
@@ -73,6 +74,8 @@ export interface AutoEmbedConfigShape {
   readonly builtin: boolean
   /** The configuration file read, if any. */
   readonly configFile: Option.Option<string>
+  /** USD per 1M input tokens by model key or name, from the configuration file, over `DEFAULT_PRICES`. */
+  readonly prices: PriceTable
 }
 
 /** A setting builder (also used by the server's own settings in @autoembed/api). */
@@ -222,7 +225,8 @@ export const autoEmbedConfig: Config.Config<AutoEmbedConfigShape> = Config.all({
   ),
   sources: Config.succeed<DeclaredSources>({}),
   builtin: Config.succeed(true),
-  configFile: Config.succeed(Option.none<string>())
+  configFile: Config.succeed(Option.none<string>()),
+  prices: Config.succeed<PriceTable>({})
 }).pipe(
   Config.validate({
     message: "AUTOEMBED_INDEX_TYPE=vector supports at most 2000 dimensions; " +
@@ -245,7 +249,8 @@ const withConfigFile = Effect.gen(function*() {
   )
   const sources = loaded?.file.sources ?? {}
   const builtin = Option.getOrElse(builtinEnv, () => loaded?.file.builtin ?? Object.keys(sources).length === 0)
-  return { ...settings, sources, builtin, configFile: Option.fromNullable(loaded?.path) }
+  const prices = loaded?.file.prices ?? {}
+  return { ...settings, sources, builtin, prices, configFile: Option.fromNullable(loaded?.path) }
 })
 
 /** A configuration mistake, with the setting to change in its message. */

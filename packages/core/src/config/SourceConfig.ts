@@ -4,6 +4,7 @@ import * as Path from "node:path"
 import { parse as parseYaml } from "yaml"
 import { EXIT_CODES, type Failure, FailureTypeId } from "../Failure.js"
 import { AddSetRequest, SetName } from "../sets/SetSchemas.js"
+import { PricesConfig } from "./Prices.js"
 
 /**
  * What a configuration file (or a library caller) declares about one table to embed. The file is
@@ -108,7 +109,9 @@ export type DeclaredSources = typeof DeclaredSources.Type
 export const ConfigFile = Schema.Struct({
   /** Keep the built-in knowledge model (topics, messages, atoms) beside the declared sources. */
   builtin: Schema.optional(Schema.Boolean),
-  sources: Schema.optional(DeclaredSources)
+  sources: Schema.optional(DeclaredSources),
+  /** USD per 1M input tokens by model key or model name, over the defaults (see `DEFAULT_PRICES`). */
+  prices: Schema.optional(PricesConfig)
 })
 export type ConfigFile = typeof ConfigFile.Type
 

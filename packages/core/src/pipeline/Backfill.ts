@@ -1,12 +1,18 @@
 import { Cause, Duration, Effect, FiberSet, Option, Ref, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
+import { costOf, priceOf } from "../config/Prices.js"
 import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
+import { utf8Bytes } from "../providers/EmbeddingProvider.js"
+import { prefixFor, profileFor, type ProviderName } from "../providers/ModelProfiles.js"
+import { modelKeyOf } from "../providers/ProviderSpec.js"
+import { SetProviders } from "../sets/SetProviders.js"
 import { SetRegistry } from "../sets/SetRegistry.js"
 import { SetName } from "../sets/SetSchemas.js"
 import type { Source } from "../sources/SourceCatalog.js"
 import { Sources, type SourcesShape } from "../sources/Sources.js"
 import { EmbeddingStore } from "../storage/EmbeddingStore.js"
 import { sqlReason } from "../storage/SqlFailure.js"
+import type { InputShape } from "../storage/StoreEstimate.js"
 import { VectorIndex } from "../storage/VectorIndex.js"
 import { type BackfillJob, BackfillJobs } from "./BackfillJobs.js"
 import { type BatchOutcome, EmbeddingPipeline } from "./EmbeddingPipeline.js"
@@ -65,11 +71,37 @@ export class BackfillNotFound extends Schema.TaggedError<BackfillNotFound>()("Ba
   }
 }
 
+/** One set's share of a dry run: rows by state, and what embedding them would send and cost. */
+export interface DryRunEntry {
+  readonly missing: number
+  readonly stale: number
+  readonly failed: number
+  /** `provider/model` the set embeds with. */
+  readonly model: string
+  /** Estimated input tokens of the rows a run would embed (see `DryRunReport.tokens`). */
+  readonly tokens: number
+  /** `tokens` at the model's price (0 when no price is known). */
+  readonly costUsd: number
+  /**
+   * Factor applied to autoembed's count: the provider's reported tokens over autoembed's count of
+   * the same inputs in the ledger; 1 until the model has reported enough (10,000 tokens) to say.
+   */
+  readonly calibration: number
+}
+
 export interface DryRunReport {
   readonly dryRun: true
-  readonly entityTypes: Record<string, { readonly missing: number; readonly stale: number; readonly failed: number }>
+  readonly entityTypes: Record<string, DryRunEntry>
   /** What a run would process (failed rows only with include_failed; capped by limit). */
   readonly total: number
+  /**
+   * Estimated input tokens of what a run would process: each row's text counted in the database
+   * as the provider would be sent it (`estimateTokens`: model prefix included, capped at the
+   * context), times the set's calibration; prorated when `limit` caps the run.
+   */
+  readonly tokens: number
+  /** The estimate at each model's price (USD; `prices` in the configuration file, or the defaults). */
+  readonly costUsd: number
 }
 
 /** A backfill gives up when nothing moved for this long (the provider is down, say). */
@@ -157,11 +189,12 @@ const backfillServices = Effect.all({
   vectorIndex: VectorIndex,
   config: AutoEmbedConfig,
   pipelines: EmbeddingPipeline,
-  jobs: BackfillJobs
+  jobs: BackfillJobs,
+  providers: SetProviders
 })
 type BackfillServices = Effect.Effect.Success<typeof backfillServices>
 
-/** What a run over `types` would process (failed rows only with `includeFailed`; capped by `limit`). */
+/** The rows a run over `types` would process, by state (failed rows only with `includeFailed`; capped by `limit`). */
 const countWork = (
   services: BackfillServices,
   types: ReadonlyArray<string>,
@@ -170,17 +203,63 @@ const countWork = (
   Effect.gen(function*() {
     const targets = yield* Effect.forEach(types, (t) => targetOf(services, t))
     const counts = yield* services.store.counts({ withTotal: false }, targets)
-    const entityTypes: DryRunReport["entityTypes"] = {}
+    const entityTypes: Record<string, { missing: number; stale: number; failed: number }> = {}
     let total = 0
     for (const t of types) {
       const c = counts[t]
       entityTypes[t] = { missing: c.missing, stale: c.stale, failed: c.failed }
       total += c.missing + c.stale + (options.includeFailed ? c.failed : 0)
     }
+    return { entityTypes, total: options.limit ? Math.min(total, options.limit) : total }
+  })
+
+/** How a set's texts reach its provider: the model's document prefix and context (see `prepareInputs`). */
+const inputShapeOf = (spec: { readonly provider: string; readonly model: string }): InputShape => {
+  const profile = profileFor(spec.provider as ProviderName, spec.model)
+  return {
+    prefixBytes: utf8Bytes(prefixFor(profile, "document")),
+    // A provider autoembed has no profile of (a library user's own) gets the largest common context.
+    contextTokens: profile.contextTokens ?? 8192
+  }
+}
+
+/**
+ * A dry run: the rows by state, and the tokens and cost embedding them would take, per set.
+ * Tokens are counted in the database (one aggregate statement per set, see `estimateWork`).
+ */
+const estimateRun = (
+  services: BackfillServices,
+  types: ReadonlyArray<string>,
+  options: { readonly includeFailed: boolean; readonly limit?: number | undefined }
+) =>
+  Effect.gen(function*() {
+    const { config, providers, store } = services
+    const counted = yield* countWork(services, types, options)
+    const entityTypes: Record<string, DryRunEntry> = {}
+    let rows = 0
+    let tokens = 0
+    let costUsd = 0
+    for (const t of types) {
+      const target = yield* targetOf(services, t)
+      const spec = target.set?.spec ?? providers.own
+      const model = modelKeyOf(spec)
+      const work = yield* store.estimateWork(target, inputShapeOf(spec), options)
+      const calibration = yield* store.tokenCalibration(model)
+      const setTokens = Math.round(work.tokens * calibration)
+      const setCost = costOf(setTokens, priceOf(config.prices, model))
+      entityTypes[t] = { ...counted.entityTypes[t], model, tokens: setTokens, costUsd: setCost, calibration }
+      rows += work.rows
+      tokens += setTokens
+      costUsd += setCost
+    }
+    // A limit cuts the run short: its share of the rows, at their average size.
+    const share = options.limit !== undefined && rows > options.limit ? options.limit / rows : 1
     const report: DryRunReport = {
       dryRun: true,
       entityTypes,
-      total: options.limit ? Math.min(total, options.limit) : total
+      total: counted.total,
+      tokens: Math.round(tokens * share),
+      costUsd: costUsd * share
     }
     return report
   })
@@ -206,7 +285,7 @@ const beginBulk = (
   services: BackfillServices,
   request: BackfillRequest,
   types: ReadonlyArray<string>,
-  before: DryRunReport
+  before: Effect.Effect.Success<ReturnType<typeof countWork>>
 ) =>
   Effect.gen(function*() {
     const { config } = services
@@ -373,7 +452,7 @@ export class Backfill extends Effect.Service<Backfill>()("@autoembed/core/Backfi
     const dryRun = Effect.fn("Backfill.dryRun")(function*(input: BackfillInput = {}) {
       const request = Schema.decodeSync(BackfillRequest)(input)
       const types = yield* resolveKeys(sources, registry, request.entityTypes, request.set)
-      return yield* countWork(services, types, { includeFailed: request.includeFailed, limit: request.limit })
+      return yield* estimateRun(services, types, { includeFailed: request.includeFailed, limit: request.limit })
     })
 
     const begin = (input: BackfillInput) =>

@@ -18,10 +18,13 @@ import {
   isRetryable,
   isSystemic,
   type ProviderError,
-  splitByLimits
+  splitByLimits,
+  usageOf
 } from "../providers/EmbeddingProvider.js"
+import { modelKeyOf } from "../providers/ProviderSpec.js"
 import { SetProviders } from "../sets/SetProviders.js"
 import { SetRegistry } from "../sets/SetRegistry.js"
+import { entityOf } from "../sources/SourceCatalog.js"
 import type { Source } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
 import { type ClaimedItem, EmbeddingStore, type LoadedRow } from "../storage/EmbeddingStore.js"
@@ -371,7 +374,20 @@ const embedPairs = (
         Effect.retry(run.retryPolicy)
       )
     ).pipe(Effect.either)
-    if (Either.isRight(result)) return yield* writeEmbedded(run, source, pairs, result.right, outcome)
+    if (Either.isRight(result)) {
+      // Booked whether or not the write then succeeds: the provider has been paid either way.
+      const usage = usageOf(pairs.map((p) => p.row.text), result.right)
+      return yield* writeEmbedded(run, source, pairs, result.right, outcome).pipe(
+        Effect.ensuring(store.recordUsage({
+          source: entityOf(source),
+          setKey: source.name,
+          model: modelKeyOf(provider),
+          kind: "document",
+          inputs: pairs.length,
+          usage
+        }))
+      )
+    }
     const items = pairs.map((p) => p.item)
     const e = result.left
     yield* Ref.set(run.lastError, `${new Date().toISOString()} ${describe(e)}`)

@@ -5,7 +5,7 @@ import { EmbeddingSets } from "../sets/EmbeddingSets.js"
 import type { SetReport } from "../sets/SetSchemas.js"
 import { type Source, Sources } from "../sources/Sources.js"
 import { Database } from "../storage/Database.js"
-import { EmbeddingStore, type SourceCounts } from "../storage/EmbeddingStore.js"
+import { EmbeddingStore, type LedgerSummary, type SourceCounts } from "../storage/EmbeddingStore.js"
 import { type IndexInfo, VectorIndex } from "../storage/VectorIndex.js"
 import { Fleet, type FleetThroughput, type FleetWorker, type Freshness } from "./Fleet.js"
 import { PipelineMetrics } from "./PipelineMetrics.js"
@@ -71,6 +71,12 @@ export interface StatusReport {
     readonly batches: number
     readonly providerErrors: Readonly<Record<string, number>>
   }
+  /**
+   * Input tokens sent to the providers and what they cost, from the ledger in the database (so
+   * every worker's calls, whichever process answers): the current clock hour, the last 24 hours
+   * (whole hours), and in total; per source, set, model and kind (document or query).
+   */
+  readonly usage: LedgerSummary
   readonly provider: {
     readonly provider: string
     readonly model: string
@@ -167,6 +173,13 @@ const setNotes = (sets: ReadonlyArray<SetReport>) =>
     return notes
   })
 
+/** A note for each model the ledger has tokens of but no price for (its cost shows as 0). */
+const priceNotes = (usage: LedgerSummary) =>
+  [...new Set(usage.lines.filter((l) => l.usdPerMillionTokens === null).map((l) => l.model))].map((model) =>
+    `no price known for ${model}: its cost shows as 0; set prices."${model}" (USD per 1M input tokens) ` +
+    `in the configuration file`
+  )
+
 /** What an operator needs to see: per-source state from the database, this process's queue and throughput. */
 export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
   effect: Effect.gen(function*() {
@@ -197,8 +210,9 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
       ])
       // The configured sets are the sources counted above: list() counts only the others.
       const sets = yield* embeddingSets.list(undefined, { counts, indexes })
+      const usage = yield* store.ledgerSummary(config.prices)
       const { notes, sourcesReport } = sourcesSection(sources.all, counts, indexes)
-      notes.push(...setNotes(sets))
+      notes.push(...setNotes(sets), ...priceNotes(usage))
       for (const c of circuits) {
         notes.push(
           `the provider circuit for ${c.model} is open since ${c.openedAt} (${c.lastError}); ` +
@@ -241,6 +255,7 @@ export class Status extends Effect.Service<Status>()("@autoembed/core/Status", {
           batches: snapshot.batches,
           providerErrors: snapshot.providerErrors
         },
+        usage,
         provider: {
           provider: provider.provider,
           model: provider.model,

@@ -69,17 +69,63 @@ export interface ProviderLimits {
   readonly maxTokensPerRequest: number
 }
 
+/**
+ * The input tokens of one `embed` call, for the token and cost ledger. Providers that answer with
+ * usage (OpenAI's `usage.prompt_tokens`, Ollama's `prompt_eval_count`) report it; where a provider
+ * reports none, autoembed counts the inputs as sent with `estimateTokens`.
+ */
+export interface EmbedUsage {
+  /** Billable input tokens: the provider's figure where it reported one, autoembed's count otherwise. */
+  readonly tokens: number
+  /** True when every request of the call reported its usage (so `tokens` holds no estimate). */
+  readonly reported: boolean
+  /** The part of `tokens` autoembed counted because the provider reported nothing. */
+  readonly estimatedTokens: number
+  /** autoembed's own count of the same inputs, whatever was reported: calibrates dry-run estimates. */
+  readonly countedTokens: number
+  /** Requests sent to the provider (one per group within its limits). */
+  readonly requests: number
+}
+
+/**
+ * What `embed` returns: one vector per text, plus the call's usage when the provider knows it.
+ * `usage` is optional so that a provider written before the ledger (or a test double returning a
+ * plain array) still fits; `usageOf` counts what such a provider leaves out.
+ */
+export type Embeddings = ReadonlyArray<ReadonlyArray<number>> & { readonly usage?: EmbedUsage | undefined }
+
+/**
+ * Vectors with their usage attached to the array itself, not enumerable: callers that index,
+ * compare or serialise the vectors see exactly what they saw before the ledger.
+ */
+export const withUsage = <A extends ReadonlyArray<ReadonlyArray<number>>>(vectors: A, usage: EmbedUsage): A & {
+  readonly usage: EmbedUsage
+} => Object.defineProperty(vectors, "usage", { value: usage, enumerable: false }) as A & { readonly usage: EmbedUsage }
+
+/** A counted usage of `texts` (one request): for providers that report nothing. */
+export const countedUsage = (texts: ReadonlyArray<string>, requests = 1): EmbedUsage => {
+  const counted = texts.reduce((n, t) => n + estimateTokens(t), 0)
+  return { tokens: counted, reported: false, estimatedTokens: counted, countedTokens: counted, requests }
+}
+
+/** The usage an `embed` call returned, or the inputs counted when the provider attached none. */
+export const usageOf = (texts: ReadonlyArray<string>, embeddings: Embeddings): EmbedUsage =>
+  embeddings.usage ?? countedUsage(texts)
+
 export interface EmbeddingProviderShape {
   /** "ollama" | "openai" | "local" */
   readonly provider: string
   readonly model: string
   readonly dimensions: number
   readonly limits: ProviderLimits
-  /** One vector per text, in order, each of length `dimensions`. Over-long texts are truncated, never sent to fail. */
+  /**
+   * One vector per text, in order, each of length `dimensions`, with the call's `usage` where the
+   * provider knows it (see `Embeddings`). Over-long texts are truncated, never sent to fail.
+   */
   readonly embed: (
     texts: ReadonlyArray<string>,
     kind: EmbedKind
-  ) => Effect.Effect<ReadonlyArray<ReadonlyArray<number>>, ProviderError>
+  ) => Effect.Effect<Embeddings, ProviderError>
 }
 
 export class EmbeddingProvider extends Context.Tag("@autoembed/core/EmbeddingProvider")<

@@ -15,11 +15,13 @@
 import { Effect, Layer, Option } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import {
+  countedUsage,
   EmbeddingProvider,
   type EmbeddingProviderShape,
   type EmbedKind,
   type ProviderLimits,
-  ProviderStartupError
+  ProviderStartupError,
+  withUsage
 } from "./EmbeddingProvider.js"
 import { DEFAULT_MODELS } from "./ModelProfiles.js"
 
@@ -203,7 +205,8 @@ export const makeLocalProvider = (dimensions: number): EmbeddingProviderShape =>
   limits: LOCAL_LIMITS,
   embed: Effect.fn("LocalProvider.embed")(function*(texts: ReadonlyArray<string>, _kind: EmbedKind) {
     yield* Effect.annotateCurrentSpan({ provider: "local", model: LOCAL_MODEL, inputs: texts.length })
-    return texts.map((text) => embedLocal(text, dimensions))
+    // In-process and free, but counted like any other call so the ledger shows what a run embeds.
+    return withUsage(texts.map((text) => embedLocal(text, dimensions)), countedUsage(texts))
   })
 })
 

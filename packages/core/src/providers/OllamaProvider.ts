@@ -118,12 +118,19 @@ export const makeOllamaProvider = (options: OllamaProviderOptions): EmbeddingPro
           })
       }),
       Effect.flatMap((response) =>
-        validateVectors(
-          PROVIDER,
-          options.model,
-          inputs.length,
-          options.dimensions,
-          (response as { embeddings?: unknown } | null)?.embeddings
+        Effect.map(
+          validateVectors(
+            PROVIDER,
+            options.model,
+            inputs.length,
+            options.dimensions,
+            (response as { embeddings?: unknown } | null)?.embeddings
+          ),
+          // /api/embed reports the tokens it evaluated as `prompt_eval_count`.
+          (vectors) => ({
+            vectors,
+            reportedTokens: (response as { prompt_eval_count?: unknown } | null)?.prompt_eval_count
+          })
         )
       )
     )

@@ -123,6 +123,10 @@ const vectorsOf = (response: unknown): unknown => {
   return sorted.map((d) => (typeof d?.embedding === "string" ? decodeBase64Floats(d.embedding) : d?.embedding))
 }
 
+/** `usage.prompt_tokens` of an answer (compatible servers may leave `usage` out). */
+const promptTokensOf = (response: unknown): unknown =>
+  (response as { usage?: { prompt_tokens?: unknown } | null } | null)?.usage?.prompt_tokens
+
 /** An EmbeddingProvider on the official `openai` client (`POST /v1/embeddings`, any compatible `baseURL`). */
 export const makeOpenAIProvider = (options: OpenAIProviderOptions): EmbeddingProviderShape => {
   const baseURL = (options.baseURL ?? OPENAI_DEFAULT_BASE_URL).replace(/\/+$/, "")
@@ -156,7 +160,10 @@ export const makeOpenAIProvider = (options: OpenAIProviderOptions): EmbeddingPro
       catch: (error) => mapOpenAIError(error, baseURL, options.model)
     }).pipe(
       Effect.flatMap((response) =>
-        validateVectors(PROVIDER, options.model, inputs.length, options.dimensions, vectorsOf(response))
+        Effect.map(
+          validateVectors(PROVIDER, options.model, inputs.length, options.dimensions, vectorsOf(response)),
+          (vectors) => ({ vectors, reportedTokens: promptTokensOf(response) })
+        )
       )
     )
 

@@ -2,11 +2,14 @@ import { Effect } from "effect"
 import { causeChain } from "../storage/SqlFailure.js"
 import {
   DimensionMismatch,
+  type Embeddings,
   type EmbedKind,
+  estimateTokens,
   ProviderError,
   type ProviderLimits,
   splitByLimits,
-  truncateToTokens
+  truncateToTokens,
+  withUsage
 } from "./EmbeddingProvider.js"
 import { type ModelProfile, prefixFor } from "./ModelProfiles.js"
 
@@ -20,22 +23,51 @@ export const prepareInputs = (
   return texts.map((text) => truncateToTokens(prefix + text, profile.contextTokens))
 }
 
+/** What one request returned: its vectors and the input tokens the provider reported, if any. */
+export interface RequestResult {
+  readonly vectors: ReadonlyArray<ReadonlyArray<number>>
+  /** The answer's token field as it came (checked by `reportedTokens`). */
+  readonly reportedTokens: unknown
+}
+
+/**
+ * A provider's reported token count, or undefined when it reported none usable: a missing or
+ * non-numeric field, or 0 for inputs that hold text (some compatible servers send a 0 placeholder).
+ */
+export const reportedTokens = (value: unknown, counted: number): number | undefined =>
+  typeof value === "number" && Number.isFinite(value) && value >= 0 && (value > 0 || counted === 0)
+    ? Math.round(value)
+    : undefined
+
 /**
  * The shared shape of a provider's `embed`: prefix and truncate per the model, split into requests
- * within the provider's limits, call `request` for each group in order, and concatenate.
+ * within the provider's limits, call `request` for each group in order, and concatenate. The usage
+ * sums the groups: what each reported, else its inputs counted as sent (prefixed and truncated).
  */
 export const embedInGroups = <E>(
   texts: ReadonlyArray<string>,
   kind: EmbedKind,
   profile: ModelProfile,
   limits: ProviderLimits,
-  request: (group: Array<string>) => Effect.Effect<ReadonlyArray<ReadonlyArray<number>>, E>
-): Effect.Effect<Array<ReadonlyArray<number>>, E> =>
+  request: (group: Array<string>) => Effect.Effect<RequestResult, E>
+): Effect.Effect<Embeddings, E> =>
   Effect.gen(function*() {
     const out: Array<ReadonlyArray<number>> = []
-    if (texts.length === 0) return out
-    for (const group of splitByLimits(prepareInputs(texts, kind, profile), limits)) out.push(...(yield* request(group)))
-    return out
+    let tokens = 0
+    let estimatedTokens = 0
+    let countedTokens = 0
+    let requests = 0
+    for (const group of splitByLimits(prepareInputs(texts, kind, profile), limits)) {
+      const result = yield* request(group)
+      const counted = group.reduce((n, t) => n + estimateTokens(t), 0)
+      const reported = reportedTokens(result.reportedTokens, counted)
+      out.push(...result.vectors)
+      countedTokens += counted
+      tokens += reported ?? counted
+      if (reported === undefined) estimatedTokens += counted
+      requests += 1
+    }
+    return withUsage(out, { tokens, reported: estimatedTokens === 0, estimatedTokens, countedTokens, requests })
   })
 
 /**

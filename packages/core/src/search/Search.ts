@@ -2,12 +2,14 @@ import { Effect, Schema } from "effect"
 import { AutoEmbedConfig } from "../config/AutoEmbedConfig.js"
 import { EXIT_CODES, type Failure, FailureTypeId, type HttpAnswer } from "../Failure.js"
 import { PipelineMetrics } from "../pipeline/PipelineMetrics.js"
-import type { ProviderError } from "../providers/EmbeddingProvider.js"
+import { type ProviderError, usageOf } from "../providers/EmbeddingProvider.js"
+import { modelKeyOf } from "../providers/ProviderSpec.js"
 import { SetProviders } from "../sets/SetProviders.js"
 import { SetRegistry } from "../sets/SetRegistry.js"
-import type { FilterColumn, Source } from "../sources/SourceCatalog.js"
+import { entityOf, type FilterColumn, type Source } from "../sources/SourceCatalog.js"
 import { Sources, type SourcesShape } from "../sources/Sources.js"
 import { ActiveModel } from "../storage/ActiveModel.js"
+import { EmbeddingStore } from "../storage/EmbeddingStore.js"
 import { vectorLiteral } from "../storage/VectorEncoding.js"
 import { type Candidate, candidateDepth, rankAcrossSources } from "./Fusion.js"
 import { makeHydration } from "./Hydration.js"
@@ -227,6 +229,7 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
     const config = yield* AutoEmbedConfig
     const metrics = yield* PipelineMetrics
     const cache = yield* QueryCache
+    const store = yield* EmbeddingStore
     const modelKey = (yield* ActiveModel).key
     const queries = yield* makeSearchQuery
     const { hydrate } = yield* makeHydration
@@ -243,8 +246,22 @@ export class Search extends Effect.Service<Search>()("@autoembed/core/Search", {
             embedderOf(s),
             "query",
             q,
-            Effect.map(provider.embed([q], "query"), (vectors) =>
-              vectors[0])
+            provider.embed([q], "query").pipe(
+              // Only a call the provider answered costs tokens; a cache hit never gets here.
+              Effect.tap((vectors) =>
+                store.recordUsage({
+                  source: entityOf(s),
+                  setKey: s.name,
+                  model: modelKeyOf(provider),
+                  kind: "query",
+                  inputs: 1,
+                  usage: usageOf([q], vectors)
+                })
+              ),
+              Effect.map((vectors) =>
+                vectors[0]
+              )
+            )
           )
       )
 

@@ -3,9 +3,13 @@ import type { RowKey } from "../pipeline/PendingSignal.js"
 import { makeStoreContext } from "./StoreContext.js"
 import { makeStoreCounts } from "./StoreCounts.js"
 import { makeStoreDiscovery } from "./StoreDiscovery.js"
+import { makeStoreEstimate } from "./StoreEstimate.js"
 import { makeStoreClaims, makeStoreSettlements } from "./StoreLeases.js"
+import { makeStoreLedger } from "./StoreLedger.js"
 import { makeStoreVectors } from "./StoreVectors.js"
 
+export type { WorkEstimate } from "./StoreEstimate.js"
+export type { LedgerEntry, LedgerLine, LedgerSummary, UsageFigures } from "./StoreLedger.js"
 export type { VectorWrite } from "./StoreVectors.js"
 
 /** A queue row this process holds a lease on. `version` and `token` make completion exact. */
@@ -52,6 +56,8 @@ export class EmbeddingStore extends Effect.Service<EmbeddingStore>()("@autoembed
       ...makeStoreSettlements(ctx),
       ...makeStoreVectors(ctx),
       ...makeStoreDiscovery(ctx),
-      ...makeStoreCounts(ctx)
+      ...makeStoreCounts(ctx),
+      ...makeStoreLedger(ctx),
+      ...makeStoreEstimate(ctx)
     }) as const)
 }) {}

@@ -28,6 +28,8 @@ export const stateTables = (sql: SqlClient.SqlClient, schema: string) => ({
   bm25Apply: sql(`${schema}.bm25_apply`),
   /** A tsvector's length for BM25: its number of positions (indexed words). */
   tsvLength: sql(`${schema}.tsv_length`),
+  /** Input tokens sent to the providers per hour, source, set, model and kind (the token and cost ledger). */
+  ledger: sql(`${schema}.token_ledger`),
   /** The table that holds a source's vectors when it has no vector column of its own. */
   vectors: (source: string) => sql(`${schema}.${vectorTableName(source)}`)
 })
