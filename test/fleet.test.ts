@@ -1,5 +1,5 @@
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Duration, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -8,6 +8,7 @@ import * as AutoEmbed from "../packages/core/src/AutoEmbed.js"
 import type { SourceConfigInput } from "../packages/core/src/config/SourceConfig.js"
 import { EmbeddingQueue } from "../packages/core/src/pipeline/EmbeddingQueue.js"
 import { Status } from "../packages/core/src/pipeline/Status.js"
+import { pollUntil } from "./support/Pipeline.js"
 import { startCli, stop, waitFor as waitForAsync } from "./support/Processes.js"
 import { serverUrl, tier } from "./support/TestDatabase.js"
 import { openTierDatabase, tierQuery } from "./support/Tier.js"
@@ -43,17 +44,6 @@ const run = <A, E>(program: Effect.Effect<A, E, AutoEmbed.AutoEmbedServices | Em
     }) as Layer.Layer<AutoEmbed.AutoEmbedServices | EmbeddingQueue, AutoEmbed.AutoEmbedStartupError>
   )))
 
-const waitFor = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 60_000
-    while (Date.now() < deadline) {
-      const found = yield* check
-      if (found !== undefined) return found
-      yield* Effect.sleep(Duration.millis(100))
-    }
-    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
-  })
-
 const report = Effect.flatMap(Status, (s) => s.report())
 
 describe(`the fleet from the database (${tier()})`, () => {
@@ -66,16 +56,18 @@ describe(`the fleet from the database (${tier()})`, () => {
     const seen = await run(
       Effect.gen(function*() {
         const queue = yield* EmbeddingQueue
-        const done = yield* waitFor(
+        const done = yield* pollUntil(
           "the notes to be embedded",
-          Effect.map(report, (r) => r.sources.notes.embedded === 40 && r.sources.notes.pending === 0 ? r : undefined)
+          Effect.map(report, (r) => r.sources.notes.embedded === 40 && r.sources.notes.pending === 0 ? r : undefined),
+          60_000
         )
         // New rows while the worker runs: fresh within moments.
         const sql = yield* SqlClient.SqlClient
         yield* sql`INSERT INTO notes (body) SELECT 'live note ' || g FROM generate_series(1, 10) g`
-        const after = yield* waitFor(
+        const after = yield* pollUntil(
           "the live notes to be embedded",
-          Effect.map(report, (r) => r.sources.notes.embedded === 50 ? r : undefined)
+          Effect.map(report, (r) => r.sources.notes.embedded === 50 ? r : undefined),
+          60_000
         )
         return { done, after, workerId: queue.workerId }
       }),

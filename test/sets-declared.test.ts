@@ -6,6 +6,7 @@ import { decodeSources, type SourceConfigInput } from "../packages/core/src/conf
 import { Search, SearchRequest } from "../packages/core/src/search/Search.js"
 import { EmbeddingSets } from "../packages/core/src/sets/EmbeddingSets.js"
 import { startFakeProviderServer } from "./fakes/FakeProviderServer.js"
+import { pollUntil } from "./support/Pipeline.js"
 import { tier } from "./support/TestDatabase.js"
 import { openTierDatabase, tierQuery } from "./support/Tier.js"
 
@@ -64,17 +65,6 @@ const start = <A, E>(
     }) as Layer.Layer<AutoEmbed.AutoEmbedServices, AutoEmbed.AutoEmbedStartupError>
   ))))
 
-const waitFor = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 90_000
-    while (Date.now() < deadline) {
-      const found = yield* check
-      if (found !== undefined) return found
-      yield* Effect.sleep(Duration.millis(100))
-    }
-    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
-  })
-
 const search = (q: string, set?: string) =>
   Effect.gen(function*() {
     const request = yield* Schema.decodeUnknown(SearchRequest)({ q, mode: "vector", limit: 5, ...(set ? { set } : {}) })
@@ -88,7 +78,7 @@ describe(`sets declared in the configuration (${tier()})`, () => {
       {},
       Effect.gen(function*() {
         const sets = yield* EmbeddingSets
-        return yield* waitFor(
+        return yield* pollUntil(
           "the configured set to be complete",
           Effect.map(sets.list("notes"), ([only]) => only.embedded === ROWS ? only : undefined)
         )
@@ -99,7 +89,7 @@ describe(`sets declared in the configuration (${tier()})`, () => {
       { [SMALL]: smallSet() },
       Effect.gen(function*() {
         const sets = yield* EmbeddingSets
-        const active = yield* waitFor(
+        const active = yield* pollUntil(
           "the declared set to become active",
           Effect.map(sets.get("notes", SMALL), (r) => r.active ? r : undefined)
         )
@@ -213,13 +203,13 @@ describe(`sets declared in the configuration (${tier()})`, () => {
       Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const sets = yield* EmbeddingSets
-        const done = yield* waitFor(
+        const done = yield* pollUntil(
           "the column set to be complete",
           Effect.map(sets.get("notes", COL), (r) => r.missing + r.stale + r.pending === 0 ? r : undefined)
         )
         const [before] = yield* sql<{ v: string }>`SELECT emb24::text AS v FROM notes WHERE id = 1`
         yield* sql`UPDATE notes SET body = 'a rewritten note about column sets' WHERE id = 1`
-        const after = yield* waitFor(
+        const after = yield* pollUntil(
           "the edited row's column vector",
           Effect.map(
             sql<{ v: string | null }>`SELECT emb24::text AS v FROM notes WHERE id = 1`,

@@ -80,3 +80,15 @@ export const waitUntilIdle = (timeout: Duration.DurationInput = Duration.seconds
     const [r] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM ${queue} WHERE failed_at IS NULL`
     return r.n
   })
+
+/** Re-runs `check` every 100 ms until it yields a value; dies naming `what` after `timeoutMs`. */
+export const pollUntil = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>, timeoutMs = 90_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const found = yield* check
+      if (found !== undefined) return found
+      yield* Effect.sleep(Duration.millis(100))
+    }
+    return yield* Effect.dieMessage(`timed out waiting for ${what}`)
+  })

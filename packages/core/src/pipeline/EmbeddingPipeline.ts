@@ -366,7 +366,8 @@ const embedPairs = (
   Effect.gen(function*() {
     const { config, metrics, store } = run
     if (pairs.length === 0) return
-    const model = source.set?.modelKey ?? run.model
+    // The circuit and the ledger know a model by its provider's key (the set's own for another set).
+    const model = modelKeyOf(provider)
     if (!(yield* passCircuit(run, source, provider, model, pairs.map((p) => p.item)))) return
     const result = yield* run.providerPermits.withPermits(1)(
       provider.embed(pairs.map((p) => p.row.text), "document").pipe(
@@ -381,7 +382,7 @@ const embedPairs = (
         Effect.ensuring(store.recordUsage({
           source: entityOf(source),
           setKey: source.name,
-          model: modelKeyOf(provider),
+          model,
           kind: "document",
           inputs: pairs.length,
           usage

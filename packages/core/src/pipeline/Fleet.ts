@@ -60,7 +60,7 @@ type WorkerRow = {
   pid: number
   started_at: Date | string
   heartbeat_at: Date | string
-  sets: ReadonlyArray<string> | string
+  sets: ReadonlyArray<string>
   in_flight: number
   queue_depth: number
   embedded: number | string
@@ -112,8 +112,7 @@ export class Fleet extends Effect.Service<Fleet>()("@autoembed/core/Fleet", {
           pid: Number(r.pid),
           startedAt: iso(r.started_at),
           heartbeatAt: iso(r.heartbeat_at),
-          // PGlite returns text[] parsed; a driver without the array type would give its literal.
-          sets: typeof r.sets === "string" ? r.sets.replace(/^\{|\}$/g, "").split(",").filter(Boolean) : r.sets,
+          sets: r.sets,
           inFlight: Number(r.in_flight),
           queueDepth: Number(r.queue_depth),
           embedded: Number(r.embedded),

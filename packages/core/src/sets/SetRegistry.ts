@@ -128,10 +128,10 @@ export class SetRegistry extends Effect.Service<SetRegistry>()("@autoembed/core/
     const searchTargets = (names: ReadonlyArray<string>, set?: string, narrow = false) =>
       Effect.gen(function*() {
         const all = yield* rows
-        const having = set === undefined
-          ? names
-          : names.filter((n) => all.some((r) => r.source === n && r.name === set))
-        if (set !== undefined && narrow && having.length === 0) {
+        const searched = set !== undefined && narrow
+          ? names.filter((n) => all.some((r) => r.source === n && r.name === set))
+          : names
+        if (searched.length === 0 && names.length > 0) {
           return yield* new SetError({
             status: 404,
             message: `No source has an embedding set "${set}"; the sets are ${
@@ -140,7 +140,7 @@ export class SetRegistry extends Effect.Service<SetRegistry>()("@autoembed/core/
           })
         }
         const chosen: Array<Source> = []
-        for (const name of narrow ? having : names) {
+        for (const name of searched) {
           const row = all.find((r) => r.source === name && (set === undefined ? r.active : r.name === set))
           if (row === undefined && set !== undefined) {
             return yield* new SetError({
